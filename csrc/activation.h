@@ -1,0 +1,38 @@
+// Activations fused into pygan's ops. The backward forms read the op's output y, never the
+// pre-activation, so the forward need not keep it (valid for leaky_relu because slope >= 0).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace pygan {
+
+enum class Act : int { Identity = 0, Relu = 1, LeakyRelu = 2, Tanh = 3, Sigmoid = 4 };
+
+inline float act_forward(Act act, float z, float slope) {
+    switch (act) {
+        case Act::Identity: return z;
+        case Act::Relu: return z > 0.0f ? z : 0.0f;
+        case Act::LeakyRelu: return z > 0.0f ? z : z * slope;
+        case Act::Tanh: return std::tanh(z);
+        case Act::Sigmoid:
+            // stable for either sign of z
+            if (z >= 0.0f) return 1.0f / (1.0f + std::exp(-z));
+            else { const float e = std::exp(z); return e / (1.0f + e); }
+    }
+    return z;
+}
+
+// dy * act'(z), written in terms of y = act(z)
+inline float act_backward(Act act, float dy, float y, float slope) {
+    switch (act) {
+        case Act::Identity: return dy;
+        case Act::Relu: return y > 0.0f ? dy : 0.0f;
+        case Act::LeakyRelu: return y > 0.0f ? dy : dy * slope;
+        case Act::Tanh: return dy * (1.0f - y * y);
+        case Act::Sigmoid: return dy * y * (1.0f - y);
+    }
+    return dy;
+}
+
+}  // namespace pygan

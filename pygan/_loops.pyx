@@ -1,0 +1,48 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Loop-level kernels that are not GEMMs: fused optimizer updates over flat float32 buffers.
+
+Each update is one pass over the parameters (read grad and state, write state and parameter),
+parallel over contiguous chunks with prange and free of the GIL. Shapes are checked by the
+Python callers in pygan.optim; these functions check only that the buffers agree in length.
+"""
+
+from cython.parallel cimport prange
+from libc.math cimport sqrtf
+
+
+def _same_length(Py_ssize_t n, **buffers):
+    for name, buf in buffers.items():
+        if buf.shape[0] != n:
+            raise ValueError(f"{name}: length {buf.shape[0]} differs from param's {n}")
+
+
+def sgd_momentum(float[::1] param, const float[::1] grad, float[::1] velocity,
+                 float lr, float momentum, int num_threads=1):
+    """Classical momentum: ``v = momentum * v - lr * g``; ``p += v`` (in place)."""
+    cdef Py_ssize_t i, n = param.shape[0]
+    _same_length(n, grad=grad, velocity=velocity)
+    with nogil:
+        for i in prange(n, num_threads=num_threads, schedule="static"):
+            velocity[i] = momentum * velocity[i] - lr * grad[i]
+            param[i] = param[i] + velocity[i]
+
+
+def adam(float[::1] param, const float[::1] grad, float[::1] m, float[::1] v,
+         float lr, float beta1, float beta2, float eps, long step, int num_threads=1):
+    """Adam with bias correction (Kingma & Ba 2015), ``step`` counted from 1 (in place)."""
+    cdef Py_ssize_t i, n = param.shape[0]
+    cdef float g, mi, vi
+    if step < 1:
+        raise ValueError(f"step: must be >= 1, got {step}")
+    _same_length(n, grad=grad, m=m, v=v)
+    cdef float bc1 = 1.0 - beta1 ** step
+    cdef float inv_sqrt_bc2 = 1.0 / sqrtf(1.0 - beta2 ** step)
+    cdef float step_size = lr / bc1
+    with nogil:
+        for i in prange(n, num_threads=num_threads, schedule="static"):
+            g = grad[i]
+            mi = beta1 * m[i] + (1.0 - beta1) * g
+            vi = beta2 * v[i] + (1.0 - beta2) * g * g
+            m[i] = mi
+            v[i] = vi
+            param[i] = param[i] - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps)

@@ -1,0 +1,116 @@
+"""The op table: one set of op names, three implementations, and the registry that picks one.
+
+``numpy`` is the reference (plain NumPy, float32 and float64), ``cpu`` runs pygan's native C++
+and Cython kernels (float32), ``cupy`` runs on an NVIDIA GPU and is imported only when chosen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import types
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+#: Every op of the contract; each backend provides all of them under these names.
+OPS: tuple[str, ...] = (
+    "activation_forward",
+    "activation_backward",
+    "dense_forward",
+    "dense_backward",
+    "conv2d_forward",
+    "conv2d_backward",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward",
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "maxout_forward",
+    "maxout_backward",
+    "bce_with_logits",
+    "discriminator_loss",
+    "generator_loss",
+    "sgd_update",
+    "adam_update",
+)
+
+BACKENDS: tuple[str, ...] = ("numpy", "cpu", "cupy")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend: its name, its array module, its op functions and which of them are native."""
+
+    name: str
+    xp: types.ModuleType
+    ops: dict[str, Callable[..., Any]]
+    native: frozenset[str]
+    details: str = ""
+    dtypes: tuple[str, ...] = ("float32",)
+
+    def __getattr__(self, op: str) -> Callable[..., Any]:
+        try:
+            return self.ops[op]
+        except KeyError:
+            raise AttributeError(f"backend {self.name!r} has no op {op!r}") from None
+
+    def info(self) -> str:
+        """One line naming the backend, its details, and which ops are native and which fall back."""
+        fallback = [op for op in OPS if op not in self.native]
+        native = [op for op in OPS if op in self.native]
+        parts = [f"backend {self.name}"]
+        if self.details:
+            parts.append(self.details)
+        if self.name == "numpy":
+            parts.append("all ops are the NumPy reference")
+        else:
+            parts.append("native: " + (", ".join(native) or "none"))
+            parts.append("reference fallback: " + (", ".join(fallback) or "none"))
+        return "; ".join(parts)
+
+
+_cache: dict[str, Backend] = {}
+_current: list[Backend] = []
+
+
+def load_backend(name: str) -> Backend:
+    """Build (once) and return the backend called ``name``."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a backend name (str), got {type(name).__name__}")
+    if name not in BACKENDS:
+        raise ValueError(f"name: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    if name not in _cache:
+        module = importlib.import_module(f"pygan.backend.{'reference' if name == 'numpy' else name + '_backend'}")
+        _cache[name] = module.make_backend()
+    return _cache[name]
+
+
+def set_backend(name: str) -> Backend:
+    """Make ``name`` ("numpy", "cpu" or "cupy") the active backend and return it."""
+    backend = load_backend(name)
+    _current[:] = [backend]
+    return backend
+
+
+def get_backend() -> Backend:
+    """The active backend (``cpu`` unless changed)."""
+    if not _current:
+        set_backend("cpu")
+    return _current[0]
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[Backend]:
+    """Run a block with another backend active; the previous one is restored afterwards."""
+    previous = get_backend()
+    backend = set_backend(name)
+    try:
+        yield backend
+    finally:
+        _current[:] = [previous]
+
+
+def backend_info() -> str:
+    """A line describing the active backend: what is native and what falls back to the reference."""
+    return get_backend().info()

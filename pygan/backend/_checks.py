@@ -1,0 +1,104 @@
+"""Argument checks shared by every backend, so that bad input fails the same way everywhere.
+
+Every check raises ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong rank, shape,
+layout, value or option) with a message that starts with the argument's name.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+ACTIVATIONS: tuple[str, ...] = ("identity", "relu", "leaky_relu", "tanh", "sigmoid")
+GENERATOR_LOSSES: tuple[str, ...] = ("minimax", "non_saturating", "maximum_likelihood")
+
+
+def check_activation(act: Any, slope: Any) -> tuple[str, float]:
+    """Validate an activation name and its leaky-ReLU slope; return them normalised."""
+    if not isinstance(act, str):
+        raise TypeError(f"act: expected a string naming an activation, got {type(act).__name__}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act: unknown activation {act!r}; expected one of {', '.join(ACTIVATIONS)}")
+    if isinstance(slope, bool) or not isinstance(slope, (int, float, np.floating, np.integer)):
+        raise TypeError(f"slope: expected a number, got {type(slope).__name__}")
+    slope = float(slope)
+    if not math.isfinite(slope) or slope < 0.0:
+        # The backward pass reads the sign of the input from the output, which needs slope >= 0.
+        raise ValueError(f"slope: must be a finite number >= 0, got {slope}")
+    return act, slope
+
+
+def check_array(
+    name: str,
+    a: Any,
+    ndim: int | Sequence[int] | None = None,
+    dtypes: Sequence[Any] = (np.float32, np.float64),
+    xp: Any = np,
+) -> None:
+    """Check that ``a`` is an array of the backend's array type, rank, dtype and C layout."""
+    if not isinstance(a, xp.ndarray):
+        raise TypeError(f"{name}: expected a {xp.__name__}.ndarray, got {type(a).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if a.ndim not in allowed:
+            want = " or ".join(str(d) for d in allowed)
+            raise ValueError(f"{name}: expected a {want}-D array, got shape {tuple(a.shape)}")
+    if a.dtype not in [np.dtype(d) for d in dtypes]:
+        want = ", ".join(np.dtype(d).name for d in dtypes)
+        raise TypeError(f"{name}: expected dtype {want}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous (row-major); pass np.ascontiguousarray({name})")
+
+
+def check_same_dtype(**arrays: Any) -> None:
+    """All given arrays (None entries skipped) share one dtype."""
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    first_name, first = items[0]
+    for k, v in items[1:]:
+        if v.dtype != first.dtype:
+            raise TypeError(f"{k}: dtype {v.dtype} differs from {first_name}'s {first.dtype}")
+
+
+def check_shape(name: str, a: Any, shape: tuple[int, ...]) -> None:
+    """The array has exactly this shape."""
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(a.shape)}")
+
+
+def check_finite(name: str, a: Any, xp: Any = np) -> None:
+    """No NaN or Inf (used on weights, where a non-finite value means training has diverged)."""
+    if a.size and not bool(xp.isfinite(a).all()):
+        raise ValueError(f"{name}: contains NaN or Inf")
+
+
+def check_int(name: str, v: Any, minimum: int) -> int:
+    """A whole number no smaller than ``minimum``."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+    if v < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {v}")
+    return int(v)
+
+
+def check_prob(name: str, v: Any, low_open: bool, high_open: bool) -> float:
+    """A probability-like number in [0, 1], optionally excluding the ends."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+    v = float(v)
+    lo_ok = v > 0.0 if low_open else v >= 0.0
+    hi_ok = v < 1.0 if high_open else v <= 1.0
+    if not (math.isfinite(v) and lo_ok and hi_ok):
+        raise ValueError(f"{name}: must be in {'(' if low_open else '['}0, 1{')' if high_open else ']'}, got {v}")
+    return v
+
+
+def conv_out_size(name: str, size: int, k: int, stride: int, pad: int) -> int:
+    """Output length of a convolution along one axis; a clear error when it is not positive."""
+    out = (size + 2 * pad - k) // stride + 1
+    if size + 2 * pad - k < 0 or out <= 0:
+        raise ValueError(
+            f"{name}: kernel {k} with stride {stride} and padding {pad} does not fit an input of size {size}"
+        )
+    return out

@@ -1,0 +1,77 @@
+"""The ``cpu`` backend: pygan's native kernels (C++ through ``pygan._core``, Cython loops).
+
+Native ops validate their arguments with the same checks as the reference (float32 only) and then
+call the kernel with the GIL released. Ops without a native kernel yet are the reference functions,
+and ``backend_info()`` names each of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _core, _loops
+from . import OPS, Backend
+from . import reference as ref
+
+F32 = (np.float32,)
+ACT_CODES: dict[str, int] = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
+_threads: list[int] = [1]
+
+
+def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str = "identity", slope: float = 0.2) -> np.ndarray:
+    """Fused ``y = act(x @ w + b)`` in C++ (float32)."""
+    act, slope = ref.check_dense(x, w, b, act, slope, dtypes=F32)
+    return _core.dense_forward(x, w, b, ACT_CODES[act], slope)
+
+
+def dense_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    y: np.ndarray,
+    act: str = "identity",
+    slope: float = 0.2,
+    need_dx: bool = True,
+    need_params: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Fused dense backward in C++: ``(dx, dw, db)``, None where not asked for."""
+    act, slope = ref.check_dense_backward(dy, x, w, y, act, slope, dtypes=F32)
+    return tuple(_core.dense_backward(dy, x, w, y, ACT_CODES[act], slope, bool(need_dx), bool(need_params)))
+
+
+def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float) -> None:
+    """Classical momentum over flat float32 buffers (Cython, in place)."""
+    ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, velocity=velocity)
+    _loops.sgd_momentum(param, grad, velocity, lr, momentum, _threads[0])
+
+
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step: int,
+) -> None:
+    """Adam with bias correction over flat float32 buffers (Cython, in place)."""
+    ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, m=m, v=v)
+    _loops.adam(param, grad, m, v, lr, beta1, beta2, eps, step, _threads[0])
+
+
+NATIVE: dict[str, Any] = {
+    "dense_forward": dense_forward,
+    "dense_backward": dense_backward,
+    "sgd_update": sgd_update,
+    "adam_update": adam_update,
+}
+
+
+def make_backend() -> Backend:
+    """The cpu backend object for the registry."""
+    ops = {op: NATIVE.get(op, getattr(ref, op)) for op in OPS}
+    return Backend(name="cpu", xp=np, ops=ops, native=frozenset(NATIVE), details="C++ kernels (plain loops)")

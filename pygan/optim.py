@@ -1,0 +1,109 @@
+"""Optimizers over one flat parameter buffer.
+
+On construction an optimizer copies its parameters into one contiguous buffer (and their gradients
+into another) and re-points every ``Parameter`` at views of them, so each step is a single fused
+pass over all parameters: the backend's ``sgd_update``/``adam_update`` op (Cython on ``cpu``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from .backend import get_backend
+from .nn.module import Parameter
+
+
+class Optimizer:
+    """Base class: owns the flat parameter and gradient buffers."""
+
+    def __init__(self, params: Iterable[Parameter], lr: float) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("params: the optimizer got no parameters")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"params[{i}]: expected a pygan.nn.Parameter, got {type(p).__name__}")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError("params: the same parameter appears twice")
+        dtype = self.params[0].data.dtype
+        for i, p in enumerate(self.params):
+            if p.data.dtype != dtype:
+                raise TypeError(f"params[{i}]: dtype {p.data.dtype} differs from params[0]'s {dtype}")
+        self.lr = _positive("lr", lr)
+        xp = get_backend().xp
+        total = sum(int(p.data.size) for p in self.params)
+        self.flat = xp.empty(total, dtype=dtype)
+        self.flat_grad = xp.zeros(total, dtype=dtype)
+        offset = 0
+        for p in self.params:
+            n, shape = int(p.data.size), p.data.shape
+            self.flat[offset : offset + n] = p.data.reshape(-1)
+            self.flat_grad[offset : offset + n] = p.grad.reshape(-1)
+            p.data = self.flat[offset : offset + n].reshape(shape)
+            p.grad = self.flat_grad[offset : offset + n].reshape(shape)
+            offset += n
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        """Zero every gradient (one fill of the flat buffer)."""
+        self.flat_grad[...] = 0
+
+    def step(self) -> None:
+        """Apply one update from the accumulated gradients."""
+        raise NotImplementedError
+
+
+def _positive(name: str, v: float) -> float:
+    v = float(v)
+    if not v > 0 or not np.isfinite(v):
+        raise ValueError(f"{name}: must be a finite number > 0, got {v}")
+    return v
+
+
+def _fraction(name: str, v: float) -> float:
+    v = float(v)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name}: must be in [0, 1), got {v}")
+    return v
+
+
+class SGD(Optimizer):
+    """SGD with classical momentum: ``v = momentum * v - lr * g``, ``p += v``.
+
+    ``lr`` and ``momentum`` may be changed between steps (the 2014 paper raises momentum 0.5 -> 0.7).
+    """
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 0.1, momentum: float = 0.0) -> None:
+        super().__init__(params, lr)
+        self.momentum = _fraction("momentum", momentum)
+        self.velocity = self.flat * 0
+
+    def step(self) -> None:
+        get_backend().sgd_update(self.flat, self.flat_grad, self.velocity, self.lr, self.momentum)
+        self.steps += 1
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma & Ba 2015). Defaults are the DCGAN paper's: lr 2e-4, betas (0.5, 0.999)."""
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__(params, lr)
+        self.beta1 = _fraction("betas[0]", betas[0])
+        self.beta2 = _fraction("betas[1]", betas[1])
+        self.eps = _positive("eps", eps)
+        self.m = self.flat * 0
+        self.v = self.flat * 0
+
+    def step(self) -> None:
+        self.steps += 1
+        get_backend().adam_update(
+            self.flat, self.flat_grad, self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps
+        )

@@ -1,0 +1,28 @@
+"""Test helpers: finite differences and tolerances."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def numerical_grad(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Fourth-order central difference of the scalar ``f()`` w.r.t. every element of ``x`` (in place)."""
+    g = np.zeros_like(x, dtype=np.float64)
+    flat = x.reshape(-1)
+    gflat = g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        vals = []
+        for step in (2 * h, h, -h, -2 * h):
+            flat[i] = old + step
+            vals.append(f())
+        flat[i] = old
+        gflat[i] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+    return g
+
+
+def assert_close(actual, expected, rtol: float, atol: float, what: str = "") -> None:
+    """allclose with a message."""
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol, err_msg=what)

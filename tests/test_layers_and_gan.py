@@ -1,0 +1,132 @@
+"""Layers, optimizers and the GAN training step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pygan
+from pygan import data, metrics, nn
+
+from helpers import assert_close, numerical_grad
+
+
+def small_gan(backend: str, seed: int = 0, d_steps: int = 1, dtype=np.float32) -> pygan.GAN:
+    with pygan.use_backend(backend):
+        g = pygan.mlp_generator(4, [16, 16], 2, seed=seed, dtype=dtype)
+        d = pygan.mlp_discriminator(2, [16, 16], seed=seed + 1, dtype=dtype)
+        return pygan.GAN(g, d, pygan.Adam(g.parameters()), pygan.Adam(d.parameters()), 4, d_steps=d_steps, seed=seed)
+
+
+def test_mlp_in_five_lines():
+    g = nn.Sequential(nn.Dense(8, 32, act="relu", seed=0), nn.Dense(32, 2, act="tanh", seed=1))
+    d = nn.Sequential(nn.Dense(2, 32, act="leaky_relu", seed=2), nn.Dropout(0.2, seed=3), nn.Dense(32, 1, seed=4))
+    z = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    logits = d(g(z))
+    assert logits.shape == (5, 1) and g.num_parameters() == 8 * 32 + 32 + 32 * 2 + 2
+
+
+def test_sequential_backward_matches_finite_differences():
+    """A whole float64 stack (dense, activations, maxout, dropout with a fixed draw) on the reference."""
+    pygan.set_backend("numpy")
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(
+        nn.Dense(3, 8, seed=1, dtype=np.float64),
+        nn.Maxout(2),
+        nn.Tanh(),
+        nn.Dense(4, 6, act="sigmoid", seed=2, dtype=np.float64),
+        nn.Dropout(0.3, seed=5),
+        nn.Dense(6, 2, seed=3, dtype=np.float64),
+        nn.LeakyReLU(0.1),
+    )
+    x = rng.standard_normal((5, 3))
+    r = rng.standard_normal((5, 2))
+    drop = net.layers[4]
+    net.forward(x)
+    mask = drop._mask.copy()
+    drop.forward = lambda a: pygan.get_backend().dropout_forward(a, drop.p, mask=mask)[0]  # fixed draw
+    net.forward(x)
+    net.zero_grad()
+    dx = net.backward(r)
+    w0 = net.layers[0].w
+    loss = lambda: float((net.forward(x) * r).sum())  # noqa: E731
+    assert_close(dx, numerical_grad(loss, x), 1e-6, 1e-6)
+    assert_close(w0.grad, numerical_grad(loss, w0.data), 1e-6, 1e-6)
+
+
+def test_optimizer_flattens_parameters_into_views():
+    layer = nn.Dense(3, 4, seed=0)
+    w0 = layer.w.data.copy()
+    opt = pygan.SGD(layer.parameters(), lr=0.5)
+    assert np.shares_memory(layer.w.data, opt.flat) and np.shares_memory(layer.b.grad, opt.flat_grad)
+    assert_close(layer.w.data, w0, 0, 0)
+    layer.w.grad[...] = 1.0
+    opt.step()
+    assert_close(layer.w.data, w0 - 0.5, 1e-7, 1e-7)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_generator_step_leaves_discriminator_untouched(backend):
+    gan = small_gan(backend, d_steps=1)
+    real = data.toy_samples("ring8", 32, seed=0)
+    with pygan.use_backend(backend):
+        gan.train_step(real)
+        d_before = gan.d_optimizer.flat.copy()
+        d_grad_before = gan.d_optimizer.flat_grad.copy()
+        g_before = gan.g_optimizer.flat.copy()
+        # the generator half of a step, as train_step runs it
+        fake = gan.generator.forward(gan.noise(32))
+        _, dl = pygan.get_backend().generator_loss(gan.discriminator.forward(fake))
+        gan.g_optimizer.zero_grad()
+        gan.generator.backward(gan.discriminator.backward(dl, need_params=False), need_dx=False)
+        gan.g_optimizer.step()
+    assert np.array_equal(gan.d_optimizer.flat, d_before)
+    assert np.array_equal(gan.d_optimizer.flat_grad, d_grad_before)
+    assert not np.array_equal(gan.g_optimizer.flat, g_before)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_d_steps_makes_k_discriminator_updates(k):
+    gan = small_gan("cpu", d_steps=k)
+    gan.train_step(data.toy_samples("ring8", 16, seed=1))
+    assert gan.d_optimizer.steps == k and gan.g_optimizer.steps == 1
+
+
+def test_train_step_same_on_cpu_and_reference():
+    real = data.toy_samples("grid25", 64, seed=2)
+    results = {}
+    for backend in ("numpy", "cpu"):
+        gan = small_gan(backend, seed=7)
+        with pygan.use_backend(backend):
+            for _ in range(3):
+                stats = gan.train_step(real)
+        results[backend] = (gan.g_optimizer.flat.copy(), gan.d_optimizer.flat.copy(), stats)
+    assert_close(results["cpu"][0], results["numpy"][0], 1e-4, 1e-5)
+    assert_close(results["cpu"][1], results["numpy"][1], 1e-4, 1e-5)
+    assert results["cpu"][2]["d_loss"] == pytest.approx(results["numpy"][2]["d_loss"], rel=1e-4)
+
+
+def test_sampling_is_seeded():
+    gan = small_gan("cpu")
+    assert np.array_equal(gan.sample(10, seed=3), gan.sample(10, seed=3))
+    assert not np.array_equal(gan.sample(10, seed=3), gan.sample(10, seed=4))
+
+
+def test_mode_coverage_metric():
+    means, sigma = data.toy_modes("ring8")
+    perfect = data.toy_samples("ring8", 2500, seed=0)
+    m = metrics.mode_coverage(perfect, means, sigma)
+    assert m["modes_covered"] == 8 and m["high_quality"] > 0.98
+    collapsed = np.repeat(means[:1], 100, axis=0) + 0.5  # far from every mode
+    m = metrics.mode_coverage(collapsed, means, sigma)
+    assert m["modes_covered"] == 0 and m["high_quality"] == 0.0
+    half = np.concatenate([means[:4]] * 10)
+    assert metrics.mode_coverage(half, means, sigma)["modes_covered"] == 4
+
+
+def test_cli_trains_a_toy_gan(capsys):
+    from pygan.cli import main
+
+    assert main(["train", "--epochs", "1", "--samples-per-epoch", "1024", "--batch-size", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "backend cpu" in out and "epoch 1/1" in out and "modes" in out
