@@ -3,12 +3,14 @@
 // The GIL is released around every kernel.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <optional>
 #include <string>
 
 #include "dense.h"
+#include "gemm/gemm.h"
 
 namespace py = pybind11;
 using farray = py::array_t<float, py::array::c_style>;
@@ -93,15 +95,47 @@ py::tuple dense_backward(const py::handle& dy_obj, const py::handle& x_obj, cons
         dw = farray({k, m});
         db = farray({m});
     }
-    farray scratch({n, m});
     {
         py::gil_scoped_release nogil;
         pygan::dense_backward(dy.data(), x.data(), w.data(), y.data(), dx ? dx->mutable_data() : nullptr,
                               dw ? dw->mutable_data() : nullptr, db ? db->mutable_data() : nullptr,
-                              scratch.mutable_data(), n, k, m, a, slope);
+                              n, k, m, a, slope);
     }
     auto opt = [](std::optional<farray>& v) -> py::object { return v ? py::object(*v) : py::none(); };
     return py::make_tuple(opt(dx), opt(dw), opt(db));
+}
+
+// C = op(A) @ op(B), for the benchmarks and the tests of the transposed paths.
+farray gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool trans_b) {
+    farray a = as_f32(a_obj, "a", 2), b = as_f32(b_obj, "b", 2);
+    const py::ssize_t m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
+    const py::ssize_t kb = trans_b ? b.shape(1) : b.shape(0), n = trans_b ? b.shape(0) : b.shape(1);
+    if (kb != k)
+        throw py::value_error("b: inner dimension " + std::to_string(kb) + " does not match a's " + std::to_string(k));
+    farray c({m, n});
+    pygan::gemm::Problem p;
+    p.m = m, p.n = n, p.k = k;
+    p.a = a.data(), p.lda = a.shape(1), p.trans_a = trans_a;
+    p.b = b.data(), p.ldb = b.shape(1), p.trans_b = trans_b;
+    p.c = c.mutable_data(), p.ldc = n;
+    {
+        py::gil_scoped_release nogil;
+        pygan::gemm::sgemm(p);
+    }
+    return c;
+}
+
+void set_isa(const std::string& name) {
+    try {
+        pygan::gemm::set_isa(name);
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(e.what());
+    }
+}
+
+void set_num_threads(int n) {
+    if (n < 1) throw py::value_error("n: the number of threads must be >= 1, got " + std::to_string(n));
+    pygan::gemm::set_num_threads(n);
 }
 
 }  // namespace
@@ -113,4 +147,11 @@ PYBIND11_MODULE(_core, m) {
     m.def("dense_backward", &dense_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"),
           py::arg("act"), py::arg("slope"), py::arg("need_dx"), py::arg("need_params"),
           "(dx, dw, db) of the fused dense op; None where not asked for.");
+    m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
+          "C = op(a) @ op(b) on the GEMM core (float32, C-contiguous inputs).");
+    m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads for the GEMM macro-kernel loops.");
+    m.def("num_threads", &pygan::gemm::num_threads, "Threads the GEMM core uses.");
+    m.def("supported_isas", &pygan::gemm::supported_isas, "ISA paths this CPU can run.");
+    m.def("current_isa", &pygan::gemm::current_isa, "The ISA path in use.");
+    m.def("set_isa", &set_isa, py::arg("name"), "Force an ISA path: avx512, avx2 or generic.");
 }

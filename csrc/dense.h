@@ -1,4 +1,4 @@
-// Fused dense layer: y = act(x @ w + b) and its backward.
+// Fused dense layer: y = act(x @ w + b) and its backward, on the GEMM core.
 #pragma once
 
 #include <cstddef>
@@ -12,9 +12,8 @@ void dense_forward(const float* x, const float* w, const float* b, float* y,
                    std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t m, Act act, float slope);
 
 // dy, y: (n, m). Any of dx (n, k), dw (k, m), db (m) may be nullptr to skip it.
-// scratch must hold n*m floats (receives dz = dy * act'(y)).
 void dense_backward(const float* dy, const float* x, const float* w, const float* y,
-                    float* dx, float* dw, float* db, float* scratch,
+                    float* dx, float* dw, float* db,
                     std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t m, Act act, float slope);
 
 }  // namespace pygan

@@ -1,0 +1,337 @@
+// The GEMM driver: blocking, packing, threading and ISA dispatch around the micro-kernels.
+//
+// Loop nest (row-major view of BLIS's five loops; A is the broadcast side, B the vector side):
+//   m0 (MB rows of A, packed once per K block, shared by the threads)
+//     k0 (KC)
+//       pack A block                       (threads split its micro-panels)
+//       n0 (NB columns of this thread's slice)
+//         pack B block KC x NB, or read B in place when it is row-major, small-M and untransformed
+//         for each A micro-panel (MR x KC, stays in L1)
+//           for each B micro-panel (KC x NR, streamed from L2): micro-kernel
+// Every element of C is computed by one thread in one fixed order, so the result does not depend
+// on the thread count.
+#include "gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <type_traits>
+
+#include "kernel.h"
+
+namespace pygan::gemm {
+namespace {
+
+std::atomic<int> g_threads{std::max(1, omp_get_num_procs())};
+std::atomic<const MicroKernel*> g_kernel{nullptr};
+
+bool cpu_has(const std::string& isa) {
+    if (isa == "generic") return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == "avx512")
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return false;
+}
+
+const MicroKernel& kernel_for(const std::string& isa) {
+    if (isa == "avx512") return kernel_avx512();
+    if (isa == "avx2") return kernel_avx2();
+    return kernel_generic();
+}
+
+const MicroKernel& active_kernel() {
+    const MicroKernel* k = g_kernel.load(std::memory_order_acquire);
+    if (!k) {
+        const auto isas = supported_isas();
+        k = &kernel_for(isas.back());
+        g_kernel.store(k, std::memory_order_release);
+    }
+    return *k;
+}
+
+// ---- scratch buffers: 64-byte aligned, grown on demand, one set per thread -------------------
+struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+};
+
+struct Scratch {
+    std::unique_ptr<float, FreeDeleter> buf;
+    std::size_t size = 0;
+    float* get(std::size_t n) {
+        if (n > size) {
+            const std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+            void* p = std::aligned_alloc(64, bytes);
+            if (!p) throw std::bad_alloc();
+            buf.reset(static_cast<float*>(p));
+            size = bytes / sizeof(float);
+        }
+        return buf.get();
+    }
+};
+
+thread_local Scratch tl_a, tl_b;
+
+// ---- packing ---------------------------------------------------------------------------------
+template <Act A>
+inline float transform(float v, const float* y, idx off, float slope) {
+    if constexpr (A == Act::Identity) {
+        (void)y, (void)off, (void)slope;
+        return v;
+    } else {
+        return act_backward(A, v, y[off], slope);
+    }
+}
+
+// One A micro-panel: rows [i, i + mr) and columns [k0, k0 + kc) into dst[kk * MR + r].
+template <Act A>
+void pack_a_panel(const Problem& p, idx i, int mr, int MR, idx k0, idx kc, float* dst) {
+    const float* y = p.pro_a.y;
+    const float s = p.pro_a.slope;
+    if (!p.trans_a) {
+        for (int r = 0; r < mr; ++r) {
+            const idx row = (i + r) * p.lda + k0, yrow = (i + r) * p.pro_a.ldy + k0;
+            for (idx kk = 0; kk < kc; ++kk) dst[kk * MR + r] = transform<A>(p.a[row + kk], y, yrow + kk, s);
+        }
+    } else {
+        for (idx kk = 0; kk < kc; ++kk) {
+            const idx col = (k0 + kk) * p.lda + i, ycol = (k0 + kk) * p.pro_a.ldy + i;
+            for (int r = 0; r < mr; ++r) dst[kk * MR + r] = transform<A>(p.a[col + r], y, ycol + r, s);
+        }
+    }
+    for (int r = mr; r < MR; ++r)
+        for (idx kk = 0; kk < kc; ++kk) dst[kk * MR + r] = 0.0f;
+}
+
+// A B block: rows [k0, k0 + kc), columns [n0, n0 + nb) into NR-wide panels, each kc x NR.
+// With sums, the block's column sums are added to colsum[n0 ...].
+template <Act A>
+void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, float* dst, float* colsum) {
+    const float* y = p.pro_b.y;
+    const float s = p.pro_b.slope;
+    for (idx j = 0; j < nb; j += NR) {
+        const int nr = static_cast<int>(std::min<idx>(NR, nb - j));
+        float* d = dst + j * kc;
+        if (!p.trans_b) {
+            for (idx kk = 0; kk < kc; ++kk) {
+                const idx row = (k0 + kk) * p.ldb + n0 + j, yrow = (k0 + kk) * p.pro_b.ldy + n0 + j;
+                float* dk = d + kk * NR;
+                for (int jj = 0; jj < nr; ++jj) dk[jj] = transform<A>(p.b[row + jj], y, yrow + jj, s);
+                for (int jj = nr; jj < NR; ++jj) dk[jj] = 0.0f;
+                if (colsum)
+                    for (int jj = 0; jj < nr; ++jj) colsum[n0 + j + jj] += dk[jj];
+            }
+        } else {
+            // transposing read: 8 source rows at a time, so each output row gets 8 contiguous writes
+            int jj = 0;
+            for (; jj + 8 <= nr; jj += 8) {
+                const float* src[8];
+                const float* ysrc[8];
+                for (int q = 0; q < 8; ++q) {
+                    src[q] = p.b + (n0 + j + jj + q) * p.ldb + k0;
+                    ysrc[q] = y ? y + (n0 + j + jj + q) * p.pro_b.ldy + k0 : nullptr;
+                }
+                for (idx kk = 0; kk < kc; ++kk) {
+                    float* dk = d + kk * NR + jj;
+                    for (int q = 0; q < 8; ++q) dk[q] = transform<A>(src[q][kk], ysrc[q], kk, s);
+                }
+            }
+            for (; jj < nr; ++jj) {
+                const float* src = p.b + (n0 + j + jj) * p.ldb + k0;
+                const float* ysrc = y ? y + (n0 + j + jj) * p.pro_b.ldy + k0 : nullptr;
+                for (idx kk = 0; kk < kc; ++kk) d[kk * NR + jj] = transform<A>(src[kk], ysrc, kk, s);
+            }
+            for (idx kk = 0; kk < kc; ++kk)
+                for (int q = nr; q < NR; ++q) d[kk * NR + q] = 0.0f;
+            if (colsum)
+                for (idx kk = 0; kk < kc; ++kk)
+                    for (int q = 0; q < nr; ++q) colsum[n0 + j + q] += d[kk * NR + q];
+        }
+    }
+}
+
+template <Act A>
+using ActTag = std::integral_constant<Act, A>;
+
+// Calls f(ActTag<act>{}) so the packing loops are compiled once per activation.
+template <class F>
+void dispatch_act(Act act, bool active, F&& f) {
+    if (!active) return f(ActTag<Act::Identity>{});
+    switch (act) {
+        case Act::Identity: return f(ActTag<Act::Identity>{});
+        case Act::Relu: return f(ActTag<Act::Relu>{});
+        case Act::LeakyRelu: return f(ActTag<Act::LeakyRelu>{});
+        case Act::Tanh: return f(ActTag<Act::Tanh>{});
+        case Act::Sigmoid: return f(ActTag<Act::Sigmoid>{});
+    }
+}
+
+void pack_a_range(const Problem& p, const MicroKernel& K, idx m0, idx panel_lo, idx panel_hi, idx mb, idx k0, idx kc,
+                  float* abuf) {
+    dispatch_act(p.pro_a.act, p.pro_a.active(), [&](auto tag) {
+        constexpr Act A = decltype(tag)::value;
+        for (idx ip = panel_lo; ip < panel_hi; ++ip) {
+            const int mr = static_cast<int>(std::min<idx>(K.mr, mb - ip * K.mr));
+            pack_a_panel<A>(p, m0 + ip * K.mr, mr, K.mr, k0, kc, abuf + ip * K.mr * kc);
+        }
+    });
+}
+
+// The micro-kernels over one packed A block and one B block.
+void compute_block(const Problem& p, const MicroKernel& K, idx m0, idx mb, const float* abuf, idx k0, idx kc, idx n0,
+                   idx nb, const float* bptr, idx ldb_eff, bool packed_b) {
+    TileEpilogue ep{};
+    ep.accumulate = p.accumulate || k0 > 0;
+    ep.last = k0 + kc == p.k;
+    ep.act = p.epi.act;
+    ep.slope = p.epi.slope;
+    for (idx i = 0; i < mb; i += K.mr) {
+        const int mr = static_cast<int>(std::min<idx>(K.mr, mb - i));
+        const float* ap = abuf + (i / K.mr) * K.mr * kc;
+        ep.bias_row = p.epi.bias_row ? p.epi.bias_row + m0 + i : nullptr;
+        for (idx j = 0; j < nb; j += K.nr) {
+            const int nr = static_cast<int>(std::min<idx>(K.nr, nb - j));
+            const float* bp = packed_b ? bptr + j * kc : bptr + j;
+            ep.bias_col = p.epi.bias_col ? p.epi.bias_col + n0 + j : nullptr;
+            K.tile(kc, ap, bp, ldb_eff, p.c + (m0 + i) * p.ldc + n0 + j, p.ldc, mr, nr, ep);
+        }
+    }
+}
+
+// Pack (or point at) one B block and run the kernels over it.
+void b_block_and_compute(const Problem& p, const MicroKernel& K, bool pack_b, idx m0, idx mb, const float* abuf,
+                         idx k0, idx kc, idx n0, idx nb, float* colsum) {
+    if (pack_b) {
+        const idx panels = (nb + K.nr - 1) / K.nr;
+        float* bbuf = tl_b.get(static_cast<std::size_t>(panels * K.nr * kc));
+        dispatch_act(p.pro_b.act, p.pro_b.active(),
+                     [&](auto tag) { pack_b_block<decltype(tag)::value>(p, k0, kc, n0, nb, K.nr, bbuf, colsum); });
+        compute_block(p, K, m0, mb, abuf, k0, kc, n0, nb, bbuf, K.nr, true);
+    } else {
+        compute_block(p, K, m0, mb, abuf, k0, kc, n0, nb, p.b + k0 * p.ldb + n0, p.ldb, false);
+    }
+}
+
+// C for K == 0: the epilogue applied to zero (or to C when accumulating).
+void empty_k(const Problem& p) {
+    for (idx i = 0; i < p.m; ++i)
+        for (idx j = 0; j < p.n; ++j) {
+            float v = p.accumulate ? p.c[i * p.ldc + j] : 0.0f;
+            if (p.epi.bias_col) v += p.epi.bias_col[j];
+            if (p.epi.bias_row) v += p.epi.bias_row[i];
+            p.c[i * p.ldc + j] = act_forward(p.epi.act, v, p.epi.slope);
+        }
+}
+
+// B's column sums when there is no C to compute (M == 0).
+void colsum_only(const Problem& p) {
+    for (idx q = 0; q < p.k; ++q)
+        for (idx j = 0; j < p.n; ++j) {
+            const idx off = p.trans_b ? j * p.ldb + q : q * p.ldb + j;
+            const idx yoff = p.trans_b ? j * p.pro_b.ldy + q : q * p.pro_b.ldy + j;
+            const float v = p.b[off];
+            p.pro_b.colsum[j] += p.pro_b.active() ? act_backward(p.pro_b.act, v, p.pro_b.y[yoff], p.pro_b.slope) : v;
+        }
+}
+
+}  // namespace
+
+void sgemm(const Problem& p) {
+    if (p.n == 0) return;
+    if (p.m == 0) {
+        if (p.pro_b.colsum) colsum_only(p);
+        return;
+    }
+    if (p.k == 0) return empty_k(p);
+    const MicroKernel& K = active_kernel();
+    const bool pack_b = p.trans_b || p.pro_b.active() || p.pro_b.colsum || p.m > 2 * 64;
+    const idx n_panels = (p.n + K.nr - 1) / K.nr;
+    const idx m_panels = (p.m + K.mr - 1) / K.mr;
+    const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
+    int T = g_threads.load();
+    if (flops < 2e5) T = 1;
+    const bool split_n = n_panels >= 2 * T || m_panels < 2 * T;
+    T = static_cast<int>(std::min<idx>(T, split_n ? n_panels : m_panels));
+    T = std::max(T, 1);
+
+    if (split_n) {
+        // threads share the packed A block and own a slice of columns
+        const idx mb_max = std::min<idx>(K.mb, p.m);
+        const idx kc_max = std::min<idx>(K.kc, p.k);
+        float* abuf = tl_a.get(static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max));
+#pragma omp parallel num_threads(T)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const idx j0 = (n_panels * t / nt) * K.nr, j1 = std::min<idx>((n_panels * (t + 1) / nt) * K.nr, p.n);
+            for (idx m0 = 0; m0 < p.m; m0 += K.mb) {
+                const idx mb = std::min<idx>(K.mb, p.m - m0);
+                const idx a_panels = (mb + K.mr - 1) / K.mr;
+                for (idx k0 = 0; k0 < p.k; k0 += K.kc) {
+                    const idx kc = std::min<idx>(K.kc, p.k - k0);
+                    const idx lo = a_panels * t / nt, hi = a_panels * (t + 1) / nt;
+                    pack_a_range(p, K, m0, lo, hi, mb, k0, kc, abuf);
+#pragma omp barrier
+                    for (idx n0 = j0; n0 < j1; n0 += K.nb) {
+                        const idx nb = std::min<idx>(K.nb, j1 - n0);
+                        b_block_and_compute(p, K, pack_b, m0, mb, abuf, k0, kc, n0, nb, m0 == 0 ? p.pro_b.colsum : nullptr);
+                    }
+#pragma omp barrier
+                }
+            }
+        }
+    } else {
+        // few columns: threads own slices of rows and pack privately
+#pragma omp parallel num_threads(T)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const idx i0 = (m_panels * t / nt) * K.mr, i1 = std::min<idx>((m_panels * (t + 1) / nt) * K.mr, p.m);
+            for (idx m0 = i0; m0 < i1; m0 += K.mb) {
+                const idx mb = std::min<idx>(K.mb, i1 - m0);
+                const idx a_panels = (mb + K.mr - 1) / K.mr;
+                for (idx k0 = 0; k0 < p.k; k0 += K.kc) {
+                    const idx kc = std::min<idx>(K.kc, p.k - k0);
+                    float* abuf = tl_a.get(static_cast<std::size_t>(a_panels * K.mr * kc));
+                    pack_a_range(p, K, m0, 0, a_panels, mb, k0, kc, abuf);
+                    for (idx n0 = 0; n0 < p.n; n0 += K.nb) {
+                        const idx nb = std::min<idx>(K.nb, p.n - n0);
+                        // the column sums are the first row slice's job, so each is summed once
+                        float* colsum = (t == 0 && m0 == 0) ? p.pro_b.colsum : nullptr;
+                        b_block_and_compute(p, K, pack_b, m0, mb, abuf, k0, kc, n0, nb, colsum);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void set_num_threads(int n) {
+    if (n < 1) throw std::invalid_argument("n: the number of threads must be >= 1, got " + std::to_string(n));
+    g_threads.store(n);
+}
+
+int num_threads() { return g_threads.load(); }
+
+std::vector<std::string> supported_isas() {
+    std::vector<std::string> out;
+    for (const char* isa : {"generic", "avx2", "avx512"})
+        if (cpu_has(isa)) out.emplace_back(isa);
+    return out;
+}
+
+std::string current_isa() { return active_kernel().isa; }
+
+void set_isa(const std::string& name) {
+    if (name != "generic" && name != "avx2" && name != "avx512")
+        throw std::invalid_argument("isa: unknown instruction set '" + name + "'; expected avx512, avx2 or generic");
+    if (!cpu_has(name)) throw std::invalid_argument("isa: this CPU does not support " + name);
+    g_kernel.store(&kernel_for(name), std::memory_order_release);
+}
+
+}  // namespace pygan::gemm

@@ -1,0 +1,62 @@
+// pygan's GEMM core: C = A B (or C += A B) for row-major float32 matrices, BLIS-style (packed
+// panels, cache blocking, a register-blocked micro-kernel per ISA), with fusion points:
+//   prologue: dz = dy * act'(y) applied while packing A or B, and B's column sums (the bias
+//             gradient) reduced in the same sweep;
+//   epilogue: bias (per column or per row) and activation applied to the register tile before it
+//             is stored.
+// Transposed operands are read through the packing, never copied.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "../activation.h"
+
+namespace pygan::gemm {
+
+using idx = std::ptrdiff_t;
+
+struct Prologue {
+    const float* y = nullptr;  // the op's output, same layout (and transpose flag) as the operand
+    idx ldy = 0;
+    Act act = Act::Identity;
+    float slope = 0.0f;
+    float* colsum = nullptr;   // B only: receives += the column sums of the transformed B (length n)
+    bool active() const { return y != nullptr; }
+};
+
+struct Epilogue {
+    const float* bias_col = nullptr;  // length n
+    const float* bias_row = nullptr;  // length m
+    Act act = Act::Identity;
+    float slope = 0.0f;
+};
+
+struct Problem {
+    idx m = 0, n = 0, k = 0;
+    const float* a = nullptr;  // A(i, p) = trans_a ? a[p * lda + i] : a[i * lda + p]
+    idx lda = 0;
+    bool trans_a = false;
+    const float* b = nullptr;  // B(p, j) = trans_b ? b[j * ldb + p] : b[p * ldb + j]
+    idx ldb = 0;
+    bool trans_b = false;
+    float* c = nullptr;        // C(i, j) = c[i * ldc + j]
+    idx ldc = 0;
+    bool accumulate = false;   // C += A B instead of C = A B
+    Prologue pro_a, pro_b;
+    Epilogue epi;
+};
+
+void sgemm(const Problem& p);
+
+// Threads used by the macro-kernel loops (>= 1).
+void set_num_threads(int n);
+int num_threads();
+
+// Instruction-set paths: the ones this CPU runs, the one in use, and forcing one.
+std::vector<std::string> supported_isas();
+std::string current_isa();
+void set_isa(const std::string& name);  // throws std::invalid_argument
+
+}  // namespace pygan::gemm

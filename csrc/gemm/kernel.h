@@ -1,0 +1,43 @@
+// The micro-kernel interface: one register-blocked MR x NR tile of C += A_panel * B_panel, with the
+// epilogue (bias, activation) applied to the registers before the store. One implementation per ISA,
+// each in its own translation unit compiled with that ISA's target flags.
+#pragma once
+
+#include <cstddef>
+
+#include "../activation.h"
+
+namespace pygan::gemm {
+
+using idx = std::ptrdiff_t;
+
+struct TileEpilogue {
+    bool accumulate;        // add to the values already in C (later K blocks)
+    bool last;              // last K block: apply bias and activation
+    const float* bias_col;  // bias for the tile's columns (already offset), or nullptr
+    const float* bias_row;  // bias for the tile's rows (already offset), or nullptr
+    Act act;
+    float slope;
+};
+
+// a: packed A micro-panel, k-major: a[k * MR + r]; rows r >= mr hold zeros.
+// b: B micro-panel, row k at b + k * ldb (packed panels have ldb == NR and zero padding;
+//    unpacked ones point into the caller's matrix and only columns < nr are read).
+// c: the tile's top-left element; row stride ldc. Only mr x nr elements are touched.
+using TileFn = void (*)(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
+                        const TileEpilogue& ep);
+
+struct MicroKernel {
+    const char* isa;
+    int mr, nr;   // register tile
+    idx kc;       // K block (A micro-panel MR x KC stays in L1)
+    idx nb;       // N block of packed B (KC x NB stays in L2)
+    idx mb;       // M block of packed A shared by the threads
+    TileFn tile;
+};
+
+const MicroKernel& kernel_generic();
+const MicroKernel& kernel_avx2();
+const MicroKernel& kernel_avx512();
+
+}  // namespace pygan::gemm

@@ -1,0 +1,85 @@
+// AVX2+FMA micro-kernel: a 6 x 16 tile of C in 12 ymm accumulators (2 vectors of B per k, A
+// broadcast from the packed panel), as in BLIS's Haswell kernel seen row-major.
+#include <immintrin.h>
+
+#include "kernel.h"
+#include "simd_math.h"
+
+namespace pygan::gemm {
+namespace {
+
+constexpr int MR = 6, NR = 16, NV = NR / 8;
+
+inline __m256i lane_mask(int nr, int v) {
+    const int n = nr - 8 * v;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes);
+}
+
+template <int R>
+void tile_rows(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
+    __m256 acc[R][NV];
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
+    const __m256i m0 = lane_mask(nr, 0), m1 = lane_mask(nr, 1);
+    if (nr == NR) {
+        for (idx k = 0; k < kc; ++k) {
+            const float* bk = b + k * ldb;
+            const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+            const float* ak = a + k * MR;
+            for (int r = 0; r < R; ++r) {
+                const __m256 av = _mm256_broadcast_ss(ak + r);
+                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+            }
+        }
+    } else {
+        for (idx k = 0; k < kc; ++k) {
+            const float* bk = b + k * ldb;
+            const __m256 b0 = _mm256_maskload_ps(bk, m0), b1 = _mm256_maskload_ps(bk + 8, m1);
+            const float* ak = a + k * MR;
+            for (int r = 0; r < R; ++r) {
+                const __m256 av = _mm256_broadcast_ss(ak + r);
+                acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+            }
+        }
+    }
+    const __m256i masks[NV] = {m0, m1};
+    for (int r = 0; r < R; ++r) {
+        float* cr = c + r * ldc;
+        for (int v = 0; v < NV; ++v) {
+            if (nr <= 8 * v) continue;
+            const __m256i m = masks[v];
+            __m256 z = acc[r][v];
+            if (ep.accumulate) z = _mm256_add_ps(z, _mm256_maskload_ps(cr + 8 * v, m));
+            if (ep.last) {
+                if (ep.bias_col) z = _mm256_add_ps(z, _mm256_maskload_ps(ep.bias_col + 8 * v, m));
+                if (ep.bias_row) z = _mm256_add_ps(z, _mm256_set1_ps(ep.bias_row[r]));
+                z = simd::activate(z, ep.act, ep.slope);
+            }
+            _mm256_maskstore_ps(cr + 8 * v, m, z);
+        }
+    }
+}
+
+void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
+          const TileEpilogue& ep) {
+    switch (mr) {
+        case 6: tile_rows<6>(kc, a, b, ldb, c, ldc, nr, ep); break;
+        case 5: tile_rows<5>(kc, a, b, ldb, c, ldc, nr, ep); break;
+        case 4: tile_rows<4>(kc, a, b, ldb, c, ldc, nr, ep); break;
+        case 3: tile_rows<3>(kc, a, b, ldb, c, ldc, nr, ep); break;
+        case 2: tile_rows<2>(kc, a, b, ldb, c, ldc, nr, ep); break;
+        default: tile_rows<1>(kc, a, b, ldb, c, ldc, nr, ep); break;
+    }
+}
+
+}  // namespace
+
+const MicroKernel& kernel_avx2() {
+    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile};
+    return k;
+}
+
+}  // namespace pygan::gemm

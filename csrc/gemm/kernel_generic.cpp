@@ -1,0 +1,51 @@
+// Portable micro-kernel: plain C++ over a 4 x 16 register tile (the compiler vectorises what it can).
+#include "kernel.h"
+
+namespace pygan::gemm {
+namespace {
+
+constexpr int MR = 4, NR = 16;
+
+void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
+          const TileEpilogue& ep) {
+    float acc[MR][NR] = {};
+    if (nr == NR) {
+        for (idx k = 0; k < kc; ++k) {
+            const float* bk = b + k * ldb;
+            for (int r = 0; r < MR; ++r) {
+                const float av = a[k * MR + r];
+                for (int j = 0; j < NR; ++j) acc[r][j] += av * bk[j];
+            }
+        }
+    } else {
+        for (idx k = 0; k < kc; ++k) {
+            const float* bk = b + k * ldb;
+            for (int r = 0; r < MR; ++r) {
+                const float av = a[k * MR + r];
+                for (int j = 0; j < nr; ++j) acc[r][j] += av * bk[j];
+            }
+        }
+    }
+    for (int r = 0; r < mr; ++r) {
+        float* cr = c + r * ldc;
+        for (int j = 0; j < nr; ++j) {
+            float v = acc[r][j];
+            if (ep.accumulate) v += cr[j];
+            if (ep.last) {
+                if (ep.bias_col) v += ep.bias_col[j];
+                if (ep.bias_row) v += ep.bias_row[r];
+                v = act_forward(ep.act, v, ep.slope);
+            }
+            cr[j] = v;
+        }
+    }
+}
+
+}  // namespace
+
+const MicroKernel& kernel_generic() {
+    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile};
+    return k;
+}
+
+}  // namespace pygan::gemm
