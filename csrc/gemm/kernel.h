@@ -21,8 +21,8 @@ struct TileEpilogue {
 };
 
 // a: packed A micro-panel, k-major: a[k * MR + r]; rows r >= mr hold zeros.
-// b: B micro-panel, row k at b + k * ldb (packed panels have ldb == NR and zero padding;
-//    unpacked ones point into the caller's matrix and only columns < nr are read).
+// b: packed B micro-panel, row k at b + k * ldb (ldb == NR; columns >= nr are zero padding and
+//    need not be read).
 // c: the tile's top-left element; row stride ldc. Only mr x nr elements are touched.
 using TileFn = void (*)(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
                         const TileEpilogue& ep);

@@ -9,52 +9,52 @@
 namespace pygan::gemm {
 namespace {
 
-constexpr int MR = 8, NR = 48, NV = NR / 16;
+constexpr int MR = 8, NR = 48;
 
 inline __mmask16 lane_mask(int nr, int v) {
     const int n = nr - 16 * v;
     return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1u);
 }
 
-template <int R>
-void tile_rows(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
-    __m512 acc[R][NV];
+// R rows and V active 16-lane vectors (V < 3 for a narrow last panel, so no FMA is wasted on it)
+template <int R, int V>
+void tile_rv(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
+    __m512 acc[R][V];
     for (int r = 0; r < R; ++r)
-        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-    const __mmask16 m0 = lane_mask(nr, 0), m1 = lane_mask(nr, 1), m2 = lane_mask(nr, 2);
-    if (nr == NR) {
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+    __mmask16 masks[V];
+    for (int v = 0; v < V; ++v) masks[v] = lane_mask(nr, v);
+    if (nr == 16 * V) {
         for (idx k = 0; k < kc; ++k) {
             const float* bk = b + k * ldb;
-            _mm_prefetch(reinterpret_cast<const char*>(bk + 8 * ldb), _MM_HINT_T0);
-            const __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16), b2 = _mm512_loadu_ps(bk + 32);
+            const char* pf = reinterpret_cast<const char*>(bk + 8 * ldb);
+            _mm_prefetch(pf, _MM_HINT_T0);
+            if constexpr (V > 1) _mm_prefetch(pf + 64, _MM_HINT_T0);
+            if constexpr (V > 2) _mm_prefetch(pf + 128, _MM_HINT_T0);
+            __m512 bv[V];
+            for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
             const float* ak = a + k * MR;
             for (int r = 0; r < R; ++r) {
                 const __m512 av = _mm512_set1_ps(ak[r]);
-                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);
+                for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
             }
         }
     } else {
         for (idx k = 0; k < kc; ++k) {
             const float* bk = b + k * ldb;
-            const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16),
-                         b2 = _mm512_maskz_loadu_ps(m2, bk + 32);
+            __m512 bv[V];
+            for (int v = 0; v < V; ++v) bv[v] = _mm512_maskz_loadu_ps(masks[v], bk + 16 * v);
             const float* ak = a + k * MR;
             for (int r = 0; r < R; ++r) {
                 const __m512 av = _mm512_set1_ps(ak[r]);
-                acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);
+                for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
             }
         }
     }
-    const __mmask16 masks[NV] = {m0, m1, m2};
     for (int r = 0; r < R; ++r) {
         float* cr = c + r * ldc;
-        for (int v = 0; v < NV; ++v) {
+        for (int v = 0; v < V; ++v) {
             const __mmask16 m = masks[v];
-            if (!m) continue;
             __m512 z = acc[r][v];
             if (ep.accumulate) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(m, cr + 16 * v));
             if (ep.last) {
@@ -65,6 +65,13 @@ void tile_rows(idx kc, const float* a, const float* b, idx ldb, float* c, idx ld
             _mm512_mask_storeu_ps(cr + 16 * v, m, z);
         }
     }
+}
+
+template <int R>
+void tile_rows(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
+    if (nr > 32) tile_rv<R, 3>(kc, a, b, ldb, c, ldc, nr, ep);
+    else if (nr > 16) tile_rv<R, 2>(kc, a, b, ldb, c, ldc, nr, ep);
+    else tile_rv<R, 1>(kc, a, b, ldb, c, ldc, nr, ep);
 }
 
 void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
