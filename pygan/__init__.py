@@ -4,12 +4,25 @@ Three backends run one op table: ``numpy`` (the reference), ``cpu`` (native kern
 and ``cupy`` (GPU, optional).
 """
 
-from .backend import backend_info, get_backend, set_backend, use_backend
+from .backend import backend_info, get_backend, load_backend, set_backend, use_backend
+from .backend import cpu_backend
 from .gan import GAN
 from .models import mlp_discriminator, mlp_generator
 from .optim import SGD, Adam
 
 __version__ = "0.1.0"
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for pygan's native kernels (GEMM core and Cython loops); also ``PYGAN_NUM_THREADS``."""
+    load_backend("cpu")
+    cpu_backend.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads pygan's native kernels use."""
+    load_backend("cpu")
+    return cpu_backend.get_num_threads()
 
 __all__ = [
     "GAN",
@@ -17,8 +30,10 @@ __all__ = [
     "Adam",
     "backend_info",
     "get_backend",
+    "get_num_threads",
     "mlp_discriminator",
     "mlp_generator",
     "set_backend",
+    "set_num_threads",
     "use_backend",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pygan.backend import set_backend
+import pygan
+from pygan.backend import cpu_backend, set_backend
 
 
 @pytest.fixture(autouse=True)
@@ -13,3 +14,19 @@ def _restore_backend():
     set_backend("cpu")
     yield
     set_backend("cpu")
+
+
+@pytest.fixture
+def thread_count():
+    """Lets a test change the native thread count; restores it afterwards."""
+    before = pygan.get_num_threads()
+    yield
+    pygan.set_num_threads(before)
+
+
+@pytest.fixture
+def isa():
+    """Lets a test force an ISA path; restores the one in use afterwards."""
+    before = pygan._core.current_isa()
+    yield cpu_backend.set_isa
+    cpu_backend.set_isa(before)

@@ -74,10 +74,8 @@ def test_dense_zero_sizes(shape):
 
 @pytest.mark.parametrize("n", [1, 7, 1000, 100_003])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_sgd_matches_reference(n, threads, monkeypatch):
-    from pygan.backend import cpu_backend
-
-    monkeypatch.setattr(cpu_backend, "_threads", [threads])
+def test_sgd_matches_reference(n, threads, thread_count):
+    pygan.set_num_threads(threads)
     rng = np.random.default_rng(n)
     p, g, v = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
     p2, v2 = p.copy(), v.copy()
@@ -90,10 +88,8 @@ def test_sgd_matches_reference(n, threads, monkeypatch):
 
 @pytest.mark.parametrize("n", [1, 7, 1000, 100_003])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_adam_matches_reference(n, threads, monkeypatch):
-    from pygan.backend import cpu_backend
-
-    monkeypatch.setattr(cpu_backend, "_threads", [threads])
+def test_adam_matches_reference(n, threads, thread_count):
+    pygan.set_num_threads(threads)
     rng = np.random.default_rng(n)
     p, g = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
     m, v = np.zeros(n, np.float32), np.zeros(n, np.float32)

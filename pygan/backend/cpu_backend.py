@@ -7,6 +7,7 @@ and ``backend_info()`` names each of them.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,28 @@ from . import reference as ref
 
 F32 = (np.float32,)
 ACT_CODES: dict[str, int] = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
-_threads: list[int] = [1]
+
+
+def set_isa(name: str) -> None:
+    """Force the GEMM core's instruction-set path: ``avx512``, ``avx2`` or ``generic``.
+
+    Raises ValueError for an unknown name or one this CPU cannot run.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"isa: expected a string, got {type(name).__name__}")
+    _core.set_isa(name)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for the GEMM core and the Cython loops (results do not depend on it)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Threads the native kernels use."""
+    return int(_core.num_threads())
 
 
 def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str = "identity", slope: float = 0.2) -> np.ndarray:
@@ -44,7 +66,7 @@ def dense_backward(
 def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float) -> None:
     """Classical momentum over flat float32 buffers (Cython, in place)."""
     ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, velocity=velocity)
-    _loops.sgd_momentum(param, grad, velocity, lr, momentum, _threads[0])
+    _loops.sgd_momentum(param, grad, velocity, lr, momentum, get_num_threads())
 
 
 def adam_update(
@@ -60,7 +82,7 @@ def adam_update(
 ) -> None:
     """Adam with bias correction over flat float32 buffers (Cython, in place)."""
     ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, m=m, v=v)
-    _loops.adam(param, grad, m, v, lr, beta1, beta2, eps, step, _threads[0])
+    _loops.adam(param, grad, m, v, lr, beta1, beta2, eps, step, get_num_threads())
 
 
 NATIVE: dict[str, Any] = {
@@ -71,7 +93,35 @@ NATIVE: dict[str, Any] = {
 }
 
 
+def _configure_from_environment() -> None:
+    """Apply PYGAN_ISA and PYGAN_NUM_THREADS, with errors that name the variable."""
+    isa = os.environ.get("PYGAN_ISA")
+    if isa:
+        try:
+            set_isa(isa)
+        except ValueError as e:
+            raise ValueError(f"PYGAN_ISA: {e}") from None
+    threads = os.environ.get("PYGAN_NUM_THREADS")
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"PYGAN_NUM_THREADS: expected a whole number >= 1, got {threads!r}")
+        set_num_threads(int(threads))
+
+
+class CpuBackend(Backend):
+    """The cpu backend; its description reads the ISA and thread count at the time it is asked."""
+
+    def info(self) -> str:
+        line = super().info()
+        head = (
+            f"backend cpu; GEMM core ISA {_core.current_isa()} (this CPU runs: {', '.join(_core.supported_isas())}), "
+            f"{get_num_threads()} threads"
+        )
+        return line.replace("backend cpu", head, 1)
+
+
 def make_backend() -> Backend:
     """The cpu backend object for the registry."""
+    _configure_from_environment()
     ops = {op: NATIVE.get(op, getattr(ref, op)) for op in OPS}
-    return Backend(name="cpu", xp=np, ops=ops, native=frozenset(NATIVE), details="C++ kernels (plain loops)")
+    return CpuBackend(name="cpu", xp=np, ops=ops, native=frozenset(NATIVE))

@@ -1,0 +1,163 @@
+"""The GEMM core and the fused dense kernels on every ISA path this CPU runs, against float64."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pygan
+from pygan import _core
+from pygan.backend import load_backend
+from pygan.backend._checks import ACTIVATIONS
+
+ISAS = list(_core.supported_isas())
+REF = load_backend("numpy")
+CPU = load_backend("cpu")
+SIZES = [1, 3, 17, 61, 127, 1000]
+
+
+def within(actual: np.ndarray, exact: np.ndarray, scale: np.ndarray, rel: float = 1e-5) -> None:
+    """Elementwise |actual - exact| <= rel * scale (scale: the sum of |a||b| behind each element)."""
+    err = np.abs(actual.astype(np.float64) - exact)
+    bound = rel * scale + 1e-7
+    worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.size else None
+    assert err.size == 0 or np.all(err <= bound), f"error {err[worst]:.3g} > bound {bound[worst]:.3g} at {worst}"
+
+
+def test_this_cpu_runs_every_isa_it_claims():
+    assert ISAS[0] == "generic" and _core.current_isa() in ISAS
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    m=st.sampled_from(SIZES),
+    n=st.sampled_from(SIZES),
+    k=st.sampled_from(SIZES),
+    trans_a=st.booleans(),
+    trans_b=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def test_gemm_against_float64(isa, isa_name, m, n, k, trans_a, trans_b, seed):
+    isa(isa_name)  # the same ISA for every example; the fixture restores the default afterwards
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    opa = (a.T if trans_a else a).astype(np.float64)
+    opb = (b.T if trans_b else b).astype(np.float64)
+    c = _core.gemm(a, b, trans_a, trans_b)
+    assert c.shape == (m, n) and c.dtype == np.float32
+    within(c, opa @ opb, np.abs(opa) @ np.abs(opb))
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 17, 61), (64, 127, 1000), (17, 1000, 3), (61, 3, 127)])
+def test_dense_against_float64(isa, isa_name, act, bias, shape):
+    isa(isa_name)
+    n, k, m = shape
+    rng = np.random.default_rng(n * 7 + k * 3 + m)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    w = (rng.standard_normal((k, m)) / np.sqrt(k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32) if bias else None
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64)
+    y = CPU.dense_forward(x, w, b, act, 0.2)
+    scale = np.abs(x64) @ np.abs(w64) + (0 if b is None else np.abs(b64))
+    # the activation is 1-Lipschitz, so the pre-activation's error bound carries over
+    within(y, REF.dense_forward(x64, w64, b64, act, 0.2), scale)
+    dy = rng.standard_normal((n, m)).astype(np.float32)
+    y64 = y.astype(np.float64)  # both sides differentiate at the same float32 output
+    ex, ew, eb = REF.dense_backward(dy.astype(np.float64), x64, w64, y64, act, 0.2)
+    dz = np.abs(REF.activation_backward(dy.astype(np.float64), y64, act, 0.2))
+    dx, dw, db = CPU.dense_backward(dy, x, w, y, act, 0.2)
+    within(dx, ex, dz @ np.abs(w64.T))
+    within(dw, ew, np.abs(x64.T) @ dz)
+    within(db, eb, dz.sum(axis=0))
+    dx2, dw2, db2 = CPU.dense_backward(dy, x, w, y, act, 0.2, need_params=False)
+    assert dw2 is None and db2 is None and np.array_equal(dx2, dx)
+    dx3, dw3, db3 = CPU.dense_backward(dy, x, w, y, act, 0.2, need_dx=False)
+    assert dx3 is None and np.array_equal(dw3, dw) and np.array_equal(db3, db)
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+def test_results_do_not_depend_on_thread_count(isa, isa_name, thread_count):
+    isa(isa_name)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((256, 1000)).astype(np.float32)
+    w = rng.standard_normal((1000, 784)).astype(np.float32)
+    b = rng.standard_normal(784).astype(np.float32)
+    out = {}
+    for t in (1, 2, 3):
+        pygan.set_num_threads(t)
+        y = CPU.dense_forward(x, w, b, "leaky_relu")
+        out[t] = (y, *CPU.dense_backward(y, x, w, y, "leaky_relu"), _core.gemm(x, x, True, False))
+    for t in (2, 3):
+        for got, want in zip(out[t], out[1]):
+            assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0)])
+def test_zero_sizes(isa, isa_name, shape):
+    isa(isa_name)
+    n, k, m = shape
+    x, w = np.ones((n, k), np.float32), np.ones((k, m), np.float32)
+    b = np.full(m, 0.5, np.float32)
+    y = CPU.dense_forward(x, w, b, "sigmoid")
+    assert np.array_equal(y, REF.dense_forward(x, w, b, "sigmoid"))
+    dx, dw, db = CPU.dense_backward(np.ones_like(y), x, w, y, "sigmoid")
+    for got, want in zip((dx, dw, db), REF.dense_backward(np.ones_like(y), x, w, y, "sigmoid")):
+        assert got.shape == want.shape and np.allclose(got, want)
+    assert _core.gemm(np.ones((n, k), np.float32), np.ones((k, m), np.float32)).shape == (n, m)
+
+
+def test_gemm_bad_input():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="^b:"):
+        _core.gemm(a, np.ones((3, 4), np.float32))
+    with pytest.raises(TypeError, match="^a:"):
+        _core.gemm(a.astype(np.float64), a)
+    with pytest.raises(ValueError, match="^b:"):
+        _core.gemm(a, np.ones((8, 6), np.float32)[::2, ::2], False, True)
+
+
+def test_set_isa_and_threads_errors(isa):
+    with pytest.raises(ValueError, match="^isa:"):
+        isa("sse9")
+    with pytest.raises(ValueError, match="^n:"):
+        pygan.set_num_threads(0)
+    with pytest.raises(TypeError, match="^n:"):
+        pygan.set_num_threads("2")
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        cwd=tempfile.gettempdir(),  # import the installed package, not the source tree
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+def test_pygan_isa_environment_variable(isa_name):
+    r = run_python("import pygan; pygan.set_backend('cpu'); print(pygan.backend_info())", PYGAN_ISA=isa_name, PYGAN_NUM_THREADS="1")
+    assert r.returncode == 0, r.stderr
+    assert f"ISA {isa_name}" in r.stdout and "1 threads" in r.stdout
+
+
+def test_pygan_isa_environment_variable_errors():
+    r = run_python("import pygan; pygan.set_backend('cpu')", PYGAN_ISA="neon")
+    assert r.returncode != 0 and "PYGAN_ISA: isa: unknown instruction set 'neon'" in r.stderr
+    r = run_python("import pygan; pygan.set_backend('cpu')", PYGAN_NUM_THREADS="two")
+    assert r.returncode != 0 and "PYGAN_NUM_THREADS" in r.stderr
