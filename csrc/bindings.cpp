@@ -71,10 +71,12 @@ farray dense_forward(const py::handle& x_obj, const py::handle& w_obj, const py:
     }
     farray y({n, m});
     const float* bp = b ? b->data() : nullptr;
+    bool finite = true;
     {
         py::gil_scoped_release nogil;
-        pygan::dense_forward(x.data(), w.data(), bp, y.mutable_data(), n, k, m, a, slope);
+        finite = pygan::dense_forward(x.data(), w.data(), bp, y.mutable_data(), n, k, m, a, slope);
     }
+    if (!finite) throw py::value_error("w: contains NaN or Inf");
     return y;
 }
 

@@ -13,15 +13,18 @@ namespace pygan {
 
 using idx = std::ptrdiff_t;
 
-void dense_forward(const float* x, const float* w, const float* b, float* y, idx n, idx k, idx m, Act act,
+bool dense_forward(const float* x, const float* w, const float* b, float* y, idx n, idx k, idx m, Act act,
                    float slope) {
+    bool nonfinite = false;
     gemm::Problem p;
+    p.b_nonfinite = &nonfinite;
     p.m = n, p.n = m, p.k = k;
     p.a = x, p.lda = k;
     p.b = w, p.ldb = m;
     p.c = y, p.ldc = m;
     p.epi.bias_col = b, p.epi.act = act, p.epi.slope = slope;
     gemm::sgemm(p);
+    return !nonfinite;
 }
 
 void dense_backward(const float* dy, const float* x, const float* w, const float* y, float* dx, float* dw, float* db,

@@ -8,7 +8,8 @@
 namespace pygan {
 
 // x: (n, k), w: (k, m), b: (m) or nullptr, y: (n, m). All row-major, contiguous.
-void dense_forward(const float* x, const float* w, const float* b, float* y,
+// Returns false (y unspecified) when w holds a NaN or Inf, found while packing it.
+bool dense_forward(const float* x, const float* w, const float* b, float* y,
                    std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t m, Act act, float slope);
 
 // dy, y: (n, m). Any of dx (n, k), dw (k, m), db (m) may be nullptr to skip it.

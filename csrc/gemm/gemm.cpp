@@ -113,7 +113,8 @@ void pack_a_panel(const Problem& p, idx i, int mr, int MR, idx k0, idx kc, float
 // A B block: rows [k0, k0 + kc), columns [n0, n0 + nb) into NR-wide panels, each kc x NR.
 // With sums, the block's column sums are added to colsum[n0 ...].
 template <Act A>
-void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, float* dst, float* colsum) {
+void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, float* dst, float* colsum,
+                  bool* nonfinite) {
     const float* y = p.pro_b.y;
     const float s = p.pro_b.slope;
     for (idx j = 0; j < nb; j += NR) {
@@ -153,6 +154,12 @@ void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, floa
             if (colsum)
                 for (idx kk = 0; kk < kc; ++kk)
                     for (int q = 0; q < nr; ++q) colsum[n0 + j + q] += d[kk * NR + q];
+        }
+        if (nonfinite) {
+            // v * 0 is 0 for every finite v and NaN for NaN or Inf, so one sum finds them all
+            float z = 0.0f;
+            for (idx q = 0; q < kc * NR; ++q) z += d[q] * 0.0f;
+            if (z != z) *nonfinite = true;
         }
     }
 }
@@ -208,11 +215,12 @@ void compute_block(const Problem& p, const MicroKernel& K, idx m0, idx mb, const
 // Pack one B block and run the kernels over it. (B is always packed: measured at batch 64, packed
 // panels beat reading a row-major B in place by 15-40%, since the panels stream from L2 in order.)
 void b_block_and_compute(const Problem& p, const MicroKernel& K, idx m0, idx mb, const float* abuf, idx k0, idx kc,
-                         idx n0, idx nb, float* colsum) {
+                         idx n0, idx nb, float* colsum, bool* nonfinite) {
     const idx panels = (nb + K.nr - 1) / K.nr;
     float* bbuf = tl_b.get(static_cast<std::size_t>(panels * K.nr * kc));
     dispatch_act(p.pro_b.act, p.pro_b.active(),
-                 [&](auto tag) { pack_b_block<decltype(tag)::value>(p, k0, kc, n0, nb, K.nr, bbuf, colsum); });
+                 [&](auto tag) { pack_b_block<decltype(tag)::value>(p, k0, kc, n0, nb, K.nr, bbuf, colsum, nonfinite);
+                 });
     compute_block(p, K, m0, mb, abuf, k0, kc, n0, nb, bbuf);
 }
 
@@ -251,7 +259,7 @@ void sgemm(const Problem& p) {
     const idx n_panels = (p.n + K.nr - 1) / K.nr;
     const idx m_panels = (p.m + K.mr - 1) / K.mr;
     const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
-    int T = g_threads.load();
+    int T = std::min(g_threads.load(), 64);
     if (flops < 2e5) T = 1;
     const bool split_n = n_panels >= 2 * T || m_panels < 2 * T;
     T = static_cast<int>(std::min<idx>(T, split_n ? n_panels : m_panels));
@@ -262,9 +270,11 @@ void sgemm(const Problem& p) {
         const idx mb_max = std::min<idx>(K.mb, p.m);
         const idx kc_max = std::min<idx>(K.kc, p.k);
         float* abuf = tl_a.get(static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max));
+        bool bad[64] = {};  // one flag per thread (T <= 64 below), combined after the region
 #pragma omp parallel num_threads(T)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            bool* nonfinite = p.b_nonfinite ? &bad[t] : nullptr;
             // column slices on 16-column boundaries; a narrow last panel costs only its vectors
             const idx n16 = (p.n + 15) / 16;
             const idx j0 = std::min<idx>((n16 * t / nt) * 16, p.n), j1 = std::min<idx>((n16 * (t + 1) / nt) * 16, p.n);
@@ -278,17 +288,22 @@ void sgemm(const Problem& p) {
 #pragma omp barrier
                     for (idx n0 = j0; n0 < j1; n0 += K.nb) {
                         const idx nb = std::min<idx>(K.nb, j1 - n0);
-                        b_block_and_compute(p, K, m0, mb, abuf, k0, kc, n0, nb, m0 == 0 ? p.pro_b.colsum : nullptr);
+                        b_block_and_compute(p, K, m0, mb, abuf, k0, kc, n0, nb, m0 == 0 ? p.pro_b.colsum : nullptr,
+                                            nonfinite);
                     }
 #pragma omp barrier
                 }
             }
         }
+        if (p.b_nonfinite)
+            for (int t = 0; t < T; ++t) *p.b_nonfinite = *p.b_nonfinite || bad[t];
     } else {
         // few columns: threads own slices of rows and pack privately
+        bool bad[64] = {};
 #pragma omp parallel num_threads(T)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            bool* nonfinite = p.b_nonfinite ? &bad[t] : nullptr;
             const idx i0 = (m_panels * t / nt) * K.mr, i1 = std::min<idx>((m_panels * (t + 1) / nt) * K.mr, p.m);
             for (idx m0 = i0; m0 < i1; m0 += K.mb) {
                 const idx mb = std::min<idx>(K.mb, i1 - m0);
@@ -301,11 +316,13 @@ void sgemm(const Problem& p) {
                         const idx nb = std::min<idx>(K.nb, p.n - n0);
                         // the column sums are the first row slice's job, so each is summed once
                         float* colsum = (t == 0 && m0 == 0) ? p.pro_b.colsum : nullptr;
-                        b_block_and_compute(p, K, m0, mb, abuf, k0, kc, n0, nb, colsum);
+                        b_block_and_compute(p, K, m0, mb, abuf, k0, kc, n0, nb, colsum, nonfinite);
                     }
                 }
             }
         }
+        if (p.b_nonfinite)
+            for (int t = 0; t < T; ++t) *p.b_nonfinite = *p.b_nonfinite || bad[t];
     }
 }
 

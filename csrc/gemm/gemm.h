@@ -44,6 +44,7 @@ struct Problem {
     float* c = nullptr;        // C(i, j) = c[i * ldc + j]
     idx ldc = 0;
     bool accumulate = false;   // C += A B instead of C = A B
+    bool* b_nonfinite = nullptr;  // if set: becomes true when B holds a NaN or Inf (checked while packing)
     Prologue pro_a, pro_b;
     Epilogue epi;
 };

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _core, _loops
 from . import OPS, Backend
+from . import _checks as C
 from . import reference as ref
 
 F32 = (np.float32,)
@@ -43,8 +44,12 @@ def get_num_threads() -> int:
 
 
 def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, act: str = "identity", slope: float = 0.2) -> np.ndarray:
-    """Fused ``y = act(x @ w + b)`` in C++ (float32)."""
-    act, slope = ref.check_dense(x, w, b, act, slope, dtypes=F32)
+    """Fused ``y = act(x @ w + b)`` in C++ (float32).
+
+    The extension checks the arrays itself (dtype, rank, shape, C layout, and NaN/Inf in ``w`` while
+    packing it), so no Python-side pass over the data is needed.
+    """
+    act, slope = C.check_activation(act, slope)
     return _core.dense_forward(x, w, b, ACT_CODES[act], slope)
 
 
@@ -58,8 +63,8 @@ def dense_backward(
     need_dx: bool = True,
     need_params: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Fused dense backward in C++: ``(dx, dw, db)``, None where not asked for."""
-    act, slope = ref.check_dense_backward(dy, x, w, y, act, slope, dtypes=F32)
+    """Fused dense backward in C++: ``(dx, dw, db)``, None where not asked for (arguments checked in C++)."""
+    act, slope = C.check_activation(act, slope)
     return tuple(_core.dense_backward(dy, x, w, y, ACT_CODES[act], slope, bool(need_dx), bool(need_params)))
 
 

@@ -1,0 +1,196 @@
+"""The benchmark command: ``python -m pygan.bench`` prints one kernel x backend table.
+
+Rows are op x shape x batch; columns are the NumPy reference, pygan's ``cpu`` backend and PyTorch
+(when importable, at the same thread count), each the median of repeated timings in this one run,
+with GFLOP/s and the ratio of pygan's speed to the best other column (> 1: pygan is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .backend import load_backend
+
+# (fan_in, fan_out, activation) of the MLP GAN's layers: generator then discriminator
+GENERATOR_LAYERS = [(100, 128, "leaky_relu"), (128, 256, "leaky_relu"), (256, 512, "leaky_relu"),
+                    (512, 1024, "leaky_relu"), (1024, 784, "tanh")]
+DISCRIMINATOR_LAYERS = [(784, 512, "leaky_relu"), (512, 256, "leaky_relu"), (256, 1, "identity")]
+BATCHES = (64, 256)
+SLOPE = 0.2
+
+
+@dataclass
+class Row:
+    """One line of the table: an op at a shape, and the median seconds per column."""
+
+    op: str
+    shape: str
+    flops: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def gflops(self, column: str) -> float:
+        return self.flops / self.seconds[column] / 1e9
+
+    def ratio(self) -> float | None:
+        """pygan's speed over the best other column's."""
+        others = [s for c, s in self.seconds.items() if c != "pygan"]
+        return min(others) / self.seconds["pygan"] if others and "pygan" in self.seconds else None
+
+
+def median_time(fn: Callable[[], Any], min_time: float, max_reps: int = 200) -> float:
+    """Median wall time of ``fn`` over repeats (after two warm-up calls) filling about ``min_time``."""
+    fn()
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < min_time and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _torch(threads: int) -> Any:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def dense_cases(batch: int, fan_in: int, fan_out: int, act: str, torch: Any) -> dict[str, dict[str, Callable[[], Any]]]:
+    """Forward and forward+backward closures of one dense layer for every column."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, fan_in)).astype(np.float32)
+    w = (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32)
+    b = np.zeros(fan_out, np.float32)
+    dy = rng.standard_normal((batch, fan_out)).astype(np.float32)
+    cases: dict[str, dict[str, Callable[[], Any]]] = {"forward": {}, "forward+backward": {}}
+    for column, name in (("numpy", "numpy"), ("pygan", "cpu")):
+        B = load_backend(name)
+
+        def fwd(B: Any = B) -> Any:
+            return B.dense_forward(x, w, b, act, SLOPE)
+
+        def fwd_bwd(B: Any = B) -> Any:
+            y = B.dense_forward(x, w, b, act, SLOPE)
+            return B.dense_backward(dy, x, w, y, act, SLOPE)
+
+        cases["forward"][column], cases["forward+backward"][column] = fwd, fwd_bwd
+    if torch is not None:
+        F = torch.nn.functional
+        tx = torch.from_numpy(x)
+        tw = torch.from_numpy(np.ascontiguousarray(w.T)).requires_grad_(True)  # torch keeps (out, in)
+        tb = torch.from_numpy(b).requires_grad_(True)
+        tdy = torch.from_numpy(dy)
+        txg = tx.clone().requires_grad_(True)
+        tact = {"leaky_relu": lambda z: F.leaky_relu(z, SLOPE), "tanh": torch.tanh, "identity": lambda z: z}[act]
+
+        def t_fwd() -> Any:
+            with torch.no_grad():
+                return tact(F.linear(tx, tw, tb))
+
+        def t_fwd_bwd() -> Any:
+            tw.grad = tb.grad = txg.grad = None
+            y = tact(F.linear(txg, tw, tb))
+            y.backward(tdy)
+            return txg.grad
+
+        cases["forward"]["torch"], cases["forward+backward"]["torch"] = t_fwd, t_fwd_bwd
+    return cases
+
+
+def gemm_cases(n: int, torch: Any) -> dict[str, Callable[[], Any]]:
+    """Plain n x n x n GEMM per column."""
+    from . import _core
+
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    cases: dict[str, Callable[[], Any]] = {"numpy": lambda: a @ b, "pygan": lambda: _core.gemm(a, b)}
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        cases["torch"] = lambda: ta @ tb
+    return cases
+
+
+def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -> tuple[list[Row], dict[str, Any]]:
+    """Measure every row; returns the rows and a description of the run."""
+    import pygan
+
+    pygan.set_num_threads(threads)
+    torch = _torch(threads)
+    rows: list[Row] = []
+    g = gemm_cases(gemm_size, torch)
+    row = Row("gemm", f"{gemm_size}^3", 2.0 * gemm_size**3)
+    for column, fn in g.items():
+        row.seconds[column] = median_time(fn, min_time)
+    rows.append(row)
+    for batch in batches:
+        for side, layers in (("G", GENERATOR_LAYERS), ("D", DISCRIMINATOR_LAYERS)):
+            for fan_in, fan_out, act in layers:
+                cases = dense_cases(batch, fan_in, fan_out, act, torch)
+                for op, fns in cases.items():
+                    mult = 1 if op == "forward" else 3
+                    r = Row(f"dense {op}", f"{side} {batch}x{fan_in}x{fan_out} {act}", mult * 2.0 * batch * fan_in * fan_out)
+                    for column, fn in fns.items():
+                        r.seconds[column] = median_time(fn, min_time)
+                    rows.append(r)
+    meta = {
+        "threads": threads,
+        "isa": pygan._core.current_isa(),
+        "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", None),
+        "machine": platform.processor() or platform.machine(),
+        "min_time_per_cell_s": min_time,
+    }
+    return rows, meta
+
+
+def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
+    """The table as aligned text: time (ms) and GFLOP/s per column, then pygan's ratio."""
+    columns = [c for c in ("numpy", "pygan", "torch") if any(c in r.seconds for r in rows)]
+    head = f"{'op':<22}{'shape':<32}" + "".join(f"{c + ' ms':>12}{c + ' GF/s':>13}" for c in columns) + f"{'pygan/best':>12}"
+    lines = [
+        f"pygan benchmark: {meta['threads']} threads, ISA {meta['isa']}, numpy {meta['numpy']}, "
+        f"torch {meta['torch'] or 'not installed'}; medians of repeated timings in one run",
+        head,
+        "-" * len(head),
+    ]
+    for r in rows:
+        cells = "".join(
+            f"{1e3 * r.seconds[c]:>12.3f}{r.gflops(c):>13.1f}" if c in r.seconds else f"{'-':>12}{'-':>13}" for c in columns
+        )
+        ratio = r.ratio()
+        lines.append(f"{r.op:<22}{r.shape:<32}{cells}{(f'{ratio:.2f}x' if ratio else '-'):>12}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m pygan.bench``."""
+    parser = argparse.ArgumentParser(prog="python -m pygan.bench", description=__doc__)
+    parser.add_argument("--threads", type=int, default=2, help="threads for pygan and PyTorch (default 2)")
+    parser.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per cell (default 0.3)")
+    parser.add_argument("--gemm-size", type=int, default=2048)
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--json", metavar="PATH", help="also write the rows and the run's description as JSON")
+    args = parser.parse_args(argv)
+    rows, meta = run(args.threads, args.min_time, args.gemm_size, args.batches)
+    print(format_table(rows, meta))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"meta": meta, "rows": [asdict(r) | {"ratio": r.ratio()} for r in rows]}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
