@@ -1,28 +1,44 @@
-"""pytest-benchmark cases: dense forward+backward on every backend (run with ``pytest benchmarks``)."""
+"""pytest-benchmark cases for the rows of ``python -m pygan.bench``: GEMM 2048^3 and every MLP-GAN
+layer at batch 64 and 256, forward and forward+backward, per column (numpy, pygan, torch if importable).
+
+Run with ``pytest benchmarks`` (add ``--benchmark-json out.json`` to save them).
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from pygan.backend import load_backend
+import pygan
+from pygan import bench
+
+THREADS = 2
+TORCH = bench.load_torch(THREADS)
+COLUMNS = ["numpy", "pygan"] + (["torch"] if TORCH is not None else [])
+LAYERS = [("G", *layer) for layer in bench.GENERATOR_LAYERS] + [("D", *layer) for layer in bench.DISCRIMINATOR_LAYERS]
 
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
-@pytest.mark.parametrize("batch,fan_in,fan_out", [(64, 1024, 784)])
-def test_dense_forward_backward(benchmark, backend, batch, fan_in, fan_out):
-    B = load_backend(backend)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, fan_in)).astype(np.float32)
-    w = (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32)
-    b = np.zeros(fan_out, np.float32)
-    dy = rng.standard_normal((batch, fan_out)).astype(np.float32)
+@pytest.fixture(autouse=True)
+def _threads():
+    before = pygan.get_num_threads()
+    pygan.set_num_threads(THREADS)
+    yield
+    pygan.set_num_threads(before)
 
-    def step():
-        y = B.dense_forward(x, w, b, "leaky_relu", 0.2)
-        return B.dense_backward(dy, x, w, y, "leaky_relu", 0.2)
 
-    benchmark.group = f"dense {batch}x{fan_in}x{fan_out} fwd+bwd"
-    benchmark.extra_info["flops"] = 3 * 2 * batch * fan_in * fan_out
-    dx, dw, db = benchmark(step)
-    assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
+@pytest.mark.parametrize("column", COLUMNS)
+def test_gemm_2048(benchmark, column):
+    fn = bench.gemm_cases(2048, TORCH)[column]
+    benchmark.group = "gemm 2048^3"
+    benchmark.extra_info["flops"] = 2.0 * 2048**3
+    assert benchmark.pedantic(fn, rounds=5, warmup_rounds=1).shape == (2048, 2048)
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+@pytest.mark.parametrize("op", ["forward", "forward+backward"])
+@pytest.mark.parametrize("batch", bench.BATCHES)
+@pytest.mark.parametrize("side,fan_in,fan_out,act", LAYERS)
+def test_dense_layer(benchmark, column, op, batch, side, fan_in, fan_out, act):
+    fn = bench.dense_cases(batch, fan_in, fan_out, act, TORCH)[op][column]
+    benchmark.group = f"dense {op} {side} {batch}x{fan_in}x{fan_out} {act}"
+    benchmark.extra_info["flops"] = (1 if op == "forward" else 3) * 2.0 * batch * fan_in * fan_out
+    assert benchmark(fn) is not None

@@ -59,7 +59,8 @@ def median_time(fn: Callable[[], Any], min_time: float, max_reps: int = 200) -> 
     return statistics.median(times)
 
 
-def _torch(threads: int) -> Any:
+def load_torch(threads: int) -> Any:
+    """PyTorch at the given thread count, or None when it is not installed."""
     try:
         import torch
     except ImportError:
@@ -128,7 +129,7 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
     import pygan
 
     pygan.set_num_threads(threads)
-    torch = _torch(threads)
+    torch = load_torch(threads)
     rows: list[Row] = []
     g = gemm_cases(gemm_size, torch)
     row = Row("gemm", f"{gemm_size}^3", 2.0 * gemm_size**3)

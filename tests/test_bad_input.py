@@ -169,3 +169,9 @@ def test_layer_and_optimizer_arguments():
         pygan.Adam(nn.Dense(3, 4).parameters(), lr=-1.0)
     with raises(ValueError, "params"):
         pygan.SGD([])
+
+
+def test_cupy_backend_says_what_is_missing():
+    with pytest.raises((ImportError, NotImplementedError), match="^name: the 'cupy' backend"):
+        pygan.set_backend("cupy")
+    assert pygan.get_backend().name == "cpu"  # the failed switch left the backend as it was

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -156,10 +157,14 @@ void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, floa
                     for (int q = 0; q < nr; ++q) colsum[n0 + j + q] += d[kk * NR + q];
         }
         if (nonfinite) {
-            // v * 0 is 0 for every finite v and NaN for NaN or Inf, so one sum finds them all
-            float z = 0.0f;
-            for (idx q = 0; q < kc * NR; ++q) z += d[q] * 0.0f;
-            if (z != z) *nonfinite = true;
+            // an all-ones exponent (NaN or Inf) carries into the top bit; integer ops, so it vectorises
+            std::uint32_t top = 0;
+            for (idx q = 0; q < kc * NR; ++q) {
+                std::uint32_t bits;
+                std::memcpy(&bits, d + q, sizeof bits);
+                top |= ((bits & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+            }
+            if (top) *nonfinite = true;
         }
     }
 }
