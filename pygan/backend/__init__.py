@@ -47,7 +47,6 @@ class Backend:
     ops: dict[str, Callable[..., Any]]
     native: frozenset[str]
     details: str = ""
-    dtypes: tuple[str, ...] = ("float32",)
 
     def __getattr__(self, op: str) -> Callable[..., Any]:
         try:

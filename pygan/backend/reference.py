@@ -575,5 +575,4 @@ def make_backend() -> Any:
         ops={op: getattr(module, op) for op in OPS},
         native=frozenset(),
         details="NumPy " + np.__version__,
-        dtypes=("float32", "float64"),
     )
