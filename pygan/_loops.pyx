@@ -1,5 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Loop-level kernels that are not GEMMs: fused optimizer updates over flat float32 buffers.
+"""Loop-level kernels that are not GEMMs: fused optimizer updates over flat float32 buffers, and
+the row-wise log-sum-exp of the Parzen-window estimator.
 
 Each update is one pass over the parameters (read grad and state, write state and parameter),
 parallel over contiguous chunks with prange and free of the GIL. Shapes are checked by the
@@ -7,7 +8,7 @@ Python callers in pygan.optim; these functions check only that the buffers agree
 """
 
 from cython.parallel cimport prange
-from libc.math cimport sqrtf
+from libc.math cimport exp, log, sqrtf
 
 
 def _same_length(Py_ssize_t n, **buffers):
@@ -46,3 +47,39 @@ def adam(float[::1] param, const float[::1] grad, float[::1] m, float[::1] v,
             m[i] = mi
             v[i] = vi
             param[i] = param[i] - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps)
+
+
+def parzen_lse(const float[:, ::1] cross, const float[::1] x_sq, const float[::1] c_sq,
+               const double[::1] inv_two_var, double[:, ::1] out, int num_threads=1):
+    """For each row i and bandwidth s: ``out[i, s] = log sum_j exp(-d2[i, j] * inv_two_var[s])``.
+
+    ``d2[i, j] = x_sq[i] + c_sq[j] - 2 * cross[i, j]`` (squared distances from a block of points to
+    the kernel centres, with ``cross`` their dot products), clamped at 0. The sum is shifted by each
+    row's smallest distance, so it never overflows and its largest term is exactly 1.
+    """
+    cdef Py_ssize_t i, j, s, r = cross.shape[0], m = cross.shape[1], ns = inv_two_var.shape[0]
+    cdef double d, dmin, acc, w
+    if x_sq.shape[0] != r or c_sq.shape[0] != m:
+        raise ValueError(f"x_sq: lengths {x_sq.shape[0]}, {c_sq.shape[0]} do not match cross {r}x{m}")
+    if out.shape[0] != r or out.shape[1] != ns:
+        raise ValueError(f"out: expected shape ({r}, {ns}), got ({out.shape[0]}, {out.shape[1]})")
+    if m == 0:
+        raise ValueError("cross: no kernel centres")
+    with nogil:
+        for i in prange(r, num_threads=num_threads, schedule="static"):
+            dmin = x_sq[i] + c_sq[0] - 2.0 * cross[i, 0]
+            for j in range(1, m):
+                d = x_sq[i] + c_sq[j] - 2.0 * cross[i, j]
+                if d < dmin:
+                    dmin = d
+            if dmin < 0:
+                dmin = 0
+            for s in range(ns):
+                w = inv_two_var[s]
+                acc = 0
+                for j in range(m):
+                    d = x_sq[i] + c_sq[j] - 2.0 * cross[i, j]
+                    if d < dmin:
+                        d = dmin
+                    acc = acc + exp(-(d - dmin) * w)
+                out[i, s] = -dmin * w + log(acc)

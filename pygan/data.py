@@ -1,22 +1,232 @@
-"""Data: the toy distributions of the GAN literature and seeded minibatches."""
+"""Data: the IDX (MNIST, Fashion-MNIST) reader and loader, the toy distributions of the GAN
+literature, and seeded minibatches."""
 
 from __future__ import annotations
 
-from typing import Iterator
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from .backend import _checks as C
 
 TOY_DATASETS: tuple[str, ...] = ("ring8", "grid25", "gauss1d")
+IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
+DATASETS: tuple[str, ...] = TOY_DATASETS + IMAGE_DATASETS
+
+#: IDX element types by the third magic byte: (NumPy big-endian dtype).
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+#: Refuse headers claiming more than this many bytes of data (MNIST train images: 47 MB).
+MAX_IDX_BYTES = 1 << 31
+
+_FILES = {
+    ("train", "images"): "train-images-idx3-ubyte.gz",
+    ("train", "labels"): "train-labels-idx1-ubyte.gz",
+    ("test", "images"): "t10k-images-idx3-ubyte.gz",
+    ("test", "labels"): "t10k-labels-idx1-ubyte.gz",
+}
+
+#: Where the datasets' authors (or the mirror common loaders use) publish the files.
+MIRRORS = {
+    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+}
+
+#: Checksums of the published .gz files: ("sha256" or "md5", hex). The one MD5 is the checksum
+#: Fashion-MNIST's authors publish for a file whose SHA-256 we could not verify here.
+CHECKSUMS = {
+    ("mnist", "train-images-idx3-ubyte.gz"): ("sha256", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    ("mnist", "train-labels-idx1-ubyte.gz"): ("sha256", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    ("mnist", "t10k-images-idx3-ubyte.gz"): ("sha256", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    ("mnist", "t10k-labels-idx1-ubyte.gz"): ("sha256", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    ("fashion-mnist", "train-images-idx3-ubyte.gz"): ("md5", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+    ("fashion-mnist", "train-labels-idx1-ubyte.gz"): ("sha256", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+    ("fashion-mnist", "t10k-images-idx3-ubyte.gz"): ("sha256", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+    ("fashion-mnist", "t10k-labels-idx1-ubyte.gz"): ("sha256", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+}
 
 
+class DataError(ValueError):
+    """A data file is missing, corrupt or not what its name says; the message names the file."""
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX files
+# ---------------------------------------------------------------------------------------------
+def _read_exact(f: BinaryIO, n: int, path: Path, what: str) -> bytes:
+    """Read ``n`` bytes in chunks (so a lying header cannot make us allocate more than the file holds)."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < n:
+        chunk = f.read(min(n - got, 1 << 22))
+        if not chunk:
+            raise DataError(f"{path}: truncated IDX file: {what} needs {n} bytes, the file ends after {got}")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file (gzipped or raw, decided by its first bytes) into a native-endian array.
+
+    The header is checked (two zero bytes, a known type code, 1 to 4 dimensions), the data size it
+    claims must stay under ``MAX_IDX_BYTES`` and be present in full, and nothing may follow it.
+    Every problem raises :class:`DataError` naming the file.
+    """
+    p = Path(path)
+    try:
+        raw = p.open("rb")
+    except OSError as e:
+        raise DataError(f"{p}: cannot open: {e.strerror or e}") from None
+    with raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw  # type: ignore[assignment]
+        try:
+            head = _read_exact(f, 4, p, "the magic number")
+            if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES or not 1 <= head[3] <= 4:
+                raise DataError(f"{p}: not an IDX file (magic bytes {head.hex()}; expected 0000TTNN with a known type TT)")
+            dtype = np.dtype(_IDX_TYPES[head[2]])
+            ndim = head[3]
+            dims = tuple(int(d) for d in np.frombuffer(_read_exact(f, 4 * ndim, p, "the dimensions"), dtype=">u4"))
+            nbytes = int(np.prod(dims, dtype=np.float64)) * dtype.itemsize
+            if nbytes > MAX_IDX_BYTES:
+                raise DataError(f"{p}: header claims shape {dims} ({nbytes} bytes), more than the {MAX_IDX_BYTES}-byte limit")
+            body = _read_exact(f, nbytes, p, f"shape {dims}")
+            if f.read(1):
+                raise DataError(f"{p}: trailing bytes after the {nbytes}-byte body of shape {dims}")
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise DataError(f"{p}: corrupt gzip stream: {e}") from None
+    return np.frombuffer(body, dtype=dtype).astype(dtype.newbyteorder("="), copy=True).reshape(dims)
+
+
+def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | None = None) -> None:
+    """Write ``array`` as an IDX file (gzipped when ``compress`` or the name ends in .gz)."""
+    a = np.asarray(array)
+    codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_TYPES.items()}
+    if a.dtype not in codes or not 1 <= a.ndim <= 4:
+        raise ValueError(f"array: IDX holds 1-4 dimensional uint8/int8/int16/int32/float32/float64, got {a.dtype} {a.shape}")
+    header = bytes([0, 0, codes[a.dtype], a.ndim]) + np.asarray(a.shape, dtype=">u4").tobytes()
+    payload = header + a.astype(a.dtype.newbyteorder(">")).tobytes()
+    p = Path(path)
+    if compress if compress is not None else p.suffix == ".gz":
+        payload = gzip.compress(payload, mtime=0)
+    p.write_bytes(payload)
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST-format datasets
+# ---------------------------------------------------------------------------------------------
+def data_folder(folder: str | os.PathLike[str] | None = None) -> Path:
+    """The data folder: ``folder`` if given, else ``$PYGAN_DATA``, else ``~/.cache/pygan``."""
+    if folder is not None:
+        return Path(folder)
+    env = os.environ.get("PYGAN_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "pygan"
+
+
+def _dataset_folder(name: str, folder: Path) -> Path:
+    if name == "fashion-mnist" and (folder / "fashion-mnist").is_dir():
+        return folder / "fashion-mnist"
+    return folder
+
+
+def verify_checksum(path: Path, name: str, filename: str) -> None:
+    """Compare a file's digest with the published one; :class:`DataError` naming the file if it differs."""
+    kind, expected = CHECKSUMS[(name, filename)]
+    h = hashlib.new(kind)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != expected:
+        raise DataError(f"{path}: {kind} {h.hexdigest()} differs from the published {expected}")
+
+
+def download(name: str, folder: str | os.PathLike[str] | None = None, base_url: str | None = None) -> Path:
+    """Fetch the four files of ``name`` into the data folder (atomically, checksums verified).
+
+    Files already present are kept. Without a network this raises :class:`DataError` saying where
+    to put the files by hand. ``base_url`` overrides the mirror (any URL urllib opens, file:// too).
+    """
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"name: unknown dataset {name!r}; expected one of {', '.join(IMAGE_DATASETS)}")
+    root = data_folder(folder)
+    target = root / "fashion-mnist" if name == "fashion-mnist" else root
+    target.mkdir(parents=True, exist_ok=True)
+    url = base_url or MIRRORS[name]
+    for filename in _FILES.values():
+        dest = target / filename
+        if dest.exists():
+            continue
+        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{filename}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url.rstrip("/") + "/" + filename, timeout=60) as src:
+                shutil.copyfileobj(src, out)
+            verify_checksum(Path(tmp), name, filename)
+            os.replace(tmp, dest)
+        except (urllib.error.URLError, OSError) as e:
+            raise DataError(
+                f"{dest}: could not download {filename} from {url} ({e}); put the standard {name} files "
+                f"({', '.join(_FILES.values())}) in {target} by hand, or point PYGAN_DATA at a folder that has them"
+            ) from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
+
+
+def load_images(
+    name: str = "mnist", split: str = "train", folder: str | os.PathLike[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 1, 28, 28)`` float32 in [0, 1] and labels ``(N,)`` int64 of MNIST or Fashion-MNIST.
+
+    Looks in ``folder`` (else ``$PYGAN_DATA``, else ``~/.cache/pygan``; Fashion-MNIST also in its
+    ``fashion-mnist/`` subfolder) for the standard file names; a missing file raises
+    :class:`DataError` saying where to put it (or call :func:`download`).
+    """
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"name: unknown dataset {name!r}; expected one of {', '.join(IMAGE_DATASETS)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    where = _dataset_folder(name, data_folder(folder))
+    paths = {}
+    for part in ("images", "labels"):
+        filename = _FILES[(split, part)]
+        p = where / filename
+        if not p.exists() and (where / filename[:-3]).exists():
+            p = where / filename[:-3]
+        if not p.exists():
+            raise DataError(
+                f"{where / filename}: missing; put the standard {name} files there, set PYGAN_DATA to a folder "
+                f"that has them, or run pygan.data.download({name!r})"
+            )
+        paths[part] = p
+    images = read_idx(paths["images"])
+    labels = read_idx(paths["labels"])
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{paths['images']}: expected uint8 images (N, H, W), got {images.dtype} {images.shape}")
+    if labels.shape != (images.shape[0],):
+        raise DataError(f"{paths['labels']}: {labels.shape[0] if labels.ndim else 0} labels for {images.shape[0]} images")
+    x = (images.astype(np.float32) / 255.0)[:, None, :, :]
+    return x, labels.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# toy distributions
+# ---------------------------------------------------------------------------------------------
 def toy_modes(name: str) -> tuple[np.ndarray, float]:
     """Mode centres and per-mode standard deviation of a toy mixture.
 
     ``ring8``: 8 Gaussians with means on the unit circle, sigma 0.01; ``grid25``: 25 Gaussians with
-    means {-4,-2,0,2,4}^2, sigma 0.05 (both as the PacGAN paper defines them); ``gauss1d``: the 1-D
-    Gaussian N(4, 0.5) of the 2014 paper's Figure 1 style illustrations (one mode).
+    means {-4,-2,0,2,4}^2, sigma 0.05 (both as the PacGAN paper defines them); ``gauss1d``: the
+    1-D Gaussian N(4, 0.5) of the 2014 paper's Figure 1 style illustration (one mode).
     """
     if name == "ring8":
         angles = 2 * np.pi * np.arange(8) / 8
@@ -31,11 +241,27 @@ def toy_modes(name: str) -> tuple[np.ndarray, float]:
 
 def toy_samples(name: str, n: int, seed: int | None = None, dtype: type = np.float32) -> np.ndarray:
     """``n`` samples of a toy mixture, modes picked uniformly."""
+    return toy_labelled(name, n, seed, dtype)[0]
+
+
+def toy_labelled(
+    name: str, n: int, seed: int | None = None, dtype: type = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples of a toy mixture and the index of the mode each came from."""
     n = C.check_int("n", n, 0)
     means, sigma = toy_modes(name)
     rng = np.random.default_rng(seed)
     which = rng.integers(len(means), size=n)
-    return (means[which] + sigma * rng.standard_normal((n, means.shape[1]))).astype(dtype)
+    x = (means[which] + sigma * rng.standard_normal((n, means.shape[1]))).astype(dtype)
+    return x, which.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# batching
+# ---------------------------------------------------------------------------------------------
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of ``n`` examples in ``epoch`` of a run seeded ``seed`` (the same on resume)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def minibatches(data: np.ndarray, batch_size: int, seed: int | None = None, drop_last: bool = True) -> Iterator[np.ndarray]:

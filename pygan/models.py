@@ -1,14 +1,35 @@
-"""Model builders."""
+"""Model builders: the MLP GAN, the 2014 paper's MNIST model, the conditional GAN and DCGAN.
+
+``build(name, ...)`` returns a :class:`ModelSpec`: the two networks plus what a trainer needs to
+know about them (latent size and prior, the range of the generator's output, the optimizers and
+batch size their papers train with).
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
-from .nn import Dense, Sequential
+from .backend import _checks as C
+from .nn import (
+    BatchNorm,
+    Conv2d,
+    ConvTranspose2d,
+    Dense,
+    Dropout,
+    Flatten,
+    Maxout,
+    Module,
+    Reshape,
+    Sequential,
+    VirtualBatchNorm,
+)
 from .nn.layers import Seed
 from .nn.module import make_rng
+
+MODELS: tuple[str, ...] = ("mlp", "paper-mlp", "cgan", "dcgan")
 
 
 def mlp_generator(
@@ -43,3 +64,149 @@ def mlp_discriminator(
     layers = [Dense(a, b, act=act, slope=slope, seed=rng, dtype=dtype) for a, b in zip(sizes[:-1], sizes[1:])]
     layers.append(Dense(sizes[-1], 1, seed=rng, dtype=dtype))
     return Sequential(*layers)
+
+
+def paper_mlp_generator(latent_dim: int = 100, out_features: int = 784, seed: Seed = None) -> Sequential:
+    """Goodfellow et al. 2014, MNIST: ``z -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid`` (weights U(-0.05, 0.05))."""
+    rng = make_rng(seed)
+    return Sequential(
+        Dense(latent_dim, 1200, act="relu", init="irange", std=0.05, seed=rng),
+        Dense(1200, 1200, act="relu", init="irange", std=0.05, seed=rng),
+        Dense(1200, out_features, act="sigmoid", init="irange", std=0.05, seed=rng),
+    )
+
+
+def paper_mlp_discriminator(in_features: int = 784, seed: Seed = None) -> Sequential:
+    """Goodfellow et al. 2014, MNIST: maxout 240x5 -> maxout 240x5 -> sigmoid (as logits here), with
+    dropout keeping 0.8 of the input and 0.5 of each hidden layer (weights U(-0.005, 0.005))."""
+    rng = make_rng(seed)
+    return Sequential(
+        Dropout(0.2, seed=rng),
+        Dense(in_features, 240 * 5, init="irange", std=0.005, seed=rng),
+        Maxout(5),
+        Dropout(0.5, seed=rng),
+        Dense(240, 240 * 5, init="irange", std=0.005, seed=rng),
+        Maxout(5),
+        Dropout(0.5, seed=rng),
+        Dense(240, 1, init="irange", std=0.005, seed=rng),
+    )
+
+
+def dcgan_generator(
+    latent_dim: int = 100, channels: int = 1, norm: str = "batch", seed: Seed = None
+) -> Sequential:
+    """DCGAN for 28x28 (Radford et al. 2016, sized for MNIST): ``z -> dense 128x7x7 -> BN ReLU ->
+    convT(128, 64, 4, 2, 1) -> BN ReLU -> convT(64, channels, 4, 2, 1) -> tanh``; no pooling.
+
+    ``norm="virtual"`` uses virtual batch norm (Salimans et al. 2016) instead of batch norm.
+    """
+    rng = make_rng(seed)
+    if norm not in ("batch", "virtual"):
+        raise ValueError(f"norm: expected 'batch' or 'virtual', got {norm!r}")
+    Norm = BatchNorm if norm == "batch" else VirtualBatchNorm
+    return Sequential(
+        Dense(latent_dim, 128 * 7 * 7, init="normal", std=0.02, bias=False, seed=rng),
+        Norm(128 * 7 * 7, act="relu"),
+        Reshape(128, 7, 7),
+        ConvTranspose2d(128, 64, 4, 2, 1, bias=False, seed=rng),
+        Norm(64, act="relu"),
+        ConvTranspose2d(64, channels, 4, 2, 1, act="tanh", seed=rng),
+    )
+
+
+def dcgan_discriminator(channels: int = 1, seed: Seed = None) -> Sequential:
+    """DCGAN discriminator for 28x28: ``conv(channels, 64, 4, 2, 1) -> LeakyReLU(0.2) ->
+    conv(64, 128, 4, 2, 1) -> BN -> LeakyReLU(0.2) -> dense 6272 -> 1`` (logits); no pooling."""
+    rng = make_rng(seed)
+    return Sequential(
+        Conv2d(channels, 64, 4, 2, 1, act="leaky_relu", seed=rng),
+        Conv2d(64, 128, 4, 2, 1, bias=False, seed=rng),
+        BatchNorm(128, act="leaky_relu"),
+        Flatten(),
+        Dense(128 * 7 * 7, 1, init="normal", std=0.02, seed=rng),
+    )
+
+
+@dataclass
+class ModelSpec:
+    """Two networks and how to train them.
+
+    ``output`` is the generator's output range: ``tanh`` ([-1, 1]), ``sigmoid`` ([0, 1]) or
+    ``linear``; data must be scaled to match (``scale_data``). ``optimizer`` names ``adam`` or
+    ``sgd`` with ``lr`` (and ``momentum``, ``final_momentum``, ``momentum_epochs``, ``lr_decay``
+    for the paper's SGD schedule). ``d_max_norm`` caps the norm of each discriminator unit's
+    weight vector after each update (the 2014 paper's ``max_col_norm``).
+    """
+
+    name: str
+    generator: Module
+    discriminator: Module
+    latent_dim: int
+    prior: str
+    output: str
+    batch_size: int
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    d_max_norm: float | None = None
+
+    def scale_data(self, x: np.ndarray) -> np.ndarray:
+        """Map images in [0, 1] to the generator's output range."""
+        return x * 2 - 1 if self.output == "tanh" else x
+
+    def unscale(self, x: np.ndarray) -> np.ndarray:
+        """Map generator output back to images in [0, 1] (inverse of ``scale_data``)."""
+        return (x + 1) / 2 if self.output == "tanh" else x
+
+
+def build(
+    name: str,
+    data_shape: Sequence[int],
+    num_classes: int = 0,
+    pack: int = 1,
+    norm: str = "batch",
+    seed: int = 0,
+) -> ModelSpec:
+    """Build model ``name`` (one of ``MODELS``) for examples of shape ``data_shape``.
+
+    - ``mlp``: on flat toy data (a 1-D or 2-D point), G ``16 -> 256 -> 256 -> 256 -> d`` and D
+      ``d -> 256 -> 256 -> 256 -> 1``, leaky ReLU, Adam; on images, G ``100 -> 128 -> 256 -> 512 ->
+      1024 -> 784`` (leaky ReLU 0.2, tanh) and D ``784 -> 512 -> 256 -> 1``, Adam 2e-4.
+    - ``paper-mlp``: the 2014 paper's MNIST model and SGD schedule (images only).
+    - ``cgan``: ``mlp`` conditioned on one-hot labels (``num_classes`` must be > 0).
+    - ``dcgan``: the 28x28 DCGAN (images only), Adam 2e-4, betas (0.5, 0.999).
+
+    ``pack`` widens the discriminator's input for PacGAN; ``num_classes`` adds label inputs.
+    """
+    if name not in MODELS:
+        raise ValueError(f"name: unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    shape = tuple(int(s) for s in data_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"data_shape: expected positive sizes, got {tuple(data_shape)}")
+    num_classes = C.check_int("num_classes", num_classes, 0)
+    pack = C.check_int("pack", pack, 1)
+    if name == "cgan" and num_classes == 0:
+        raise ValueError("num_classes: the cgan model needs labelled data (num_classes > 0)")
+    rng = np.random.default_rng(seed)
+    dim = int(np.prod(shape))
+    image = len(shape) == 3
+    if name in ("mlp", "cgan"):
+        if dim <= 2:
+            latent = 16
+            g = mlp_generator(latent + num_classes, [256, 256, 256], dim, seed=rng)
+            d = mlp_discriminator((dim + num_classes) * pack, [256, 256, 256], seed=rng)
+            return ModelSpec(name, g, d, latent, "normal", "linear", 256, {"kind": "adam", "lr": 1e-3, "lr_final": 1e-5})
+        latent = 100
+        g = mlp_generator(latent + num_classes, [128, 256, 512, 1024], dim, out_act="tanh", seed=rng)
+        d = mlp_discriminator((dim + num_classes) * pack, [512, 256], seed=rng)
+        return ModelSpec(name, g, d, latent, "normal", "tanh", 64, {"kind": "adam", "lr": 2e-4})
+    if not image:
+        raise ValueError(f"data_shape: the {name} model needs images (C, H, W), got {shape}")
+    if name == "paper-mlp":
+        g = paper_mlp_generator(100 + num_classes, dim, seed=rng)
+        d = paper_mlp_discriminator((dim + num_classes) * pack, seed=rng)
+        opt = {"kind": "sgd", "lr": 0.1, "momentum": 0.5, "final_momentum": 0.7, "momentum_epochs": 250, "lr_decay": 1.000004}
+        return ModelSpec(name, g, d, 100, "uniform", "sigmoid", 100, opt, d_max_norm=1.9365)
+    if shape[1:] != (28, 28):
+        raise ValueError(f"data_shape: the dcgan model is built for 28x28 images, got {shape}")
+    g = dcgan_generator(100 + num_classes, shape[0], norm=norm, seed=rng)
+    d = dcgan_discriminator((shape[0] + num_classes) * pack, seed=rng)
+    return ModelSpec(name, g, d, 100, "normal", "tanh", 64, {"kind": "adam", "lr": 2e-4})

@@ -107,3 +107,63 @@ class Adam(Optimizer):
         get_backend().adam_update(
             self.flat, self.flat_grad, self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps
         )
+
+
+def clip_column_norms(params: Iterable[Parameter], limit: float) -> None:
+    """Rescale each column of every 2-D weight ``(in, out)`` whose L2 norm exceeds ``limit``.
+
+    This is pylearn2's ``max_col_norm`` constraint, which the 2014 paper's models apply after
+    every update: each unit's incoming weight vector is kept inside a ball of radius ``limit``.
+    """
+    limit = _positive("limit", limit)
+    xp = get_backend().xp
+    for p in params:
+        if p.data.ndim == 2:
+            norms = xp.sqrt((p.data * p.data).sum(axis=0))
+            scale = xp.minimum(1, limit / xp.maximum(norms, 1e-12)).astype(p.data.dtype)
+            p.data *= scale
+
+
+class Schedule:
+    """Learning-rate and momentum schedules as pure functions of (epoch, step), so resumed runs match.
+
+    - ``lr_final``: the rate decays exponentially from ``lr`` to ``lr_final`` over ``epochs``;
+    - ``lr_decay``: the rate is divided by ``lr_decay`` after every step, never below ``min_lr``
+      (the 2014 paper: 1.000004 per batch);
+    - ``final_momentum``: momentum rises linearly to it over ``momentum_epochs`` (0.5 -> 0.7 over
+      250 epochs in the paper).
+    """
+
+    def __init__(
+        self,
+        lr: float,
+        epochs: int,
+        lr_final: float | None = None,
+        lr_decay: float | None = None,
+        min_lr: float = 1e-6,
+        momentum: float | None = None,
+        final_momentum: float | None = None,
+        momentum_epochs: int = 1,
+    ) -> None:
+        self.lr = _positive("lr", lr)
+        self.epochs = max(int(epochs), 1)
+        self.lr_final = None if lr_final is None else _positive("lr_final", lr_final)
+        self.lr_decay = None if lr_decay is None else _positive("lr_decay", lr_decay)
+        self.min_lr = min_lr
+        self.momentum = momentum
+        self.final_momentum = final_momentum
+        self.momentum_epochs = max(int(momentum_epochs), 1)
+
+    def apply(self, optimizer: Optimizer, epoch: int, step: int) -> None:
+        """Set ``optimizer.lr`` (and ``momentum`` for SGD) for the step about to be taken."""
+        lr = self.lr
+        if self.lr_final is not None:
+            lr = self.lr * (self.lr_final / self.lr) ** (min(epoch, self.epochs - 1) / max(self.epochs - 1, 1))
+        if self.lr_decay is not None:
+            lr = max(self.lr / self.lr_decay**step, self.min_lr)
+        optimizer.lr = lr
+        if isinstance(optimizer, SGD) and self.momentum is not None:
+            m = self.momentum
+            if self.final_momentum is not None:
+                m += (self.final_momentum - self.momentum) * min(epoch / self.momentum_epochs, 1.0)
+            optimizer.momentum = m

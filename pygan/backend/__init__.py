@@ -113,3 +113,18 @@ def use_backend(name: str) -> Iterator[Backend]:
 def backend_info() -> str:
     """A line describing the active backend: what is native and what falls back to the reference."""
     return get_backend().info()
+
+
+def to_numpy(a: Any) -> Any:
+    """A host NumPy array from an array of any backend (device arrays are copied to the host)."""
+    get = getattr(a, "get", None)
+    if callable(get) and not isinstance(a, dict):
+        return get()
+    import numpy as np
+
+    return np.asarray(a)
+
+
+def from_numpy(a: Any) -> Any:
+    """An array of the active backend from a host array (a device copy on ``cupy``)."""
+    return get_backend().xp.asarray(a)

@@ -90,6 +90,23 @@ def adam_update(
     _loops.adam(param, grad, m, v, lr, beta1, beta2, eps, step, get_num_threads())
 
 
+def parzen_log_sum_exp(x: np.ndarray, centres: np.ndarray, inv_two_var: np.ndarray, block: int = 512) -> np.ndarray:
+    """``out[i, s] = log sum_j exp(-|x_i - c_j|^2 * inv_two_var[s])`` for float32 points (host only).
+
+    Blocks of ``x`` meet all centres in one GEMM-core call (their dot products); the shifted
+    log-sum-exp over each row runs in Cython. Memory stays at one block x centres.
+    """
+    out = np.empty((x.shape[0], inv_two_var.shape[0]), dtype=np.float64)
+    c_sq = np.einsum("ij,ij->i", centres, centres, dtype=np.float64).astype(np.float32)
+    threads = get_num_threads()
+    for start in range(0, x.shape[0], block):
+        xb = x[start : start + block]
+        cross = _core.gemm(xb, centres, False, True)
+        x_sq = np.einsum("ij,ij->i", xb, xb, dtype=np.float64).astype(np.float32)
+        _loops.parzen_lse(cross, x_sq, c_sq, inv_two_var, out[start : start + len(xb)], threads)
+    return out
+
+
 NATIVE: dict[str, Any] = {
     "dense_forward": dense_forward,
     "dense_backward": dense_backward,

@@ -1,18 +1,40 @@
-"""Layers: Dense, activations, Dropout, Maxout, Sequential."""
+"""Layers: Dense, Conv2d, ConvTranspose2d, BatchNorm, VirtualBatchNorm, activations, Dropout, Maxout,
+Reshape, Flatten, Sequential."""
 
-from .layers import Activation, Dense, Dropout, LeakyReLU, Maxout, ReLU, Sigmoid, Tanh
+from .layers import (
+    Activation,
+    BatchNorm,
+    Conv2d,
+    ConvTranspose2d,
+    Dense,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    Maxout,
+    ReLU,
+    Reshape,
+    Sigmoid,
+    Tanh,
+    VirtualBatchNorm,
+)
 from .module import Module, Parameter, Sequential
 
 __all__ = [
     "Activation",
+    "BatchNorm",
+    "Conv2d",
+    "ConvTranspose2d",
     "Dense",
     "Dropout",
+    "Flatten",
     "LeakyReLU",
     "Maxout",
     "Module",
     "Parameter",
     "ReLU",
+    "Reshape",
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "VirtualBatchNorm",
 ]

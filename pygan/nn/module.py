@@ -57,6 +57,13 @@ class Module:
         """Sub-layers."""
         return []
 
+    def modules(self) -> list["Module"]:
+        """This module and every module below it, depth first."""
+        out: list[Module] = [self]
+        for child in self.children():
+            out.extend(child.modules())
+        return out
+
     def train(self, mode: bool = True) -> "Module":
         """Switch training mode (dropout on, batch statistics) on or off, recursively."""
         self.training = mode

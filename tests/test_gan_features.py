@@ -1,0 +1,241 @@
+"""The GAN's features: conditioning, packing, interpolation, virtual batch norm, fit/Ctrl-C, models."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from helpers import numerical_grad
+
+import pygan
+from pygan import data, models
+from pygan.gan import GAN, latent_path
+from pygan.nn import Dense, Sequential, VirtualBatchNorm
+from pygan.optim import SGD, Adam, clip_column_norms
+
+
+def small_gan(num_classes=0, pack=1, seed=0, **kw):
+    g = models.mlp_generator(4 + num_classes, [16], 2, seed=seed)
+    d = models.mlp_discriminator((2 + num_classes) * pack, [16], seed=seed + 1)
+    return GAN(g, d, Adam(g.parameters()), Adam(d.parameters()), latent_dim=4, num_classes=num_classes, pack=pack, seed=seed, **kw)
+
+
+def snapshot(net):
+    return [p.data.copy() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("num_classes, pack", [(0, 2), (8, 1), (8, 4)])
+def test_generator_step_leaves_discriminator_untouched_with_labels_and_packing(num_classes, pack):
+    gan = small_gan(num_classes, pack)
+    x, lab = data.toy_labelled("ring8", 32, seed=0)
+    gan.train_step(x, lab if num_classes else None)
+    d_before, g_before = snapshot(gan.discriminator), snapshot(gan.generator)
+    d_grad = gan.d_optimizer.flat_grad.copy()
+    gan.d_steps = 0  # run only the generator half of the step
+    gan.train_step(x, lab if num_classes else None)
+    for a, b in zip(d_before, snapshot(gan.discriminator)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(d_grad, gan.d_optimizer.flat_grad)
+    assert any(not np.array_equal(a, b) for a, b in zip(g_before, snapshot(gan.generator)))
+
+
+def test_generator_gradient_through_labels_and_packing_matches_finite_differences():
+    """d g_loss / d G(z) through the joined-label, packed discriminator input, in float64."""
+    pygan.set_backend("numpy")
+    rng = np.random.default_rng(0)
+    g = Sequential(Dense(4 + 3, 2, seed=1, dtype=np.float64))
+    d = models.mlp_discriminator((2 + 3) * 2, [5], seed=2, dtype=np.float64)
+    gan = GAN(g, d, Adam(g.parameters()), Adam(d.parameters()), latent_dim=4, num_classes=3, pack=2)
+    fake = rng.standard_normal((6, 2))
+    labels = np.array([0, 1, 2, 2, 1, 0])
+
+    def loss():
+        return pygan.get_backend().generator_loss(d.forward(gan._d_input(fake, labels)), "non_saturating")[0]
+
+    _, dl = pygan.get_backend().generator_loss(d.forward(gan._d_input(fake, labels)), "non_saturating")
+    analytic = gan._d_input_grad(d.backward(dl, need_params=False), fake.shape)
+    np.testing.assert_allclose(analytic, numerical_grad(loss, fake), rtol=1e-6, atol=1e-9)
+
+
+def test_conditional_inputs_for_images():
+    pygan.set_backend("numpy")
+    gan = small_gan(num_classes=3)
+    x = np.zeros((2, 1, 4, 4), np.float32)
+    joined = gan._d_input(x, np.array([2, 0]))
+    assert joined.shape == (2, 4, 4, 4)
+    assert (joined[0, 3] == 1).all() and (joined[0, 1:3] == 0).all() and (joined[1, 1] == 1).all()
+    assert gan._d_input_grad(joined, x.shape).shape == x.shape
+
+
+def test_labels_are_checked():
+    gan = small_gan(num_classes=8)
+    x = data.toy_samples("ring8", 8, seed=0)
+    with pytest.raises(ValueError, match="^labels: a conditional GAN"):
+        gan.train_step(x)
+    with pytest.raises(ValueError, match="^labels: labels must lie"):
+        gan.train_step(x, np.full(8, 8))
+    with pytest.raises(ValueError, match="^labels: expected 8 integer"):
+        gan.train_step(x, np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="^labels: this GAN is not conditional"):
+        small_gan().train_step(x, np.zeros(8, np.int64))
+    with pytest.raises(ValueError, match="^real: batch size 6 must be a positive multiple of pack=4"):
+        small_gan(pack=4).train_step(x[:6])
+
+
+def test_conditional_samples_follow_their_labels():
+    gan = small_gan(num_classes=8)
+    lab = np.arange(8)
+    a = gan.sample(8, labels=lab, seed=1)
+    b = gan.sample(8, labels=lab[::-1].copy(), seed=1)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(gan.sample(8, seed=1), a)  # default labels cycle through the classes
+
+
+def test_latent_paths():
+    z0, z1 = np.array([1.0, 0.0]), np.array([0.0, 2.0])
+    lin = latent_path(z0, z1, 5)
+    np.testing.assert_allclose(lin[[0, -1]], [z0, z1])
+    np.testing.assert_allclose(lin[2], [0.5, 1.0])
+    sph = latent_path(z0, z1 / 2, 5, "spherical")
+    np.testing.assert_allclose(sph[[0, -1]], [z0, z1 / 2], atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(sph, axis=1), 1.0)  # stays on the sphere
+    angles = np.arctan2(sph[:, 1], sph[:, 0])
+    np.testing.assert_allclose(np.diff(angles), np.pi / 8)  # constant angular speed
+    with pytest.raises(ValueError, match="^method"):
+        latent_path(z0, z1, 3, "cubic")
+    with pytest.raises(ValueError, match="^z1"):
+        latent_path(z0, np.zeros(3), 3)
+    gan = small_gan()
+    out = gan.interpolate(np.eye(4)[0], np.ones(4), 7, "spherical")
+    with pytest.raises(ValueError, match="^z0"):
+        gan.interpolate(np.zeros(4), np.ones(4), 3, "spherical")
+    assert out.shape == (7, 2)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 2, 3, 2)])
+def test_virtual_batch_norm_gradients(shape):
+    pygan.set_backend("numpy")
+    rng = np.random.default_rng(0)
+    layer = VirtualBatchNorm(shape[1], act="tanh", dtype=np.float64)
+    layer.gamma.data[...] = rng.uniform(0.5, 1.5, shape[1])
+    layer.beta.data[...] = rng.standard_normal(shape[1])
+    layer.recording = True
+    layer.forward(rng.standard_normal((4, *shape[1:])))
+    layer.recording = False
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(shape)
+
+    def f():
+        return float((layer.forward(x) * w).sum())
+
+    f()
+    dx = layer.backward(w)
+    np.testing.assert_allclose(dx, numerical_grad(f, x), rtol=1e-6, atol=1e-8)
+    for p in layer.parameters():
+        p.grad[...] = 0
+    f()
+    layer.backward(w)
+    for p in layer.parameters():
+        np.testing.assert_allclose(p.grad, numerical_grad(f, p.data), rtol=1e-6, atol=1e-8)
+
+
+def test_virtual_batch_norm_output_does_not_depend_on_the_batch():
+    pygan.set_backend("numpy")
+    rng = np.random.default_rng(1)
+    layer = VirtualBatchNorm(3)
+    with pytest.raises(RuntimeError, match="reference"):
+        layer.forward(rng.standard_normal((2, 3)).astype(np.float32))
+    layer.recording = True
+    layer.forward(rng.standard_normal((16, 3)).astype(np.float32))
+    layer.recording = False
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    np.testing.assert_allclose(layer.forward(x)[:2], layer.forward(x[:2]), rtol=1e-6)
+
+
+def test_dcgan_with_virtual_batch_norm_trains_a_step():
+    pygan.set_backend("numpy")
+    spec = models.build("dcgan", (1, 28, 28), norm="virtual", seed=0)
+    gan = GAN(spec.generator, spec.discriminator, Adam(spec.generator.parameters()), Adam(spec.discriminator.parameters()),
+              latent_dim=100, reference_size=8, seed=0)
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 1, 28, 28)).astype(np.float32)
+    before = gan.generator.parameters()[0].data.copy()
+    stats = gan.train_step(real)
+    assert np.isfinite(list(stats.values())).all()
+    assert not np.array_equal(before, gan.generator.parameters()[0].data)
+    a, b = gan.sample(3, seed=5), gan.sample(5, seed=5)
+    np.testing.assert_allclose(a, b[:3], rtol=1e-5, atol=1e-6)  # VBN: samples independent of batch
+
+
+@pytest.mark.parametrize("name, shape, classes", [("mlp", (2,), 0), ("mlp", (1, 28, 28), 0), ("cgan", (2,), 8),
+                                                  ("paper-mlp", (1, 28, 28), 0), ("dcgan", (1, 28, 28), 10)])
+def test_model_builders_train_one_step_on_numpy_and_cpu_alike(name, shape, classes):
+    rng = np.random.default_rng(0)
+    flat = name != "dcgan"
+    n = 4
+    real = rng.uniform(-1, 1, (n, *shape)).astype(np.float32)
+    if flat:
+        real = real.reshape(n, -1)
+    labels = rng.integers(classes, size=n) if classes else None
+    flats = []
+    for backend in ("numpy", "cpu"):
+        pygan.set_backend(backend)
+        spec = models.build(name, shape, num_classes=classes, seed=3)
+        # SGD, not Adam: Adam's first step is lr * sign(g), which magnifies float noise in tiny gradients
+        gan = GAN(spec.generator, spec.discriminator, SGD(spec.generator.parameters(), lr=0.1),
+                  SGD(spec.discriminator.parameters(), lr=0.1), latent_dim=spec.latent_dim, prior=spec.prior,
+                  num_classes=classes, d_max_norm=spec.d_max_norm, seed=4)
+        gan.train_step(real, labels)
+        flats.append(np.concatenate([gan.g_optimizer.flat, gan.d_optimizer.flat]))
+        assert gan.sample(2, seed=1).shape[1:] == real.shape[1:]
+    np.testing.assert_allclose(flats[0], flats[1], rtol=1e-4, atol=1e-5)
+
+
+def test_model_builder_errors():
+    with pytest.raises(ValueError, match="^name"):
+        models.build("vae", (2,))
+    with pytest.raises(ValueError, match="^num_classes"):
+        models.build("cgan", (2,))
+    with pytest.raises(ValueError, match="^data_shape"):
+        models.build("dcgan", (2,))
+    with pytest.raises(ValueError, match="^data_shape"):
+        models.build("dcgan", (1, 32, 32))
+
+
+def test_max_column_norm():
+    d = Dense(3, 4)
+    d.w.data[...] = np.arange(12, dtype=np.float32).reshape(3, 4)
+    before = d.w.data.copy()
+    clip_column_norms([d.w, d.b], 5.0)
+    norms = np.linalg.norm(d.w.data, axis=0)
+    assert norms.max() <= 5.0 + 1e-5
+    small = np.linalg.norm(before, axis=0) <= 5.0
+    np.testing.assert_array_equal(d.w.data[:, small], before[:, small])
+
+
+def test_fit_history_callbacks_and_ctrl_c():
+    gan = small_gan()
+    x = data.toy_samples("ring8", 64, seed=0)
+    seen = []
+
+    class Hook:
+        def on_step(self, g, stats):
+            seen.append(g.steps)
+            if g.steps == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def on_epoch_end(self, g, summary):
+            seen.append(("epoch", g.epoch, sorted(summary)))
+
+    result = gan.fit(x, 5, 16, callbacks=[Hook()])
+    assert result.interrupted and gan.steps == 3 and (gan.epoch, gan.batch_in_epoch) == (0, 3)
+    assert seen == [1, 2, 3]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    result = gan.fit(x, 1, 16, callbacks=[Hook()])
+    assert not result.interrupted and gan.epoch == 1 and gan.steps == 4
+    assert seen[-1] == ("epoch", 1, ["d_acc_fake", "d_acc_real", "d_g_z", "d_loss", "d_x", "g_loss"])
+    with pytest.raises(ValueError, match="^batch_size"):
+        small_gan(pack=3).fit(x, 1, 16)
+    with pytest.raises(ValueError, match="^data"):
+        gan.fit(x[:3], 2, 16)
