@@ -185,7 +185,7 @@ class GAN:
             raise ValueError(f"real: batch size {n} must be a positive multiple of pack={self.pack}")
         real_labels = self._labels(labels, n)
         G, D = self.generator, self.discriminator
-        stats: dict[str, float] = {}
+        dev: dict[str, Any] = {}  # statistics stay on the device until one transfer at the end
         for _ in range(self.d_steps):
             fake_labels = self._random_labels(n)
             fake = self._generate(self.noise(n), fake_labels)
@@ -199,10 +199,10 @@ class GAN:
             self.d_optimizer.step()
             if self.d_max_norm is not None:
                 clip_column_norms(D.parameters(), self.d_max_norm)
-            stats["d_loss"] = loss_r + loss_f
-            stats["d_x"] = _sigmoid_mean(real_logits)
-            stats["d_acc_real"] = float((to_numpy(real_logits) > 0).mean())
-            stats["d_acc_fake"] = float((to_numpy(fake_logits) < 0).mean())
+            dev["d_loss"] = loss_r + loss_f
+            dev["d_x"] = _sigmoid_mean(xp, real_logits)
+            dev["d_acc_real"] = (real_logits > 0).mean()
+            dev["d_acc_fake"] = (fake_logits < 0).mean()
         fake_labels = self._random_labels(n)
         fake = self._generate(self.noise(n), fake_labels)
         logits = D.forward(self._d_input(fake, fake_labels))
@@ -211,8 +211,10 @@ class GAN:
         self.g_optimizer.zero_grad()
         G.backward(self._d_input_grad(d_joined, tuple(fake.shape)), need_dx=False)
         self.g_optimizer.step()
-        stats["g_loss"] = g_loss
-        stats["d_g_z"] = _sigmoid_mean(logits)
+        dev["g_loss"] = g_loss
+        dev["d_g_z"] = _sigmoid_mean(xp, logits)
+        values = to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in dev.values()]))
+        stats = {k: float(v) for k, v in zip(dev, values)}
         self.steps += 1
         return stats
 
@@ -251,6 +253,10 @@ class GAN:
             raise ValueError(f"labels: {len(labels)} labels for {len(data)} examples")
         callbacks = list(callbacks)
         xp = get_backend().xp
+        on_host = xp is np
+        if not on_host:  # one upload of the whole (transformed) set; batches are gathered on the device
+            data = xp.asarray(np.ascontiguousarray(transform(data) if transform else data, dtype=self.dtype))
+            transform = None
         result = FitResult()
         stop = _StopFlag()
         with stop:
@@ -260,14 +266,14 @@ class GAN:
                 sums: dict[str, float] = {}
                 while self.batch_in_epoch < batches:
                     idx = order[self.batch_in_epoch * batch_size : (self.batch_in_epoch + 1) * batch_size]
-                    batch = data[idx]
+                    batch = data[idx] if on_host else data[xp.asarray(idx)]
                     if transform is not None:
                         batch = transform(batch)
                     if schedule is not None:
                         schedule.apply(self.g_optimizer, self.epoch, self.steps)
                         schedule.apply(self.d_optimizer, self.epoch, self.steps)
                     stats = self.train_step(
-                        xp.asarray(np.ascontiguousarray(batch, dtype=self.dtype)),
+                        np.ascontiguousarray(batch, dtype=self.dtype) if on_host else batch,
                         None if labels is None else labels[idx],
                     )
                     self.batch_in_epoch += 1
@@ -371,6 +377,6 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _sigmoid_mean(logits: Any) -> float:
-    l64 = to_numpy(logits).astype(np.float64)
-    return float(np.mean(np.exp(-np.logaddexp(0.0, -l64))))
+def _sigmoid_mean(xp: Any, logits: Any) -> Any:
+    """Mean of sigmoid(logits), computed stably in float64 on the backend (no host transfer)."""
+    return xp.exp(-xp.logaddexp(0.0, -logits.astype(xp.float64))).mean()

@@ -69,6 +69,7 @@ class Backend:
         return "; ".join(parts)
 
 
+_MODULES = {"numpy": "reference", "cpu": "cpu_backend", "cupy": "cupy"}
 _cache: dict[str, Backend] = {}
 _current: list[Backend] = []
 
@@ -80,7 +81,7 @@ def load_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"name: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     if name not in _cache:
-        module = importlib.import_module(f"pygan.backend.{'reference' if name == 'numpy' else name + '_backend'}")
+        module = importlib.import_module(f"pygan.backend.{_MODULES[name]}")
         _cache[name] = module.make_backend()
     return _cache[name]
 
@@ -117,12 +118,13 @@ def backend_info() -> str:
 
 def to_numpy(a: Any) -> Any:
     """A host NumPy array from an array of any backend (device arrays are copied to the host)."""
-    get = getattr(a, "get", None)
-    if callable(get) and not isinstance(a, dict):
-        return get()
     import numpy as np
 
-    return np.asarray(a)
+    if isinstance(a, np.ndarray):
+        xp = _current[0].xp if _current else np
+        return xp.asnumpy(a) if hasattr(xp, "asnumpy") else a  # a stand-in device module counts these
+    get = getattr(a, "get", None)
+    return get() if callable(get) else np.asarray(a)
 
 
 def from_numpy(a: Any) -> Any:

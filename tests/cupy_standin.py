@@ -1,0 +1,266 @@
+"""A stand-in for CuPy: NumPy arrays marked as "device" arrays, kernels that check every launch
+against the signature parsed from the .cu source and then run a NumPy emulation of that kernel,
+and counters for every host<->device transfer. It lets the cupy backend's Python logic (shapes,
+layouts, launch geometry, argument types, transfers) be tested on a machine without a GPU."""
+
+from __future__ import annotations
+
+import re
+import types
+from pathlib import Path
+
+import numpy as np
+
+from pygan.backend.cupy import BLOCK, KERNEL_FILES, MAX_GRID, cuda_source_dir
+
+
+class DeviceArray(np.ndarray):
+    """A NumPy array standing for GPU memory; implicit host reads are counted."""
+
+    owner: "StandIn | None" = None
+
+    def _sync(self):
+        StandIn.current.syncs += 1
+
+    def get(self):
+        StandIn.current.downloads += 1
+        return np.array(self).view(np.ndarray)
+
+    def __float__(self):
+        self._sync()
+        return float(np.asarray(self).view(np.ndarray))
+
+    def __bool__(self):
+        self._sync()
+        return bool(np.asarray(self).view(np.ndarray))
+
+    def item(self, *a):
+        self._sync()
+        return np.asarray(self).view(np.ndarray).item(*a)
+
+    def tolist(self):
+        self._sync()
+        return np.asarray(self).view(np.ndarray).tolist()
+
+
+def parse_signatures() -> dict[str, list[str]]:
+    """Kernel name -> parameter kinds (f32*, f64*, i64, i32, f32) from the .cu sources."""
+    sigs = {}
+    for f in KERNEL_FILES:
+        src = (cuda_source_dir() / f).read_text()
+        for name, params in re.findall(r"__global__\s+void\s+(\w+)\s*\(([^)]*)\)", src):
+            kinds = []
+            for p in params.split(","):
+                p = " ".join(p.split())
+                if "*" in p:
+                    kinds.append("f64*" if "double" in p else "f32*")
+                elif p.startswith("long long"):
+                    kinds.append("i64")
+                elif p.startswith("int"):
+                    kinds.append("i32")
+                elif p.startswith("float"):
+                    kinds.append("f32")
+                else:
+                    raise AssertionError(f"{f}: {name}: unknown parameter type {p!r}")
+            sigs[name] = kinds
+    return sigs
+
+
+SIGNATURES = parse_signatures()
+
+
+def _act(z, act, slope):
+    return [z, np.maximum(z, 0), np.where(z > 0, z, slope * z), np.tanh(z), 1 / (1 + np.exp(-z))][act].astype(np.float32)
+
+
+def _act_grad(dy, y, act, slope):
+    return [dy, np.where(y > 0, dy, 0), np.where(y > 0, dy, dy * slope), dy * (1 - y * y), dy * y * (1 - y)][act].astype(np.float32)
+
+
+def _chan_view(a, inner, channels):
+    return a.reshape(-1, channels, inner)
+
+
+def _im2col_index(n, c, h, w, k, stride, pad, ho, wo):
+    """For every cols entry: the flat index into x, or -1 for padding (the kernel's arithmetic)."""
+    spatial, ncols = ho * wo, n * ho * wo
+    i = np.arange(c * k * k * ncols)
+    col, row = i % ncols, i // ncols
+    kj, ki, ch = row % k, (row // k) % k, row // (k * k)
+    img, oh, ow = col // spatial, (col % spatial) // wo, col % wo
+    ih, iw = oh * stride - pad + ki, ow * stride - pad + kj
+    ok = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
+    return np.where(ok, ((img * c + ch) * h + ih) * w + iw, -1)
+
+
+def emulate(name, grid, a):
+    """Run kernel ``name`` with arguments ``a`` in NumPy, following its CUDA code."""
+    f = lambda x: np.asarray(x).view(np.ndarray)  # noqa: E731
+    if name == "bias_act":
+        z, b, has_bias, total, inner, ch, act, slope = a
+        zz = f(z).reshape(-1)
+        if has_bias:
+            zz += np.repeat(np.tile(f(b), total // (inner * ch)), inner)
+        zz[...] = _act(zz, act, slope)
+    elif name == "act_grad_bias_grad":
+        dy, y, dz, db, count, inner, ch, act, slope = a
+        assert grid == (ch,), "one block per channel"
+        g = _act_grad(f(dy), f(y), act, slope)
+        f(dz)[...] = g
+        f(db)[...] = _chan_view(g, inner, ch).sum(axis=(0, 2))
+    elif name == "act_forward":
+        x, y, total, act, slope = a
+        f(y)[...] = _act(f(x), act, slope)
+    elif name == "act_backward":
+        dy, y, dx, total, act, slope = a
+        f(dx)[...] = _act_grad(f(dy), f(y), act, slope)
+    elif name == "bn_stats":
+        x, mean, var, count, inner, ch = a
+        assert grid == (ch,)
+        xv = _chan_view(f(x), inner, ch)
+        m = xv.mean(axis=(0, 2))
+        f(mean)[...] = m
+        f(var)[...] = ((xv - m[None, :, None]) ** 2).mean(axis=(0, 2))
+    elif name == "bn_forward":
+        x, mean, invstd, gamma, beta, y, total, inner, ch, act, slope = a
+        sh = lambda v: f(v)[None, :, None]  # noqa: E731
+        xv = _chan_view(f(x), inner, ch)
+        f(y)[...] = _act(sh(gamma) * (xv - sh(mean)) * sh(invstd) + sh(beta), act, slope).reshape(f(y).shape)
+    elif name == "bn_backward_reduce":
+        dy, y, x, mean, invstd, dz, dgamma, dbeta, count, inner, ch, act, slope = a
+        assert grid == (ch,)
+        g = _act_grad(f(dy), f(y), act, slope)
+        f(dz)[...] = g
+        gv, xv = _chan_view(g, inner, ch), _chan_view(f(x), inner, ch)
+        f(dbeta)[...] = gv.sum(axis=(0, 2))
+        f(dgamma)[...] = (gv * (xv - f(mean)[None, :, None]) * f(invstd)[None, :, None]).sum(axis=(0, 2))
+    elif name == "bn_backward_dx":
+        dz, x, mean, invstd, gamma, dgamma, dbeta, dx, total, inner, ch, count, training = a
+        sh = lambda v: f(v)[None, :, None]  # noqa: E731
+        dzv, xv = _chan_view(f(dz), inner, ch), _chan_view(f(x), inner, ch)
+        scale = sh(gamma) * sh(invstd)
+        if training:
+            xhat = (xv - sh(mean)) * sh(invstd)
+            out = scale * (dzv - sh(dbeta) / count - xhat * sh(dgamma) / count)
+        else:
+            out = scale * dzv
+        f(dx)[...] = out.reshape(f(dx).shape)
+    elif name == "im2col":
+        x, cols, *geo = a
+        idx = _im2col_index(*geo)
+        src = f(x).reshape(-1)
+        f(cols).reshape(-1)[...] = np.where(idx >= 0, src[np.maximum(idx, 0)], 0)
+    elif name == "col2im":
+        cols, x, *geo = a
+        idx = _im2col_index(*geo)
+        out = np.zeros(f(x).size, np.float64)
+        np.add.at(out, idx[idx >= 0], f(cols).reshape(-1)[idx >= 0])
+        f(x).reshape(-1)[...] = out
+    elif name == "sgd_momentum":
+        p, g, v, n, lr, mom = a
+        f(v)[...] = mom * f(v) - lr * f(g)
+        f(p)[...] += f(v)
+    elif name == "adam":
+        p, g, m, v, n, b1, b2, eps, step_size, inv = a
+        f(m)[...] = b1 * f(m) + (1 - b1) * f(g)
+        f(v)[...] = b2 * f(v) + (1 - b2) * f(g) ** 2
+        f(p)[...] -= step_size * f(m) / (np.sqrt(f(v)) * inv + eps)
+    elif name == "parzen_lse":
+        d2, inv, out, m, nsig = a
+        rows = f(d2).reshape(-1, m).astype(np.float64)
+        assert grid == (rows.shape[0],)
+        dmin = np.maximum(rows.min(axis=1, keepdims=True), 0)
+        for s in range(nsig):
+            w = f(inv)[s]
+            f(out)[:, s] = -dmin[:, 0] * w + np.log(np.exp(-(np.maximum(rows, dmin) - dmin) * w).sum(axis=1))
+    else:
+        raise AssertionError(f"no emulation for kernel {name}")
+
+
+class Kernel:
+    def __init__(self, standin, name):
+        self.standin, self.name = standin, name
+
+    def __call__(self, grid, block, args):
+        sig = SIGNATURES[self.name]
+        assert len(args) == len(sig), f"{self.name}: {len(args)} arguments, the kernel takes {len(sig)}"
+        for i, (kind, v) in enumerate(zip(sig, args)):
+            if kind.endswith("*"):
+                assert isinstance(v, DeviceArray), f"{self.name} arg {i}: expected a device array, got {type(v)}"
+                assert v.dtype == (np.float64 if kind == "f64*" else np.float32), f"{self.name} arg {i}: dtype {v.dtype}"
+                assert v.flags.c_contiguous, f"{self.name} arg {i}: not contiguous"
+            else:
+                want = {"i64": np.int64, "i32": np.int32, "f32": np.float32}[kind]
+                assert type(v) is want, f"{self.name} arg {i}: expected {want.__name__}, got {type(v).__name__}"
+        assert block == (BLOCK,) and 1 <= grid[0] <= MAX_GRID, f"{self.name}: launch {grid} x {block}"
+        self.standin.launches.append((self.name, grid, block))
+        emulate(self.name, grid, args)
+
+
+class Module:
+    def __init__(self, standin, code, options=()):
+        self.standin = standin
+        self.names = set(re.findall(r"__global__\s+void\s+(\w+)", code))
+        assert any(o.startswith("-I") for o in options)
+
+    def get_function(self, name):
+        assert name in self.names, f"kernel {name} is not in this module"
+        return Kernel(self.standin, name)
+
+
+class StandIn(types.ModuleType):
+    """The stand-in ``cupy`` module."""
+
+    current: "StandIn"
+    ndarray = DeviceArray
+
+    def __init__(self):
+        super().__init__("cupy")
+        self.launches: list = []
+        self.uploads = self.downloads = self.syncs = 0
+        self.__version__ = "stand-in"
+        self.cuda = types.SimpleNamespace(
+            runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {"name": b"stand-in"})
+        )
+        StandIn.current = self
+
+    def RawModule(self, code, options=()):  # noqa: N802 - CuPy's name
+        return Module(self, code, options)
+
+    def _dev(self, a):
+        return a.view(DeviceArray) if isinstance(a, np.ndarray) and not isinstance(a, DeviceArray) else a
+
+    def asarray(self, a, dtype=None):
+        if isinstance(a, DeviceArray):
+            return a if dtype is None or a.dtype == dtype else a.astype(dtype)
+        self.uploads += 1
+        return np.array(a, dtype=dtype).view(DeviceArray)
+
+    def asnumpy(self, a):
+        self.downloads += 1
+        return np.array(a).view(np.ndarray)
+
+    def __getattr__(self, name):
+        obj = getattr(np, name)
+        if not callable(obj) or isinstance(obj, type):
+            return obj
+
+        def wrapped(*args, **kwargs):
+            out = obj(*args, **kwargs)
+            if isinstance(out, tuple):
+                return tuple(self._dev(o) for o in out)
+            return self._dev(out)
+
+        return wrapped
+
+
+def device(a):
+    """Put a host array on the stand-in device (without counting it as an upload by the code under test)."""
+    return np.array(a).view(DeviceArray)
+
+
+def host(a):
+    return np.array(a).view(np.ndarray)
+
+
+__all__ = ["DeviceArray", "StandIn", "device", "host", "SIGNATURES", "Path"]

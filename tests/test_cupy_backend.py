@@ -1,0 +1,247 @@
+"""The cupy backend without a GPU: its Python logic against the NumPy reference on a stand-in
+device (kernels checked against the .cu signatures and emulated), transfer counts in a train
+step, and errors. The same comparisons run on a real GPU in test_cupy_gpu.py when one exists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cupy_standin import SIGNATURES, StandIn, device, host
+
+import pygan
+from pygan import backend as registry
+from pygan import data
+from pygan.backend import cupy as cupy_backend
+from pygan.backend import reference as ref
+from pygan.gan import GAN
+from pygan.models import mlp_discriminator, mlp_generator
+from pygan.optim import SGD, Adam
+
+ACTS = ["identity", "relu", "leaky_relu", "tanh", "sigmoid"]
+
+
+@pytest.fixture
+def standin():
+    fake = StandIn()
+    registry._cache["cupy"] = cupy_backend.make_backend(cp=fake)
+    yield fake
+    registry._cache.pop("cupy", None)
+
+
+@pytest.fixture
+def ops(standin):
+    return registry._cache["cupy"]
+
+
+def r(rng, *shape, lo=-1.0, hi=1.0):
+    return rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+def close(a, b, tol=2e-5):
+    np.testing.assert_allclose(host(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+def test_every_kernel_has_a_parsed_signature():
+    names = {n for names in cupy_backend._KERNELS.values() for n in names}
+    assert names == set(SIGNATURES)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("n, k, m", [(1, 1, 1), (3, 17, 61), (64, 100, 127)])
+def test_dense(ops, standin, act, n, k, m):
+    rng = np.random.default_rng(n + k + m)
+    x, w, b, dy = r(rng, n, k), r(rng, k, m), r(rng, m), r(rng, n, m)
+    y = ops.dense_forward(device(x), device(w), device(b), act)
+    close(y, ref.dense_forward(x, w, b, act))
+    got = ops.dense_backward(device(dy), device(x), device(w), y, act)
+    want = ref.dense_backward(dy, x, w, host(y), act)
+    for g, e in zip(got, want):
+        close(g, e, 1e-4)
+    dx, dw, db = ops.dense_backward(device(dy), device(x), device(w), y, act, need_params=False)
+    assert dw is None and db is None
+    close(ops.dense_forward(device(x), device(w), None, act), ref.dense_forward(x, w, None, act))
+    assert {name for name, *_ in standin.launches} <= {"bias_act", "act_grad_bias_grad"}
+
+
+@pytest.mark.parametrize(
+    "n, c, h, w, cout, k, stride, pad",
+    [(1, 1, 5, 5, 1, 1, 1, 0), (2, 3, 7, 6, 4, 3, 2, 1), (3, 2, 9, 9, 5, 4, 2, 1), (1, 4, 8, 7, 3, 5, 3, 2)],
+)
+@pytest.mark.parametrize("act", ["leaky_relu", "tanh"])
+def test_conv_and_transposed_conv(ops, n, c, h, w, cout, k, stride, pad, act):
+    rng = np.random.default_rng(h * w + k)
+    x, wt, b = r(rng, n, c, h, w), r(rng, cout, c, k, k), r(rng, cout)
+    y = ops.conv2d_forward(device(x), device(wt), device(b), stride, pad, act)
+    close(y, ref.conv2d_forward(x, wt, b, stride, pad, act), 1e-4)
+    dy = r(rng, *y.shape)
+    for g, e in zip(ops.conv2d_backward(device(dy), device(x), device(wt), y, stride, pad, act),
+                    ref.conv2d_backward(dy, x, wt, host(y), stride, pad, act)):
+        close(g, e, 1e-4)
+    # transposed: input channels cout -> output c, from y-shaped inputs
+    xt, wtt, bt = r(rng, n, cout, *y.shape[2:]), r(rng, cout, c, k, k), r(rng, c)
+    op = 0 if stride == 1 else min(1, stride - 1)
+    yt = ops.conv_transpose2d_forward(device(xt), device(wtt), device(bt), stride, pad, op, act)
+    close(yt, ref.conv_transpose2d_forward(xt, wtt, bt, stride, pad, op, act), 1e-4)
+    dyt = r(rng, *yt.shape)
+    for g, e in zip(ops.conv_transpose2d_backward(device(dyt), device(xt), device(wtt), yt, stride, pad, op, act),
+                    ref.conv_transpose2d_backward(dyt, xt, wtt, host(yt), stride, pad, op, act)):
+        close(g, e, 1e-4)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 5, 2)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm(ops, shape, training):
+    rng = np.random.default_rng(0)
+    x, gamma, beta = r(rng, *shape), r(rng, shape[1], lo=0.5, hi=1.5), r(rng, shape[1])
+    rm, rv = r(rng, shape[1]), r(rng, shape[1], lo=0.5, hi=2)
+    rm_d, rv_d = device(rm), device(rv)
+    y, mean, invstd = ops.batch_norm_forward(device(x), device(gamma), device(beta), rm_d, rv_d, training, 0.1, 1e-5, "relu")
+    ye, me, ie = ref.batch_norm_forward(x, gamma, beta, rm, rv, training, 0.1, 1e-5, "relu")
+    close(y, ye, 1e-4)
+    close(rm_d, rm)
+    close(rv_d, rv)
+    dy = r(rng, *shape)
+    for g, e in zip(ops.batch_norm_backward(device(dy), device(x), y, device(gamma), mean, invstd, training, "relu"),
+                    ref.batch_norm_backward(dy, x, host(y), gamma, me, ie, training, "relu")):
+        close(g, e, 1e-4)
+
+
+def test_activations_dropout_maxout_losses_optimizers(ops):
+    rng = np.random.default_rng(3)
+    x, dy = r(rng, 7, 10), r(rng, 7, 10)
+    for act in ACTS:
+        y = ops.activation_forward(device(x), act)
+        close(y, ref.activation_forward(x, act))
+        close(ops.activation_backward(device(dy), y, act), ref.activation_backward(dy, host(y), act))
+    yd, mask = ops.dropout_forward(device(x), 0.3, seed=5)
+    ye, me = ref.dropout_forward(x, 0.3, seed=5)
+    close(yd, ye)
+    close(ops.dropout_backward(device(dy), mask), ref.dropout_backward(dy, me))
+    ym, idx = ops.maxout_forward(device(x), 5)
+    ymr, idxr = ref.maxout_forward(x, 5)
+    close(ym, ymr)
+    np.testing.assert_array_equal(host(idx), idxr)
+    dy2 = np.ascontiguousarray(dy[:, :2])
+    close(ops.maxout_backward(device(dy2), idx, 5), ref.maxout_backward(dy2, idxr, 5))
+    logits = r(rng, 9, 1, lo=-5, hi=5)
+    for kind in ("minimax", "non_saturating", "maximum_likelihood"):
+        lg, gg = ops.generator_loss(device(logits), kind)
+        le, ge = ref.generator_loss(logits, kind)
+        assert float(lg) == pytest.approx(le, rel=1e-6)
+        close(gg, ge)
+    l2, a, b = ops.discriminator_loss(device(logits), device(logits[::-1].copy()), 0.9)
+    e2, ea, eb = ref.discriminator_loss(logits, logits[::-1].copy(), 0.9)
+    assert float(l2) == pytest.approx(e2, rel=1e-6)
+    close(a, ea)
+    close(b, eb)
+    p, g, v = r(rng, 1001), r(rng, 1001), r(rng, 1001)
+    pd, vd = device(p), device(v)
+    ops.sgd_update(pd, device(g), vd, 0.1, 0.5)
+    ref.sgd_update(p, g, v, 0.1, 0.5)
+    close(pd, p)
+    m2, v2 = np.zeros(1001, np.float32), np.zeros(1001, np.float32)
+    md, v2d = device(m2), device(v2)
+    for step in (1, 2):
+        ops.adam_update(pd, device(g), md, v2d, 1e-3, 0.5, 0.999, 1e-8, step)
+        ref.adam_update(p, g, m2, v2, 1e-3, 0.5, 0.999, 1e-8, step)
+    close(pd, p)
+
+
+def test_parzen_kernel(ops):
+    from pygan import metrics
+
+    rng = np.random.default_rng(1)
+    x, c = r(rng, 37, 11, lo=0, hi=1), r(rng, 50, 11, lo=0, hi=1)
+    inv = 1 / (2 * np.array([0.1, 0.5]) ** 2)
+    got = ops.parzen_log_sum_exp(device(x), device(c), inv, block=16)
+    from pygan.backend import cpu_backend
+
+    want = cpu_backend.parzen_log_sum_exp(x, c, inv)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    assert metrics.parzen_log_density(x, c, 0.5).shape == (37,)
+
+
+def test_bad_input_on_the_cupy_backend(ops):
+    x = device(np.zeros((3, 4), np.float32))
+    with pytest.raises(TypeError, match="^x: expected a cupy.ndarray"):
+        ops.dense_forward(np.zeros((3, 4), np.float32), device(np.zeros((4, 2), np.float32)), None)
+    with pytest.raises(TypeError, match="^w: expected dtype float32"):
+        ops.dense_forward(x, device(np.zeros((4, 2))), None)
+    with pytest.raises(ValueError, match="^w: expected 4 rows"):
+        ops.dense_forward(x, device(np.zeros((5, 2), np.float32)), None)
+    with pytest.raises(ValueError, match="^x: must be C-contiguous"):
+        ops.dense_forward(device(np.zeros((4, 3), np.float32)).T, device(np.zeros((4, 2), np.float32)), None)
+    with pytest.raises(ValueError, match="^act"):
+        ops.dense_forward(x, device(np.zeros((4, 2), np.float32)), None, "swish")
+    with pytest.raises(ValueError, match="^x: kernel 3 with stride 1"):
+        ops.conv2d_forward(device(np.zeros((1, 1, 2, 2), np.float32)), device(np.zeros((1, 1, 3, 3), np.float32)), None)
+
+
+def _make_gan(seed=0):
+    g = mlp_generator(8, [32], 6, seed=seed)
+    d = mlp_discriminator(6, [32], seed=seed + 1)
+    return GAN(g, d, Adam(g.parameters(), lr=1e-3), Adam(d.parameters(), lr=1e-3), latent_dim=8, d_steps=2, seed=seed)
+
+
+def test_train_step_matches_reference_and_moves_one_vector_to_the_host(standin):
+    x = np.random.default_rng(0).standard_normal((256, 6)).astype(np.float32)
+    pygan.set_backend("numpy")
+    expected = _make_gan()
+    expected.fit(x, 2, 64, seed=1)
+    pygan.set_backend("cupy")
+    gan = _make_gan()
+    uploads_at_build = standin.uploads
+    steps = 8
+    standin.downloads = standin.syncs = 0
+    history = gan.fit(x, 2, 64, seed=1).history
+    assert len(history) == 2
+    assert standin.syncs == 0, "a hidden device->host synchronisation happened in the step"
+    assert standin.downloads == steps, "exactly one small statistics vector per step"
+    # uploads: the data set once, then per step its batch indices and d_steps + 1 noise batches
+    assert standin.uploads - uploads_at_build == 1 + steps * (1 + gan.d_steps + 1)
+    np.testing.assert_allclose(host(gan.g_optimizer.flat), expected.g_optimizer.flat, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(host(gan.d_optimizer.flat), expected.d_optimizer.flat, rtol=1e-4, atol=1e-5)
+
+
+def test_dcgan_step_on_the_stand_in(standin):
+    from pygan import models
+
+    rng = np.random.default_rng(0)
+    real = rng.uniform(-1, 1, (4, 1, 28, 28)).astype(np.float32)
+    flats = []
+    for name in ("numpy", "cupy"):
+        pygan.set_backend(name)
+        spec = models.build("dcgan", (1, 28, 28), num_classes=10, seed=1)
+        gan = GAN(spec.generator, spec.discriminator, SGD(spec.generator.parameters(), lr=0.1),
+                  SGD(spec.discriminator.parameters(), lr=0.1), latent_dim=100, num_classes=10, seed=2)
+        gan.train_step(pygan.backend.from_numpy(real), np.arange(4))
+        flats.append(host(gan.g_optimizer.flat))
+    np.testing.assert_allclose(flats[1], flats[0], rtol=1e-3, atol=1e-5)
+    launched = {name for name, *_ in standin.launches}
+    assert {"im2col", "col2im", "bias_act", "bn_stats", "bn_forward", "bn_backward_reduce", "sgd_momentum"} <= launched
+
+
+def test_cupy_missing_names_the_gpu_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_cupy(name, *a, **k):
+        if name == "cupy":
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    with pytest.raises(ImportError, match=r"^name: the 'cupy' backend needs CuPy.*pygan\[gpu\]"):
+        cupy_backend.import_cupy()
+
+
+def test_cupy_without_a_device_says_so(monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 0))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(RuntimeError, match="^name: the 'cupy' backend found CuPy but no CUDA device"):
+        cupy_backend.import_cupy()
