@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -41,6 +42,8 @@ farray as_f32(const py::handle& obj, const char* name, py::ssize_t ndim) {
                               "-D array, got shape " + shape_str(a));
     if (!(a.flags() & py::array::c_style))
         throw py::value_error(std::string(name) + ": must be C-contiguous (row-major)");
+    if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(float) != 0)
+        throw py::value_error(std::string(name) + ": must be aligned to its element size (pass a copy)");
     return py::reinterpret_borrow<farray>(a);
 }
 

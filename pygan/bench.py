@@ -1,8 +1,9 @@
 """The benchmark command: ``python -m pygan.bench`` prints one kernel x backend table.
 
-Rows are op x shape x batch; columns are the NumPy reference, pygan's ``cpu`` backend and PyTorch
-(when importable, at the same thread count), each the median of repeated timings in this one run,
-with GFLOP/s and the ratio of pygan's speed to the best other column (> 1: pygan is faster).
+Rows are op x shape x batch; columns are the NumPy reference, pygan's ``cpu`` backend, PyTorch
+(when importable, at the same thread count) and pygan's ``cupy`` backend (when a GPU exists; the
+column says "no GPU" otherwise), each the median of repeated timings in this one run, with GFLOP/s
+and the ratio of pygan cpu's speed to the best other CPU column (> 1: pygan is faster).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Row:
 
     def ratio(self) -> float | None:
         """pygan's speed over the best other column's."""
-        others = [s for c, s in self.seconds.items() if c != "pygan"]
+        others = [s for c, s in self.seconds.items() if c not in ("pygan", "cupy")]
         return min(others) / self.seconds["pygan"] if others and "pygan" in self.seconds else None
 
 
@@ -69,7 +70,28 @@ def load_torch(threads: int) -> Any:
     return torch
 
 
-def dense_cases(batch: int, fan_in: int, fan_out: int, act: str, torch: Any) -> dict[str, dict[str, Callable[[], Any]]]:
+def load_gpu() -> Any:
+    """pygan's cupy backend when CuPy and a CUDA device exist, else None."""
+    try:
+        return load_backend("cupy")
+    except (ImportError, RuntimeError):
+        return None
+
+
+def _synced(gpu: Any, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Wrap a GPU call so that its timing includes the kernels, not just their launch."""
+
+    def call() -> Any:
+        out = fn()
+        gpu.xp.cuda.Device().synchronize()
+        return out
+
+    return call
+
+
+def dense_cases(
+    batch: int, fan_in: int, fan_out: int, act: str, torch: Any, gpu: Any = None
+) -> dict[str, dict[str, Callable[[], Any]]]:
     """Forward and forward+backward closures of one dense layer for every column."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, fan_in)).astype(np.float32)
@@ -108,10 +130,22 @@ def dense_cases(batch: int, fan_in: int, fan_out: int, act: str, torch: Any) -> 
             return txg.grad
 
         cases["forward"]["torch"], cases["forward+backward"]["torch"] = t_fwd, t_fwd_bwd
+    if gpu is not None:
+        gx, gw, gb, gdy = (gpu.xp.asarray(a) for a in (x, w, b, dy))
+
+        def g_fwd() -> Any:
+            return gpu.dense_forward(gx, gw, gb, act, SLOPE)
+
+        def g_fwd_bwd() -> Any:
+            y = gpu.dense_forward(gx, gw, gb, act, SLOPE)
+            return gpu.dense_backward(gdy, gx, gw, y, act, SLOPE)
+
+        cases["forward"]["cupy"] = _synced(gpu, g_fwd)
+        cases["forward+backward"]["cupy"] = _synced(gpu, g_fwd_bwd)
     return cases
 
 
-def gemm_cases(n: int, torch: Any) -> dict[str, Callable[[], Any]]:
+def gemm_cases(n: int, torch: Any, gpu: Any = None) -> dict[str, Callable[[], Any]]:
     """Plain n x n x n GEMM per column."""
     from . import _core
 
@@ -121,6 +155,9 @@ def gemm_cases(n: int, torch: Any) -> dict[str, Callable[[], Any]]:
     if torch is not None:
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         cases["torch"] = lambda: ta @ tb
+    if gpu is not None:
+        ga, gb = gpu.xp.asarray(a), gpu.xp.asarray(b)
+        cases["cupy"] = _synced(gpu, lambda: ga @ gb)
     return cases
 
 
@@ -130,8 +167,9 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
 
     pygan.set_num_threads(threads)
     torch = load_torch(threads)
+    gpu = load_gpu()
     rows: list[Row] = []
-    g = gemm_cases(gemm_size, torch)
+    g = gemm_cases(gemm_size, torch, gpu)
     row = Row("gemm", f"{gemm_size}^3", 2.0 * gemm_size**3)
     for column, fn in g.items():
         row.seconds[column] = median_time(fn, min_time)
@@ -139,7 +177,7 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
     for batch in batches:
         for side, layers in (("G", GENERATOR_LAYERS), ("D", DISCRIMINATOR_LAYERS)):
             for fan_in, fan_out, act in layers:
-                cases = dense_cases(batch, fan_in, fan_out, act, torch)
+                cases = dense_cases(batch, fan_in, fan_out, act, torch, gpu)
                 for op, fns in cases.items():
                     mult = 1 if op == "forward" else 3
                     r = Row(f"dense {op}", f"{side} {batch}x{fan_in}x{fan_out} {act}", mult * 2.0 * batch * fan_in * fan_out)
@@ -151,6 +189,7 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
         "isa": pygan._core.current_isa(),
         "numpy": np.__version__,
         "torch": getattr(torch, "__version__", None),
+        "gpu": gpu.details if gpu is not None else None,
         "machine": platform.processor() or platform.machine(),
         "min_time_per_cell_s": min_time,
     }
@@ -159,17 +198,20 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
 
 def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
     """The table as aligned text: time (ms) and GFLOP/s per column, then pygan's ratio."""
-    columns = [c for c in ("numpy", "pygan", "torch") if any(c in r.seconds for r in rows)]
+    columns = [c for c in ("numpy", "pygan", "torch") if any(c in r.seconds for r in rows)] + ["cupy"]
     head = f"{'op':<22}{'shape':<32}" + "".join(f"{c + ' ms':>12}{c + ' GF/s':>13}" for c in columns) + f"{'pygan/best':>12}"
     lines = [
         f"pygan benchmark: {meta['threads']} threads, ISA {meta['isa']}, numpy {meta['numpy']}, "
-        f"torch {meta['torch'] or 'not installed'}; medians of repeated timings in one run",
+        f"torch {meta['torch'] or 'not installed'}, GPU: {meta.get('gpu') or 'no GPU'}; medians of repeated timings in one run",
         head,
         "-" * len(head),
     ]
     for r in rows:
         cells = "".join(
-            f"{1e3 * r.seconds[c]:>12.3f}{r.gflops(c):>13.1f}" if c in r.seconds else f"{'-':>12}{'-':>13}" for c in columns
+            f"{1e3 * r.seconds[c]:>12.3f}{r.gflops(c):>13.1f}" if c in r.seconds
+            else f"{'no GPU':>12}{'':>13}" if c == "cupy" and not meta.get("gpu")
+            else f"{'-':>12}{'-':>13}"
+            for c in columns
         )
         ratio = r.ratio()
         lines.append(f"{r.op:<22}{r.shape:<32}{cells}{(f'{ratio:.2f}x' if ratio else '-'):>12}")

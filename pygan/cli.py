@@ -15,7 +15,7 @@ import numpy as np
 
 from . import data, io, metrics, models, plot
 from .backend import BACKENDS, _checks, backend_info, set_backend, to_numpy
-from .gan import GAN, PRIORS
+from .gan import GAN, PRIORS, TrainingDiverged
 from .optim import SGD, Adam, Optimizer, Schedule
 
 CHECKPOINT = "checkpoint.pygan"
@@ -291,10 +291,15 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     batches = len(run.x) // config["batch_size"]
     start = time.perf_counter()
     reporter = _Reporter(run, out, config["epochs"], batches, start)
-    result = run.gan.fit(
-        run.x, config["epochs"], config["batch_size"], labels=run.labels, callbacks=[reporter],
-        seed=config["seed"], transform=run.transform, schedule=run.schedule,
-    )
+    try:
+        result = run.gan.fit(
+            run.x, config["epochs"], config["batch_size"], labels=run.labels, callbacks=[reporter],
+            seed=config["seed"], transform=run.transform, schedule=run.schedule,
+        )
+    except TrainingDiverged as e:
+        reporter.close()
+        kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written"
+        raise SystemExit(f"pygan train: error: {e}; {kept}") from None
     reporter.close()
     if result.interrupted:
         io.save_gan(ckpt, run.gan, config)

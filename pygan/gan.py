@@ -29,6 +29,10 @@ class Callback(Protocol):
         """Called after each epoch with the means of its steps' statistics."""
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss or a parameter became NaN or Inf; training stopped before saving anything from it."""
+
+
 @dataclass
 class FitResult:
     """What ``GAN.fit`` returns: per-epoch means of the step statistics and whether Ctrl-C stopped it."""
@@ -272,10 +276,23 @@ class GAN:
                     if schedule is not None:
                         schedule.apply(self.g_optimizer, self.epoch, self.steps)
                         schedule.apply(self.d_optimizer, self.epoch, self.steps)
-                    stats = self.train_step(
-                        np.ascontiguousarray(batch, dtype=self.dtype) if on_host else batch,
-                        None if labels is None else labels[idx],
-                    )
+                    try:
+                        stats = self.train_step(
+                            np.ascontiguousarray(batch, dtype=self.dtype) if on_host else batch,
+                            None if labels is None else labels[idx],
+                        )
+                    except ValueError as e:  # an op refusing NaN/Inf weights or logits: that is divergence
+                        where = f"at epoch {self.epoch + 1}, step {self.steps + 1}"
+                        self._check_parameters(xp, where)
+                        if "contains NaN or Inf" in str(e):
+                            raise TrainingDiverged(f"training diverged {where}: {e}") from e
+                        raise
+                    bad = [k for k, v in stats.items() if not np.isfinite(v)]
+                    if bad:
+                        raise TrainingDiverged(
+                            f"training diverged at epoch {self.epoch + 1}, step {self.steps}: "
+                            f"{', '.join(bad)} became NaN or Inf"
+                        )
                     self.batch_in_epoch += 1
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0.0) + v
@@ -286,6 +303,7 @@ class GAN:
                         result.interrupted = True
                         return result
                 summary = {k: v / batches for k, v in sums.items()}
+                self._check_parameters(xp, f"in epoch {self.epoch + 1}")
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 result.history.append(summary)
@@ -296,6 +314,12 @@ class GAN:
                     result.interrupted = True
                     return result
         return result
+
+    def _check_parameters(self, xp: Any, where: str) -> None:
+        """Raise TrainingDiverged if either network's parameters hold NaN or Inf."""
+        for name, opt in (("generator", self.g_optimizer), ("discriminator", self.d_optimizer)):
+            if not bool(xp.isfinite(opt.flat).all()):
+                raise TrainingDiverged(f"training diverged {where}: the {name}'s parameters hold NaN or Inf")
 
     # -- using the generator -----------------------------------------------------------------
     def sample(self, n: int, labels: Any = None, seed: int | None = None) -> Any:

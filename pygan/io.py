@@ -70,6 +70,8 @@ def save(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dic
     prefix = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header + struct.pack("<I", zlib.crc32(header))
     base = -(-len(prefix) // _ALIGN) * _ALIGN
     p.parent.mkdir(parents=True, exist_ok=True)
+    for stale in p.parent.glob(f".{p.name}.*.tmp"):  # left by a writer that was killed mid-write
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

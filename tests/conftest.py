@@ -30,3 +30,13 @@ def isa():
     before = pygan._core.current_isa()
     yield cpu_backend.set_isa
     cpu_backend.set_isa(before)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Report how many fuzz cases ran (tests/test_robustness.py)."""
+    import sys
+
+    module = sys.modules.get("test_robustness")
+    if module is not None and module.FUZZ_CASES["ops"]:
+        counts = ", ".join(f"{k} {v}" for k, v in module.FUZZ_CASES.items())
+        terminalreporter.write_line(f"fuzz cases: {counts}")

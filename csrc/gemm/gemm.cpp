@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -24,6 +25,20 @@
 #include <type_traits>
 
 #include "kernel.h"
+
+// Debug assertion mode (-DPYGAN_CHECK_BOUNDS, on in sanitizer builds): every packing call checks
+// that it reads inside the operands and writes inside its panel buffer.
+#ifdef PYGAN_CHECK_BOUNDS
+#define PYGAN_CHECK(cond, what)                                                                          \
+    do {                                                                                                 \
+        if (!(cond)) {                                                                                   \
+            std::fprintf(stderr, "pygan: bounds check failed: %s (%s:%d)\n", what, __FILE__, __LINE__); \
+            std::abort();                                                                                \
+        }                                                                                                \
+    } while (0)
+#else
+#define PYGAN_CHECK(cond, what) ((void)0)
+#endif
 
 namespace pygan::gemm {
 namespace {
@@ -94,6 +109,8 @@ inline float transform(float v, const float* y, idx off, float slope) {
 // One A micro-panel: rows [i, i + mr) and columns [k0, k0 + kc) into dst[kk * MR + r].
 template <Act A>
 void pack_a_panel(const Problem& p, idx i, int mr, int MR, idx k0, idx kc, float* dst) {
+    PYGAN_CHECK(i >= 0 && mr >= 1 && mr <= MR && i + mr <= p.m && k0 >= 0 && kc >= 1 && k0 + kc <= p.k,
+                "A micro-panel outside A");
     const float* y = p.pro_a.y;
     const float s = p.pro_a.slope;
     if (!p.trans_a) {
@@ -116,6 +133,7 @@ void pack_a_panel(const Problem& p, idx i, int mr, int MR, idx k0, idx kc, float
 template <Act A>
 void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, float* dst, float* colsum,
                   bool* nonfinite) {
+    PYGAN_CHECK(k0 >= 0 && kc >= 1 && k0 + kc <= p.k && n0 >= 0 && nb >= 1 && n0 + nb <= p.n, "B block outside B");
     const float* y = p.pro_b.y;
     const float s = p.pro_b.slope;
     for (idx j = 0; j < nb; j += NR) {
@@ -186,7 +204,9 @@ void dispatch_act(Act act, bool active, F&& f) {
 }
 
 void pack_a_range(const Problem& p, const MicroKernel& K, idx m0, idx panel_lo, idx panel_hi, idx mb, idx k0, idx kc,
-                  float* abuf) {
+                  float* abuf, std::size_t capacity) {
+    PYGAN_CHECK(panel_hi * K.mr * kc <= static_cast<idx>(capacity) && m0 + mb <= p.m, "A block outside its buffer");
+    (void)capacity;
     dispatch_act(p.pro_a.act, p.pro_a.active(), [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
         for (idx ip = panel_lo; ip < panel_hi; ++ip) {
@@ -223,6 +243,7 @@ void b_block_and_compute(const Problem& p, const MicroKernel& K, idx m0, idx mb,
                          idx n0, idx nb, float* colsum, bool* nonfinite) {
     const idx panels = (nb + K.nr - 1) / K.nr;
     float* bbuf = tl_b.get(static_cast<std::size_t>(panels * K.nr * kc));
+    PYGAN_CHECK(tl_b.size >= static_cast<std::size_t>(panels * K.nr * kc), "B block outside its buffer");
     dispatch_act(p.pro_b.act, p.pro_b.active(),
                  [&](auto tag) { pack_b_block<decltype(tag)::value>(p, k0, kc, n0, nb, K.nr, bbuf, colsum, nonfinite);
                  });
@@ -274,7 +295,8 @@ void sgemm(const Problem& p) {
         // threads share the packed A block and own a slice of columns
         const idx mb_max = std::min<idx>(K.mb, p.m);
         const idx kc_max = std::min<idx>(K.kc, p.k);
-        float* abuf = tl_a.get(static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max));
+        const auto a_cap = static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max);
+        float* abuf = tl_a.get(a_cap);
         bool bad[64] = {};  // one flag per thread (T <= 64 below), combined after the region
 #pragma omp parallel num_threads(T)
         {
@@ -289,7 +311,7 @@ void sgemm(const Problem& p) {
                 for (idx k0 = 0; k0 < p.k; k0 += K.kc) {
                     const idx kc = std::min<idx>(K.kc, p.k - k0);
                     const idx lo = a_panels * t / nt, hi = a_panels * (t + 1) / nt;
-                    pack_a_range(p, K, m0, lo, hi, mb, k0, kc, abuf);
+                    pack_a_range(p, K, m0, lo, hi, mb, k0, kc, abuf, a_cap);
 #pragma omp barrier
                     for (idx n0 = j0; n0 < j1; n0 += K.nb) {
                         const idx nb = std::min<idx>(K.nb, j1 - n0);
@@ -315,8 +337,9 @@ void sgemm(const Problem& p) {
                 const idx a_panels = (mb + K.mr - 1) / K.mr;
                 for (idx k0 = 0; k0 < p.k; k0 += K.kc) {
                     const idx kc = std::min<idx>(K.kc, p.k - k0);
-                    float* abuf = tl_a.get(static_cast<std::size_t>(a_panels * K.mr * kc));
-                    pack_a_range(p, K, m0, 0, a_panels, mb, k0, kc, abuf);
+                    const auto a_cap = static_cast<std::size_t>(a_panels * K.mr * kc);
+                    float* abuf = tl_a.get(a_cap);
+                    pack_a_range(p, K, m0, 0, a_panels, mb, k0, kc, abuf, a_cap);
                     for (idx n0 = 0; n0 < p.n; n0 += K.nb) {
                         const idx nb = std::min<idx>(K.nb, p.n - n0);
                         // the column sums are the first row slice's job, so each is summed once

@@ -50,6 +50,8 @@ def check_array(
         raise TypeError(f"{name}: expected dtype {want}, got {a.dtype}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name}: must be C-contiguous (row-major); pass np.ascontiguousarray({name})")
+    if not getattr(a.flags, "aligned", True):
+        raise ValueError(f"{name}: must be aligned to its element size; pass a copy")
 
 
 def check_same_dtype(**arrays: Any) -> None:

@@ -313,6 +313,8 @@ def check_batch_norm(
     """Validate batch-norm arrays; return the axes reduced over."""
     C.check_array("x", x, ndim=(2, 4), dtypes=dtypes)
     ch = x.shape[1]
+    if ch == 0:
+        raise ValueError(f"x: batch norm needs at least one channel, got shape {x.shape}")
     for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
         C.check_array(name, a, ndim=1, dtypes=dtypes)
         C.check_shape(name, a, (ch,))
@@ -439,7 +441,9 @@ def maxout_forward(x: Array, pieces: int) -> tuple[Array, Array]:
     pieces = C.check_int("pieces", pieces, 1)
     if x.shape[1] % pieces:
         raise ValueError(f"x: {x.shape[1]} features do not split into groups of pieces={pieces}")
-    g = x.reshape(x.shape[0], -1, pieces)
+    g = x.reshape(x.shape[0], x.shape[1] // pieces, pieces)
+    if g.shape[1] == 0:
+        return np.zeros((x.shape[0], 0), x.dtype), np.zeros((x.shape[0], 0), np.int32)
     idx = g.argmax(axis=2).astype(np.int32)
     y = np.take_along_axis(g, idx[..., None].astype(np.intp), axis=2)[..., 0]
     return np.ascontiguousarray(y), idx
@@ -455,7 +459,7 @@ def maxout_backward(dy: Array, index: Array, pieces: int) -> Array:
         raise ValueError(f"index: entries must lie in [0, {pieces})")
     dx = np.zeros((dy.shape[0], dy.shape[1], pieces), dtype=dy.dtype)
     np.put_along_axis(dx, index[..., None].astype(np.intp), dy[..., None], axis=2)
-    return dx.reshape(dy.shape[0], -1)
+    return dx.reshape(dy.shape[0], dy.shape[1] * pieces)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +469,7 @@ def _check_logits(name: str, logits: Array) -> None:
     C.check_array(name, logits, dtypes=FLOATS)
     if logits.size == 0:
         raise ValueError(f"{name}: empty batch")
+    C.check_finite(name, logits)  # a NaN/Inf logit means training diverged: say so, not a NaN loss
 
 
 def bce_with_logits(logits: Array, targets: Array) -> tuple[float, Array]:

@@ -1,0 +1,260 @@
+"""Nothing crashes, nothing is lost: fuzzing of the public ops, layers and losses on the cpu backend
+against the reference, concurrency, divergence, and SIGKILL during checkpoint writes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pygan
+from pygan import data, io
+from pygan.backend import load_backend
+from pygan.gan import GAN, TrainingDiverged
+from pygan.models import mlp_discriminator, mlp_generator
+from pygan.optim import Adam
+
+#: Cases the fuzzers ran, reported at the end of the session (see conftest.py).
+FUZZ_CASES = {"ops": 0, "matched the reference": 0, "clear errors": 0}
+
+DTYPES = [np.float16, np.float32, np.float64, np.int32]
+LAYOUTS = ["contiguous", "transposed", "negative strides", "unaligned", "list"]
+SPECIALS = ["none", "nan", "inf"]
+
+
+def make_array(draw, shape, dtype, layout, special, rng):
+    base = rng.standard_normal(shape) * 2
+    if special != "none" and base.size and np.dtype(dtype).kind == "f":
+        base.flat[int(rng.integers(base.size))] = np.nan if special == "nan" else np.inf
+    a = base.astype(dtype) if np.dtype(dtype).kind == "f" else np.clip(base, -9, 9).astype(dtype)
+    if layout == "transposed" and a.ndim >= 2:
+        a = np.ascontiguousarray(np.swapaxes(a, 0, 1)).swapaxes(0, 1)
+    elif layout == "negative strides" and a.ndim >= 1:
+        a = np.ascontiguousarray(a[::-1])[::-1]
+    elif layout == "unaligned" and a.size:
+        buf = np.zeros(a.nbytes + 1, np.uint8)
+        u = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+        u[...] = a
+        a = u
+    elif layout == "list":
+        return a.tolist()
+    return a
+
+
+ARG_NAMES = re.compile(r"^(\w+)[:\[]")
+
+
+def check_case(op, args, kwargs, arg_names):
+    """The cpu op either matches the reference or raises a clear error naming an argument."""
+    cpu, ref = load_backend("cpu"), load_backend("numpy")
+    FUZZ_CASES["ops"] += 1
+    copies = lambda: [a.copy() if isinstance(a, np.ndarray) else a for a in args]  # noqa: E731
+    try:
+        with np.errstate(all="ignore"):  # NaN/Inf inputs may propagate: compared below, not warned about
+            got = getattr(cpu, op)(*copies(), **kwargs)
+    except (TypeError, ValueError) as e:
+        m = ARG_NAMES.match(str(e))
+        assert m and m.group(1) in arg_names, f"{op}: unclear error {e!r}"
+        FUZZ_CASES["clear errors"] += 1
+        return
+    with np.errstate(all="ignore"):
+        want = getattr(ref, op)(*copies(), **kwargs)
+    FUZZ_CASES["matched the reference"] += 1
+    for g, w in zip(_flatten(got), _flatten(want)):
+        if w is None:
+            assert g is None
+            continue
+        g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+        assert g.shape == w.shape, op
+        np.testing.assert_allclose(g, w, rtol=2e-3, atol=2e-3, equal_nan=True, err_msg=op)
+
+
+def _flatten(v):
+    return list(v) if isinstance(v, tuple) else [v]
+
+
+dims = st.integers(0, 7)
+case = st.fixed_dictionaries(
+    {"dtype": st.sampled_from(DTYPES), "layout": st.sampled_from(LAYOUTS), "special": st.sampled_from(SPECIALS),
+     "target": st.integers(0, 3), "seed": st.integers(0, 2**31 - 1)}
+)
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+
+
+def arrays(shapes, c, draw=None):
+    """Arrays of ``shapes``; the case's dtype/layout/special value go to one of them (``target``)."""
+    rng = np.random.default_rng(c["seed"])
+    out = []
+    for i, shape in enumerate(shapes):
+        hit = i == c["target"] % len(shapes)
+        out.append(make_array(draw, shape, c["dtype"] if hit else np.float32, c["layout"] if hit else "contiguous",
+                              c["special"] if hit else "none", rng))
+    return out
+
+
+@FUZZ
+@given(n=dims, k=dims, m=dims, c=case, act=st.sampled_from(["identity", "relu", "leaky_relu", "tanh", "sigmoid"]),
+       bias=st.booleans(), mismatch=st.integers(0, 3))
+def test_fuzz_dense(n, k, m, c, act, bias, mismatch):
+    shapes = [(n, k), (k + (mismatch == 1), m), (m + (mismatch == 2),), (n, m)]
+    x, w, b, dy = arrays(shapes, c)
+    check_case("dense_forward", [x, w, b if bias else None, act], {}, {"x", "w", "b"})
+    if isinstance(x, np.ndarray) and isinstance(w, np.ndarray) and x.dtype == w.dtype == np.float32 and x.shape[1:] == w.shape[:1]:
+        y = load_backend("numpy").dense_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), None, act)
+        check_case("dense_backward", [dy, x, w, y, act], {}, {"dy", "x", "w", "y"})
+
+
+@FUZZ
+@given(n=st.integers(0, 3), c_in=st.integers(0, 3), h=st.integers(0, 7), k=st.integers(1, 4), stride=st.integers(1, 3),
+       pad=st.integers(0, 2), c=case)
+def test_fuzz_conv_and_batch_norm(n, c_in, h, k, stride, pad, c):
+    x, w, b, g = arrays([(n, c_in, h, h + 1), (2, c_in, k, k), (2,), (c_in,)], c)
+    check_case("conv2d_forward", [x, w, b, stride, pad, "relu"], {}, {"x", "w", "b", "stride", "padding"})
+    wt = arrays([(c_in, 2, k, k)], dict(c, target=0))[0]
+    check_case("conv_transpose2d_forward", [x, wt, None, stride, pad], {}, {"x", "w", "padding", "output_padding"})
+    rm, rv = np.zeros(c_in, np.float32), np.ones(c_in, np.float32)
+    check_case("batch_norm_forward", [x, g, g, rm, rv], {}, {"x", "gamma", "beta", "running_mean", "running_var"})
+
+
+@FUZZ
+@given(n=dims, f=dims, c=case, pieces=st.integers(0, 3), p=st.sampled_from([0.0, 0.5, 1.0, -0.1, float("nan")]))
+def test_fuzz_elementwise_losses_and_optimizers(n, f, c, pieces, p):
+    x, y, t = arrays([(n, f), (n, f), (n, f)], c)
+    check_case("activation_forward", [x, "tanh"], {}, {"x", "act"})
+    check_case("activation_backward", [x, y, "sigmoid"], {}, {"dy", "y"})
+    check_case("maxout_forward", [x, pieces], {}, {"x", "pieces"})
+    check_case("dropout_forward", [x, p], {"seed": 1}, {"x", "p"})
+    check_case("bce_with_logits", [x, t], {}, {"logits", "targets"})
+    check_case("generator_loss", [x, "minimax"], {}, {"fake_logits", "kind"})
+    flat = arrays([(n * f,)] * 4, c)
+    if isinstance(flat[3], np.ndarray) and flat[3].dtype.kind == "f":
+        flat[3] = np.abs(flat[3])  # Adam's second moment is never negative
+    check_case("sgd_update", [flat[0], flat[1], flat[2], 0.1, 0.9], {}, {"param", "grad", "velocity"})
+    check_case("adam_update", [*flat, 1e-3, 0.5, 0.999, 1e-8, 1], {}, {"param", "grad", "m", "v"})
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), dtype=st.sampled_from(DTYPES))
+def test_fuzz_layers_reject_bad_inputs_clearly(shape, dtype):
+    from pygan.nn import Conv2d, Dense
+
+    x = np.ones(shape, dtype)
+    for layer, names in ((Dense(3, 2), {"x", "w"}), (Conv2d(1, 2, 3, padding=1), {"x", "w"})):
+        FUZZ_CASES["ops"] += 1
+        try:
+            out = layer.forward(x)
+        except (TypeError, ValueError) as e:
+            assert ARG_NAMES.match(str(e)).group(1) in names, str(e)
+            FUZZ_CASES["clear errors"] += 1
+        else:
+            FUZZ_CASES["matched the reference"] += 1
+            assert np.isfinite(out).all()
+
+
+# ---------------------------------------------------------------------------------------------
+def test_two_python_threads_run_kernels_at_once(thread_count):
+    rng = np.random.default_rng(0)
+    cases = []
+    for n, k, m in ((64, 300, 200), (33, 513, 77)):
+        x = rng.standard_normal((n, k)).astype(np.float32)
+        w = rng.standard_normal((k, m)).astype(np.float32)
+        cases.append((x, w, pygan.get_backend().dense_forward(x, w, None, "tanh")))
+    errors = []
+    stop = threading.Event()
+
+    def worker(x, w, want):
+        try:
+            for _ in range(60):
+                np.testing.assert_array_equal(load_backend("cpu").dense_forward(x, w, None, "tanh"), want)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    def toggler():
+        while not stop.is_set():
+            for t in (1, 2, 3):
+                pygan.set_num_threads(t)
+
+    threads = [threading.Thread(target=worker, args=c) for c in cases]
+    flip = threading.Thread(target=toggler)
+    flip.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    flip.join()
+    assert not errors, errors  # results are bit-identical at every thread count, so equality holds
+
+
+def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    g, d = mlp_generator(4, [8], 2, seed=0), mlp_discriminator(2, [8], seed=1)
+    gan = GAN(g, d, Adam(g.parameters()), Adam(d.parameters()), latent_dim=4)
+    x = data.toy_samples("ring8", 64, seed=0)
+    path = tmp_path / "ckpt.pygan"
+
+    class Save:
+        def on_epoch_end(self, gan, summary):
+            io.save_gan(path, gan)
+
+    class Poison:
+        def on_step(self, gan, stats):
+            if gan.epoch == 1:
+                gan.generator.parameters()[0].data[0, 0] = np.nan
+
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        gan.fit(x, 3, 16, callbacks=[Save(), Poison()])
+    _, meta = io.load(path)
+    assert meta["epoch"] == 1
+    tensors, _ = io.load(path)
+    assert all(np.isfinite(t).all() for t in tensors.values() if t.dtype.kind == "f")
+
+
+def test_cli_reports_divergence(tmp_path, capsys):
+    from pygan.cli import main
+
+    with pytest.raises(SystemExit, match="diverged"):
+        main(["train", "--epochs", "3", "--train-size", "512", "--lr", "1e30", "--out", str(tmp_path / "o")])
+
+
+def test_sigkill_while_checkpointing_never_loses_the_last_checkpoint(tmp_path):
+    """Kill a training run at random moments (it checkpoints every epoch, epochs take milliseconds),
+    check that the checkpoint on disk always loads, resume each time, and end where an
+    uninterrupted run ends, bit for bit."""
+    out = tmp_path / "killed"
+    args = ["train", "--epochs", "200", "--train-size", "512", "--batch-size", "128", "--seed", "5"]
+    env = dict(os.environ, PYGAN_NUM_THREADS="1")
+    rng = np.random.default_rng(0)
+    kills = 0
+    for attempt in range(60):
+        resume = ["--resume"] if (out / "checkpoint.pygan").exists() else []
+        proc = subprocess.Popen([sys.executable, "-m", "pygan", *args, "--out", str(out), *resume],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+        time.sleep(float(rng.uniform(0.8, 2.0)))  # the interpreter needs ~0.7 s to start training
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, -signal.SIGKILL), err.decode()
+        if (out / "checkpoint.pygan").exists():
+            io.load(out / "checkpoint.pygan")  # raises if the kill left a torn file
+        if proc.returncode == 0:
+            break
+    else:
+        pytest.fail("the run never finished")
+    assert kills >= 3, "the run finished before it could be killed often enough"
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, "-m", "pygan", *args, "--out", str(straight)], check=True, env=env, cwd=tmp_path,
+                   stdout=subprocess.DEVNULL)
+    a, _ = io.load(out / "checkpoint.pygan")
+    b, _ = io.load(straight / "checkpoint.pygan")
+    for k in b:
+        assert a[k].tobytes() == b[k].tobytes(), k
