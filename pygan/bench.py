@@ -161,6 +161,98 @@ def gemm_cases(n: int, torch: Any, gpu: Any = None) -> dict[str, Callable[[], An
     return cases
 
 
+def _torch_models(torch: Any, name: str) -> tuple[Any, Any]:
+    """The same generator and discriminator as pygan's ``mlp`` (images) or ``dcgan`` model, in PyTorch."""
+    nn = torch.nn
+    if name == "mlp":
+        sizes = [100, 128, 256, 512, 1024]
+        g_layers: list[Any] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            g_layers += [nn.Linear(a, b), nn.LeakyReLU(SLOPE)]
+        g = nn.Sequential(*g_layers, nn.Linear(1024, 784), nn.Tanh())
+        d = nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(SLOPE), nn.Linear(512, 256), nn.LeakyReLU(SLOPE), nn.Linear(256, 1))
+        return g, d
+    g = nn.Sequential(
+        nn.Linear(100, 128 * 7 * 7, bias=False), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (128, 7, 7)),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh(),
+    )
+    d = nn.Sequential(
+        nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(SLOPE), nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128),
+        nn.LeakyReLU(SLOPE), nn.Flatten(), nn.Linear(128 * 7 * 7, 1),
+    )
+    return g, d
+
+
+def step_cases(name: str, batch: int, torch: Any) -> dict[str, Callable[[], Any]]:
+    """One whole train step (one D step, one G step, Adam, non-saturating loss) per column."""
+    from .gan import GAN
+    from .models import build
+    from .optim import Adam
+
+    shape = (1, 28, 28)
+    rng = np.random.default_rng(2)
+    real = rng.uniform(-1, 1, (batch, *shape)).astype(np.float32)
+    if name == "mlp":
+        real = real.reshape(batch, -1)
+    cases: dict[str, Callable[[], Any]] = {}
+    for column, backend in (("numpy", "numpy"), ("pygan", "cpu")):
+        from .backend import use_backend
+
+        with use_backend(backend):
+            spec = build(name, shape, seed=0)
+            gan = GAN(spec.generator, spec.discriminator, Adam(spec.generator.parameters()),
+                      Adam(spec.discriminator.parameters()), latent_dim=spec.latent_dim, seed=0)
+
+        def step(gan: Any = gan, backend: str = backend) -> Any:
+            with use_backend(backend):
+                return gan.train_step(real)
+
+        cases[column] = step
+    if torch is not None:
+        g, d = _torch_models(torch, name)
+        kw = {"lr": 2e-4, "betas": (0.5, 0.999)}
+        try:
+            og, od = torch.optim.Adam(g.parameters(), fused=True, **kw), torch.optim.Adam(d.parameters(), fused=True, **kw)
+        except (RuntimeError, TypeError):  # builds without the fused CPU Adam
+            og, od = torch.optim.Adam(g.parameters(), **kw), torch.optim.Adam(d.parameters(), **kw)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        treal = torch.from_numpy(real)
+        ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+
+        def t_step() -> Any:
+            od.zero_grad(set_to_none=True)
+            fake = g(torch.randn(batch, 100))
+            loss_d = bce(d(treal), ones) + bce(d(fake.detach()), zeros)
+            loss_d.backward()
+            od.step()
+            og.zero_grad(set_to_none=True)
+            loss_g = bce(d(g(torch.randn(batch, 100))), ones)
+            loss_g.backward()
+            og.step()
+            return loss_g
+
+        cases["torch"] = t_step
+    return cases
+
+
+def step_flops(name: str, batch: int) -> float:
+    """FLOPs of one train step, counted as 2 x multiply-adds of its GEMM-shaped work.
+
+    Per example, g and d are the multiply-adds of one generator / discriminator forward (a conv
+    costs C_in * C_out * k^2 per output position, a transposed conv per input position). The D step
+    runs G forward and D forward+backward on two batches (1 g + 6 d), the G step G forward, D
+    forward and its input gradient, and G backward (1 g + 2 d + 2 g): 4 g + 8 d in all.
+    """
+    if name == "mlp":
+        g = 100 * 128 + 128 * 256 + 256 * 512 + 512 * 1024 + 1024 * 784
+        d = 784 * 512 + 512 * 256 + 256
+    else:
+        g = 100 * 6272 + 128 * 64 * 16 * 7 * 7 + 64 * 1 * 16 * 14 * 14
+        d = 1 * 64 * 16 * 14 * 14 + 64 * 128 * 16 * 7 * 7 + 6272
+    return 2.0 * batch * (4 * g + 8 * d)
+
+
 def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -> tuple[list[Row], dict[str, Any]]:
     """Measure every row; returns the rows and a description of the run."""
     import pygan
@@ -184,6 +276,11 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
                     for column, fn in fns.items():
                         r.seconds[column] = median_time(fn, min_time)
                     rows.append(r)
+    for name, batch in (("mlp", 64), ("mlp", 256), ("dcgan", 64)):
+        r = Row("train step", f"{name} GAN batch {batch}", step_flops(name, batch))
+        for column, fn in step_cases(name, batch, torch).items():
+            r.seconds[column] = median_time(fn, min_time, max_reps=50)
+        rows.append(r)
     meta = {
         "threads": threads,
         "isa": pygan._core.current_isa(),

@@ -195,7 +195,8 @@ def test_train_step_matches_reference_and_moves_one_vector_to_the_host(standin):
     standin.downloads = standin.syncs = 0
     history = gan.fit(x, 2, 64, seed=1).history
     assert len(history) == 2
-    assert standin.syncs == 0, "a hidden device->host synchronisation happened in the step"
+    # no synchronisation inside a step; once per epoch fit checks each network's parameters are finite
+    assert standin.syncs == 2 * len(history), "a hidden device->host synchronisation happened"
     assert standin.downloads == steps, "exactly one small statistics vector per step"
     # uploads: the data set once, then per step its batch indices and d_steps + 1 noise batches
     assert standin.uploads - uploads_at_build == 1 + steps * (1 + gan.d_steps + 1)
