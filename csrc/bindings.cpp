@@ -8,8 +8,11 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <utility>
+#include <vector>
 #include <string>
 
+#include "conv.h"
 #include "dense.h"
 #include "gemm/gemm.h"
 
@@ -130,6 +133,162 @@ farray gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool
     return c;
 }
 
+// ---- convolutions and batch norm (geometry and dtypes are checked by the Python caller too) ----
+pygan::ConvShape conv_shape(const farray& x, const farray& w, int stride, int padding, bool transposed,
+                            int output_padding) {
+    if (stride < 1) throw py::value_error("stride: must be >= 1");
+    if (padding < 0) throw py::value_error("padding: must be >= 0");
+    if (w.shape(2) != w.shape(3)) throw py::value_error("w: kernels must be square, got " + shape_str(w));
+    pygan::ConvShape s{};
+    s.k = w.shape(2), s.stride = stride, s.pad = padding, s.n = x.shape(0);
+    if (!transposed) {
+        expect_dim(w, "w", 1, x.shape(1), "input channels of x");
+        s.c_in = x.shape(1), s.h = x.shape(2), s.w = x.shape(3), s.c_out = w.shape(0);
+        const py::ssize_t eh = s.h + 2 * s.pad - s.k, ew = s.w + 2 * s.pad - s.k;
+        if (eh < 0 || ew < 0) throw py::value_error("x: the kernel does not fit the padded input " + shape_str(x));
+        s.ho = eh / s.stride + 1, s.wo = ew / s.stride + 1;
+    } else {
+        expect_dim(w, "w", 0, x.shape(1), "input channels of x");
+        if (output_padding < 0 || output_padding >= stride)
+            throw py::value_error("output_padding: must be in [0, stride)");
+        s.c_out = x.shape(1), s.ho = x.shape(2), s.wo = x.shape(3), s.c_in = w.shape(1);
+        s.h = (s.ho - 1) * s.stride - 2 * s.pad + s.k + output_padding;
+        s.w = (s.wo - 1) * s.stride - 2 * s.pad + s.k + output_padding;
+        if (s.h <= 0 || s.w <= 0) throw py::value_error("padding: leaves no output for x " + shape_str(x));
+    }
+    return s;
+}
+
+std::optional<farray> optional_bias(const py::handle& b_obj, py::ssize_t channels) {
+    if (b_obj.is_none()) return std::nullopt;
+    farray b = as_f32(b_obj, "b", 1);
+    expect_dim(b, "b", 0, channels, "output channels");
+    return b;
+}
+
+farray conv_forward(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj, int stride,
+                    int padding, int output_padding, int act, float slope, bool transposed) {
+    const pygan::Act a = to_act(act, slope);
+    farray x = as_f32(x_obj, "x", 4), w = as_f32(w_obj, "w", 4);
+    const pygan::ConvShape s = conv_shape(x, w, stride, padding, transposed, output_padding);
+    auto b = optional_bias(b_obj, transposed ? s.c_in : s.c_out);
+    farray y = transposed ? farray({s.n, s.c_in, s.h, s.w}) : farray({s.n, s.c_out, s.ho, s.wo});
+    bool ok = true;
+    {
+        py::gil_scoped_release nogil;
+        const float* bp = b ? b->data() : nullptr;
+        ok = transposed ? pygan::conv_transpose2d_forward(s, x.data(), w.data(), bp, y.mutable_data(), a, slope)
+                        : pygan::conv2d_forward(s, x.data(), w.data(), bp, y.mutable_data(), a, slope);
+    }
+    if (!ok) throw py::value_error("w: contains NaN or Inf");
+    return y;
+}
+
+py::tuple conv_backward(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& w_obj,
+                        const py::handle& y_obj, int stride, int padding, int output_padding, int act, float slope,
+                        bool need_dx, bool need_params, bool transposed) {
+    const pygan::Act a = to_act(act, slope);
+    farray dy = as_f32(dy_obj, "dy", 4), x = as_f32(x_obj, "x", 4), w = as_f32(w_obj, "w", 4),
+           y = as_f32(y_obj, "y", 4);
+    const pygan::ConvShape s = conv_shape(x, w, stride, padding, transposed, output_padding);
+    const py::ssize_t oc = transposed ? s.c_in : s.c_out, oh = transposed ? s.h : s.ho, ow = transposed ? s.w : s.wo;
+    for (auto* pr : {&dy, &y}) {
+        const char* name = pr == &dy ? "dy" : "y";
+        expect_dim(*pr, name, 0, s.n, "batch of x");
+        expect_dim(*pr, name, 1, oc, "output channels");
+        expect_dim(*pr, name, 2, oh, "output height");
+        expect_dim(*pr, name, 3, ow, "output width");
+    }
+    std::optional<farray> dx, dw, db;
+    if (need_dx) dx = farray({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
+    if (need_params) {
+        dw = farray({w.shape(0), w.shape(1), w.shape(2), w.shape(3)});
+        db = farray({oc});
+    }
+    {
+        py::gil_scoped_release nogil;
+        float* dxp = dx ? dx->mutable_data() : nullptr;
+        float* dwp = dw ? dw->mutable_data() : nullptr;
+        float* dbp = db ? db->mutable_data() : nullptr;
+        if (transposed)
+            pygan::conv_transpose2d_backward(s, dy.data(), x.data(), w.data(), y.data(), dxp, dwp, dbp, a, slope);
+        else
+            pygan::conv2d_backward(s, dy.data(), x.data(), w.data(), y.data(), dxp, dwp, dbp, a, slope);
+    }
+    auto opt = [](std::optional<farray>& v) -> py::object { return v ? py::object(*v) : py::none(); };
+    return py::make_tuple(opt(dx), opt(dw), opt(db));
+}
+
+// (n, c, inner) view of a 2-D or 4-D batch-norm input
+void bn_dims(const py::array& x, py::ssize_t& n, py::ssize_t& c, py::ssize_t& inner) {
+    n = x.shape(0), c = x.shape(1), inner = x.ndim() == 4 ? x.shape(2) * x.shape(3) : 1;
+}
+
+farray as_bn_input(const py::handle& obj, const char* name) {
+    if (py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 2) return as_f32(obj, name, 2);
+    return as_f32(obj, name, 4);
+}
+
+py::tuple bn_stats(const py::handle& x_obj) {
+    farray x = as_bn_input(x_obj, "x");
+    py::ssize_t n, c, inner;
+    bn_dims(x, n, c, inner);
+    farray mean({c}), var({c});
+    {
+        py::gil_scoped_release nogil;
+        pygan::batch_norm_stats(x.data(), n, c, inner, mean.mutable_data(), var.mutable_data());
+    }
+    return py::make_tuple(mean, var);
+}
+
+farray bn_apply(const py::handle& x_obj, const py::handle& mean_obj, const py::handle& invstd_obj,
+                const py::handle& gamma_obj, const py::handle& beta_obj, int act, float slope) {
+    const pygan::Act a = to_act(act, slope);
+    farray x = as_bn_input(x_obj, "x");
+    py::ssize_t n, c, inner;
+    bn_dims(x, n, c, inner);
+    farray mean = as_f32(mean_obj, "mean", 1), invstd = as_f32(invstd_obj, "invstd", 1),
+           gamma = as_f32(gamma_obj, "gamma", 1), beta = as_f32(beta_obj, "beta", 1);
+    for (auto [arr, name] : {std::pair{&mean, "mean"}, {&invstd, "invstd"}, {&gamma, "gamma"}, {&beta, "beta"}})
+        expect_dim(*arr, name, 0, c, "channels of x");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    farray y(shape);
+    {
+        py::gil_scoped_release nogil;
+        pygan::batch_norm_apply(x.data(), n, c, inner, mean.data(), invstd.data(), gamma.data(), beta.data(),
+                                y.mutable_data(), a, slope);
+    }
+    return y;
+}
+
+py::tuple bn_backward(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& y_obj,
+                      const py::handle& gamma_obj, const py::handle& mean_obj, const py::handle& invstd_obj,
+                      bool training, int act, float slope) {
+    const pygan::Act a = to_act(act, slope);
+    farray x = as_bn_input(x_obj, "x");
+    const py::ssize_t nd = x.ndim();
+    farray dy = as_f32(dy_obj, "dy", nd), y = as_f32(y_obj, "y", nd);
+    for (py::ssize_t d = 0; d < nd; ++d) {
+        expect_dim(dy, "dy", d, x.shape(d), "shape of x");
+        expect_dim(y, "y", d, x.shape(d), "shape of x");
+    }
+    py::ssize_t n, c, inner;
+    bn_dims(x, n, c, inner);
+    farray gamma = as_f32(gamma_obj, "gamma", 1), mean = as_f32(mean_obj, "mean", 1),
+           invstd = as_f32(invstd_obj, "invstd", 1);
+    for (auto [arr, name] : {std::pair{&gamma, "gamma"}, {&mean, "mean"}, {&invstd, "invstd"}})
+        expect_dim(*arr, name, 0, c, "channels of x");
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + nd);
+    farray dx(shape), dgamma({c}), dbeta({c});
+    {
+        py::gil_scoped_release nogil;
+        pygan::batch_norm_backward(dy.data(), x.data(), y.data(), n, c, inner, gamma.data(), mean.data(),
+                                   invstd.data(), training, dx.mutable_data(), dgamma.mutable_data(),
+                                   dbeta.mutable_data(), a, slope);
+    }
+    return py::make_tuple(dx, dgamma, dbeta);
+}
+
 void set_isa(const std::string& name) {
     try {
         pygan::gemm::set_isa(name);
@@ -154,6 +313,19 @@ PYBIND11_MODULE(_core, m) {
           "(dx, dw, db) of the fused dense op; None where not asked for.");
     m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
           "C = op(a) @ op(b) on the GEMM core (float32, C-contiguous inputs).");
+    m.def("conv_forward", &conv_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
+          py::arg("padding"), py::arg("output_padding"), py::arg("act"), py::arg("slope"), py::arg("transposed"),
+          "conv2d (or conv_transpose2d) with bias and activation fused, NCHW float32.");
+    m.def("conv_backward", &conv_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"),
+          py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("act"), py::arg("slope"),
+          py::arg("need_dx"), py::arg("need_params"), py::arg("transposed"),
+          "(dx, dw, db) of conv2d or conv_transpose2d; None where not asked for.");
+    m.def("bn_stats", &bn_stats, py::arg("x"), "Per-channel mean and biased variance (two-pass).");
+    m.def("bn_apply", &bn_apply, py::arg("x"), py::arg("mean"), py::arg("invstd"), py::arg("gamma"),
+          py::arg("beta"), py::arg("act"), py::arg("slope"), "act(gamma * (x - mean) * invstd + beta).");
+    m.def("bn_backward", &bn_backward, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("gamma"),
+          py::arg("mean"), py::arg("invstd"), py::arg("training"), py::arg("act"), py::arg("slope"),
+          "(dx, dgamma, dbeta) of batch norm + activation.");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads for the GEMM macro-kernel loops.");
     m.def("num_threads", &pygan::gemm::num_threads, "Threads the GEMM core uses.");
     m.def("supported_isas", &pygan::gemm::supported_isas, "ISA paths this CPU can run.");

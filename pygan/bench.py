@@ -70,6 +70,60 @@ def load_torch(threads: int) -> Any:
     return torch
 
 
+def conv_cases(transposed: bool, torch: Any, gpu: Any = None) -> dict[str, dict[str, Callable[[], Any]]]:
+    """conv(64->128, 4x4, s2, p1) on 64x64x14x14, or convT(128->64, 4x4, s2, p1) on 64x128x7x7."""
+    rng = np.random.default_rng(3)
+    if transposed:
+        x = rng.standard_normal((64, 128, 7, 7)).astype(np.float32)
+        w = (rng.standard_normal((128, 64, 4, 4)) * 0.02).astype(np.float32)
+        dy = rng.standard_normal((64, 64, 14, 14)).astype(np.float32)
+    else:
+        x = rng.standard_normal((64, 64, 14, 14)).astype(np.float32)
+        w = (rng.standard_normal((128, 64, 4, 4)) * 0.02).astype(np.float32)
+        dy = rng.standard_normal((64, 128, 7, 7)).astype(np.float32)
+    b = np.zeros(w.shape[1] if transposed else w.shape[0], np.float32)
+    act = "relu" if transposed else "leaky_relu"
+    cases: dict[str, dict[str, Callable[[], Any]]] = {"forward": {}, "forward+backward": {}}
+    backends = [("numpy", load_backend("numpy")), ("pygan", load_backend("cpu"))] + ([("cupy", gpu)] if gpu else [])
+    for column, B in backends:
+        args = [B.xp.asarray(a) for a in (x, w, b, dy)]
+
+        def fwd(B: Any = B, args: list = args) -> Any:
+            xx, ww, bb, _ = args
+            if transposed:
+                return B.conv_transpose2d_forward(xx, ww, bb, 2, 1, 0, act, SLOPE)
+            return B.conv2d_forward(xx, ww, bb, 2, 1, act, SLOPE)
+
+        def fwd_bwd(B: Any = B, args: list = args, fwd: Callable[..., Any] = fwd) -> Any:
+            xx, ww, _, ddy = args
+            y = fwd(B, args)
+            if transposed:
+                return B.conv_transpose2d_backward(ddy, xx, ww, y, 2, 1, 0, act, SLOPE)
+            return B.conv2d_backward(ddy, xx, ww, y, 2, 1, act, SLOPE)
+
+        cases["forward"][column] = _synced(gpu, fwd) if column == "cupy" else fwd
+        cases["forward+backward"][column] = _synced(gpu, fwd_bwd) if column == "cupy" else fwd_bwd
+    if torch is not None:
+        F = torch.nn.functional
+        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+        txg, twg, tbg = (t.clone().requires_grad_(True) for t in (tx, tw, tb))
+        tact = (lambda z: F.relu(z)) if transposed else (lambda z: F.leaky_relu(z, SLOPE))
+        conv = F.conv_transpose2d if transposed else F.conv2d
+
+        def t_fwd() -> Any:
+            with torch.no_grad():
+                return tact(conv(tx, tw, tb, stride=2, padding=1))
+
+        def t_fwd_bwd() -> Any:
+            txg.grad = twg.grad = tbg.grad = None
+            y = tact(conv(txg, twg, tbg, stride=2, padding=1))
+            y.backward(tdy)
+            return txg.grad
+
+        cases["forward"]["torch"], cases["forward+backward"]["torch"] = t_fwd, t_fwd_bwd
+    return cases
+
+
 def load_gpu() -> Any:
     """pygan's cupy backend when CuPy and a CUDA device exist, else None."""
     try:
@@ -276,6 +330,13 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
                     for column, fn in fns.items():
                         r.seconds[column] = median_time(fn, min_time)
                     rows.append(r)
+    conv_flops = 2.0 * 64 * 128 * 64 * 16 * 7 * 7  # both layers: 64 images x 7x7 positions x 128x64x16 MACs
+    for transposed, label in ((False, "conv 64->128 k4 s2 p1 on 64x64x14x14"), (True, "convT 128->64 k4 s2 p1 on 64x128x7x7")):
+        for op, fns in conv_cases(transposed, torch, gpu).items():
+            r = Row(f"{'convT' if transposed else 'conv'} {op}", label, conv_flops * (1 if op == "forward" else 3))
+            for column, fn in fns.items():
+                r.seconds[column] = median_time(fn, min_time, max_reps=50)
+            rows.append(r)
     for name, batch in (("mlp", 64), ("mlp", 256), ("dcgan", 64)):
         r = Row("train step", f"{name} GAN batch {batch}", step_flops(name, batch))
         for column, fn in step_cases(name, batch, torch).items():

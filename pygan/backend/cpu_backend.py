@@ -68,6 +68,87 @@ def dense_backward(
     return tuple(_core.dense_backward(dy, x, w, y, ACT_CODES[act], slope, bool(need_dx), bool(need_params)))
 
 
+def conv2d_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0, act: str = "identity",
+    slope: float = 0.2,
+) -> np.ndarray:
+    """conv2d with bias and activation fused, on the GEMM core (chunks of images unfolded into its B operand)."""
+    act, slope = C.check_activation(act, slope)
+    stride, padding = ref.check_conv_geometry(stride, padding)
+    ref.conv2d_shapes(x, w, b, stride, padding, dtypes=F32)
+    return _core.conv_forward(x, w, b, stride, padding, 0, ACT_CODES[act], slope, False)
+
+
+def conv2d_backward(
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, y: np.ndarray, stride: int = 1, padding: int = 0,
+    act: str = "identity", slope: float = 0.2, need_dx: bool = True, need_params: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """``(dx, dw, db)`` of conv2d: dz and db in one sweep, dw and dx (via col2im) on the GEMM core."""
+    act, slope = C.check_activation(act, slope)
+    stride, padding = ref.check_conv_geometry(stride, padding)
+    ref.conv2d_shapes(x, w, None, stride, padding, dtypes=F32)
+    return tuple(_core.conv_backward(dy, x, w, y, stride, padding, 0, ACT_CODES[act], slope, bool(need_dx),
+                                     bool(need_params), False))
+
+
+def conv_transpose2d_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0, output_padding: int = 0,
+    act: str = "identity", slope: float = 0.2,
+) -> np.ndarray:
+    """conv_transpose2d (conv2d's data gradient: GEMM then col2im), bias and activation applied after."""
+    act, slope = C.check_activation(act, slope)
+    stride, padding = ref.check_conv_geometry(stride, padding)
+    ref.conv_transpose2d_shapes(x, w, b, stride, padding, output_padding, dtypes=F32)
+    return _core.conv_forward(x, w, b, stride, padding, output_padding, ACT_CODES[act], slope, True)
+
+
+def conv_transpose2d_backward(
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, y: np.ndarray, stride: int = 1, padding: int = 0,
+    output_padding: int = 0, act: str = "identity", slope: float = 0.2, need_dx: bool = True, need_params: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """``(dx, dw, db)`` of conv_transpose2d: conv2d's im2col and GEMMs on dz = dy * act'(y)."""
+    act, slope = C.check_activation(act, slope)
+    stride, padding = ref.check_conv_geometry(stride, padding)
+    ref.conv_transpose2d_shapes(x, w, None, stride, padding, output_padding, dtypes=F32)
+    return tuple(_core.conv_backward(dy, x, w, y, stride, padding, output_padding, ACT_CODES[act], slope,
+                                     bool(need_dx), bool(need_params), True))
+
+
+def batch_norm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray,
+    training: bool = True, momentum: float = 0.1, eps: float = 1e-5, act: str = "identity", slope: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batch norm + activation: two-pass statistics, then one fused normalise-scale-shift-activate sweep."""
+    act, slope = C.check_activation(act, slope)
+    ref.check_batch_norm(x, gamma, beta, running_mean, running_var, dtypes=F32)
+    momentum = C.check_prob("momentum", momentum, low_open=False, high_open=False)
+    if not eps > 0:
+        raise ValueError(f"eps: must be > 0, got {eps}")
+    count = x.size // x.shape[1]
+    if training:
+        if count < 2:
+            raise ValueError(f"x: batch norm in training mode needs more than one value per channel, got shape {x.shape}")
+        mean, var = _core.bn_stats(x)
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * (count / (count - 1))
+    else:
+        mean, var = running_mean.copy(), running_var
+    invstd = (1.0 / np.sqrt(var + np.float32(eps))).astype(np.float32)
+    return _core.bn_apply(x, mean, invstd, gamma, beta, ACT_CODES[act], slope), mean, invstd
+
+
+def batch_norm_backward(
+    dy: np.ndarray, x: np.ndarray, y: np.ndarray, gamma: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
+    training: bool = True, act: str = "identity", slope: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx, dgamma, dbeta)``: per-channel reductions and dx in one pass per channel."""
+    act, slope = C.check_activation(act, slope)
+    C.check_array("x", x, ndim=(2, 4), dtypes=F32)
+    return tuple(_core.bn_backward(dy, x, y, gamma, mean, invstd, bool(training), ACT_CODES[act], slope))
+
+
 def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float) -> None:
     """Classical momentum over flat float32 buffers (Cython, in place)."""
     ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, velocity=velocity)
@@ -110,6 +191,12 @@ def parzen_log_sum_exp(x: np.ndarray, centres: np.ndarray, inv_two_var: np.ndarr
 NATIVE: dict[str, Any] = {
     "dense_forward": dense_forward,
     "dense_backward": dense_backward,
+    "conv2d_forward": conv2d_forward,
+    "conv2d_backward": conv2d_backward,
+    "conv_transpose2d_forward": conv_transpose2d_forward,
+    "conv_transpose2d_backward": conv_transpose2d_backward,
+    "batch_norm_forward": batch_norm_forward,
+    "batch_norm_backward": batch_norm_backward,
     "sgd_update": sgd_update,
     "adam_update": adam_update,
 }

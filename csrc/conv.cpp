@@ -1,0 +1,317 @@
+// Convolutions on the GEMM core, a chunk of images at a time.
+//
+// A chunk of G images is unfolded (im2col) into cols (C_in*k*k x G*Ho*Wo), so that conv2d is one
+// GEMM  Z (C_out x G*Ho*Wo) = W (C_out x C_in*k*k) cols  with bias (per row) and activation in the
+// GEMM's epilogue; the chunk's columns are then copied into NCHW. G is fixed by the shape (about
+// 512 columns), never by the thread count, and the weight gradient accumulates chunk after chunk
+// in order, so results are identical for any number of threads; the threads work inside each GEMM.
+// conv_transpose2d is the adjoint: its forward is conv2d's data gradient (GEMM + col2im) and its
+// backward reuses conv2d's im2col.
+#include "conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gemm/gemm.h"
+
+namespace pygan {
+namespace {
+
+idx chunk_images(const ConvShape& s, idx spatial) {
+    return std::max<idx>(1, std::min<idx>(s.n, (512 + spatial - 1) / spatial));
+}
+
+int threads_for(idx work) { return work < (1 << 15) ? 1 : gemm::num_threads(); }
+
+// cols[(c*k + ki)*k + kj][g*Ho*Wo + oh*Wo + ow] = x[n0+g][c][oh*stride - pad + ki][ow*stride - pad + kj]
+void im2col(const ConvShape& s, const float* x, idx n0, idx g, float* cols) {
+    const idx spatial = s.ho * s.wo, ncols = g * spatial, rows = s.c_in * s.k * s.k;
+#pragma omp parallel for num_threads(threads_for(rows * ncols)) schedule(static)
+    for (idx row = 0; row < rows; ++row) {
+        const idx kj = row % s.k, ki = (row / s.k) % s.k, c = row / (s.k * s.k);
+        float* out = cols + row * ncols;
+        for (idx img = 0; img < g; ++img) {
+            const float* plane = x + ((n0 + img) * s.c_in + c) * s.h * s.w;
+            for (idx oh = 0; oh < s.ho; ++oh) {
+                const idx ih = oh * s.stride - s.pad + ki;
+                float* o = out + img * spatial + oh * s.wo;
+                if (ih < 0 || ih >= s.h) {
+                    std::fill(o, o + s.wo, 0.0f);
+                    continue;
+                }
+                const float* src = plane + ih * s.w;
+                for (idx ow = 0; ow < s.wo; ++ow) {
+                    const idx iw = ow * s.stride - s.pad + kj;
+                    o[ow] = (iw >= 0 && iw < s.w) ? src[iw] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+// x[n0+g] = col2im(cols): the gather form (each image element sums the entries that read it), so
+// images are independent and the sum order is fixed.
+void col2im(const ConvShape& s, const float* cols, idx n0, idx g, float* x) {
+    const idx spatial = s.ho * s.wo, ncols = g * spatial;
+    const idx planes = g * s.c_in;
+#pragma omp parallel for num_threads(threads_for(planes * s.h * s.w * s.k * s.k)) schedule(static)
+    for (idx pl = 0; pl < planes; ++pl) {
+        const idx img = pl / s.c_in, c = pl % s.c_in;
+        float* plane = x + ((n0 + img) * s.c_in + c) * s.h * s.w;
+        for (idx ih = 0; ih < s.h; ++ih)
+            for (idx iw = 0; iw < s.w; ++iw) {
+                float acc = 0.0f;
+                for (idx ki = 0; ki < s.k; ++ki) {
+                    const idx t = ih + s.pad - ki;
+                    if (t < 0 || t % s.stride) continue;
+                    const idx oh = t / s.stride;
+                    if (oh >= s.ho) continue;
+                    for (idx kj = 0; kj < s.k; ++kj) {
+                        const idx u = iw + s.pad - kj;
+                        if (u < 0 || u % s.stride) continue;
+                        const idx ow = u / s.stride;
+                        if (ow >= s.wo) continue;
+                        acc += cols[((c * s.k + ki) * s.k + kj) * ncols + img * spatial + oh * s.wo + ow];
+                    }
+                }
+                plane[ih * s.w + iw] = acc;
+            }
+    }
+}
+
+// (rows x g*spatial) chunk matrix <-> NCHW images n0.. of `channels` channels.
+void chunk_to_nchw(const float* z, idx n0, idx g, idx channels, idx spatial, float* y) {
+    for (idx ch = 0; ch < channels; ++ch)
+        for (idx img = 0; img < g; ++img)
+            std::memcpy(y + ((n0 + img) * channels + ch) * spatial, z + ch * g * spatial + img * spatial,
+                        sizeof(float) * spatial);
+}
+
+void nchw_to_chunk(const float* y, idx n0, idx g, idx channels, idx spatial, float* z) {
+    for (idx ch = 0; ch < channels; ++ch)
+        for (idx img = 0; img < g; ++img)
+            std::memcpy(z + ch * g * spatial + img * spatial, y + ((n0 + img) * channels + ch) * spatial,
+                        sizeof(float) * spatial);
+}
+
+// dz = dy * act'(y) for a chunk, in chunk layout, and db += its row sums.
+void act_grad_chunk(const float* dy, const float* y, idx n0, idx g, idx channels, idx spatial, Act act, float slope,
+                    float* dz, float* db) {
+    for (idx ch = 0; ch < channels; ++ch) {
+        float sum = 0.0f;
+        for (idx img = 0; img < g; ++img) {
+            const idx off = ((n0 + img) * channels + ch) * spatial;
+            float* o = dz + ch * g * spatial + img * spatial;
+            for (idx q = 0; q < spatial; ++q) {
+                o[q] = act_backward(act, dy[off + q], y[off + q], slope);
+                sum += o[q];
+            }
+        }
+        if (db) db[ch] += sum;
+    }
+}
+
+bool finite_all(const float* w, idx n) {
+    bool ok = true;
+    for (idx i = 0; i < n; ++i) ok = ok && std::isfinite(w[i]);
+    return ok;
+}
+
+}  // namespace
+
+bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
+                    float slope) {
+    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
+    if (!finite_all(w, s.c_out * kk)) return false;
+    const idx G = chunk_images(s, spatial);
+    std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), z(static_cast<std::size_t>(s.c_out * G * spatial));
+    for (idx n0 = 0; n0 < s.n; n0 += G) {
+        const idx g = std::min(G, s.n - n0);
+        im2col(s, x, n0, g, cols.data());
+        gemm::Problem p;
+        p.m = s.c_out, p.n = g * spatial, p.k = kk;
+        p.a = w, p.lda = kk;
+        p.b = cols.data(), p.ldb = g * spatial;
+        p.c = z.data(), p.ldc = g * spatial;
+        p.epi.bias_row = b, p.epi.act = act, p.epi.slope = slope;
+        gemm::sgemm(p);
+        chunk_to_nchw(z.data(), n0, g, s.c_out, spatial, y);
+    }
+    return true;
+}
+
+void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y, float* dx,
+                     float* dw, float* db, Act act, float slope) {
+    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
+    const idx G = chunk_images(s, spatial);
+    std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), dz(static_cast<std::size_t>(s.c_out * G * spatial));
+    if (db) std::fill(db, db + s.c_out, 0.0f);
+    for (idx n0 = 0; n0 < s.n; n0 += G) {
+        const idx g = std::min(G, s.n - n0), ncols = g * spatial;
+        act_grad_chunk(dy, y, n0, g, s.c_out, spatial, act, slope, dz.data(), db);
+        if (dw) {
+            im2col(s, x, n0, g, cols.data());
+            gemm::Problem p;  // dw (c_out x kk) += dz (c_out x ncols) cols^T (ncols x kk)
+            p.m = s.c_out, p.n = kk, p.k = ncols;
+            p.a = dz.data(), p.lda = ncols;
+            p.b = cols.data(), p.ldb = ncols, p.trans_b = true;
+            p.c = dw, p.ldc = kk, p.accumulate = n0 > 0;
+            gemm::sgemm(p);
+        }
+        if (dx) {
+            gemm::Problem p;  // dcols (kk x ncols) = w^T (kk x c_out) dz (c_out x ncols)
+            p.m = kk, p.n = ncols, p.k = s.c_out;
+            p.a = w, p.lda = kk, p.trans_a = true;
+            p.b = dz.data(), p.ldb = ncols;
+            p.c = cols.data(), p.ldc = ncols;
+            gemm::sgemm(p);
+            col2im(s, cols.data(), n0, g, dx);
+        }
+    }
+    if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);
+}
+
+bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
+                              float slope) {
+    // as conv2d's data gradient: cols (kk x ncols) = w^T dz with x in dz's place, then col2im
+    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, plane = s.h * s.w;
+    if (!finite_all(w, s.c_out * kk)) return false;
+    const idx G = chunk_images(s, spatial);
+    std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), xz(static_cast<std::size_t>(s.c_out * G * spatial));
+    for (idx n0 = 0; n0 < s.n; n0 += G) {
+        const idx g = std::min(G, s.n - n0), ncols = g * spatial;
+        nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.data());
+        gemm::Problem p;
+        p.m = kk, p.n = ncols, p.k = s.c_out;
+        p.a = w, p.lda = kk, p.trans_a = true;
+        p.b = xz.data(), p.ldb = ncols;
+        p.c = cols.data(), p.ldc = ncols;
+        gemm::sgemm(p);
+        col2im(s, cols.data(), n0, g, y);
+    }
+    const idx total = s.n * s.c_in * plane;
+#pragma omp parallel for num_threads(threads_for(total)) schedule(static)
+    for (idx i = 0; i < total; ++i) {
+        const float v = y[i] + (b ? b[(i / plane) % s.c_in] : 0.0f);
+        y[i] = act_forward(act, v, slope);
+    }
+    return true;
+}
+
+void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y,
+                               float* dx, float* dw, float* db, Act act, float slope) {
+    // dz = dy * act'(y) over the transposed conv's output (conv2d's input side), then conv2d's
+    // forward on dz gives dx, and dw accumulates x-chunk x cols^T.
+    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, plane = s.h * s.w;
+    const idx total = s.n * s.c_in * plane;
+    std::vector<float> dz(static_cast<std::size_t>(total));
+#pragma omp parallel for num_threads(threads_for(total)) schedule(static)
+    for (idx i = 0; i < total; ++i) dz[i] = act_backward(act, dy[i], y[i], slope);
+    if (db) {
+        std::fill(db, db + s.c_in, 0.0f);
+        for (idx img = 0; img < s.n; ++img)
+            for (idx c = 0; c < s.c_in; ++c) {
+                const float* p = dz.data() + (img * s.c_in + c) * plane;
+                float sum = 0.0f;
+                for (idx q = 0; q < plane; ++q) sum += p[q];
+                db[c] += sum;
+            }
+    }
+    const idx G = chunk_images(s, spatial);
+    std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), xz(static_cast<std::size_t>(s.c_out * G * spatial));
+    for (idx n0 = 0; n0 < s.n; n0 += G) {
+        const idx g = std::min(G, s.n - n0), ncols = g * spatial;
+        im2col(s, dz.data(), n0, g, cols.data());
+        if (dx) {
+            gemm::Problem p;  // dx chunk (c_out x ncols) = w (c_out x kk) cols (kk x ncols)
+            p.m = s.c_out, p.n = ncols, p.k = kk;
+            p.a = w, p.lda = kk;
+            p.b = cols.data(), p.ldb = ncols;
+            p.c = xz.data(), p.ldc = ncols;
+            gemm::sgemm(p);
+            chunk_to_nchw(xz.data(), n0, g, s.c_out, spatial, dx);
+        }
+        if (dw) {
+            nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.data());
+            gemm::Problem p;  // dw (c_out x kk) += x chunk (c_out x ncols) cols^T
+            p.m = s.c_out, p.n = kk, p.k = ncols;
+            p.a = xz.data(), p.lda = ncols;
+            p.b = cols.data(), p.ldb = ncols, p.trans_b = true;
+            p.c = dw, p.ldc = kk, p.accumulate = n0 > 0;
+            gemm::sgemm(p);
+        }
+    }
+    if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);
+}
+
+// ---- batch norm ------------------------------------------------------------------------------
+void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, float* var) {
+    const double count = double(n) * double(inner);
+#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
+    for (idx ch = 0; ch < c; ++ch) {
+        double sum = 0.0;
+        for (idx img = 0; img < n; ++img) {
+            const float* p = x + (img * c + ch) * inner;
+            for (idx q = 0; q < inner; ++q) sum += p[q];
+        }
+        const double m = sum / count;
+        double sq = 0.0;
+        for (idx img = 0; img < n; ++img) {
+            const float* p = x + (img * c + ch) * inner;
+            for (idx q = 0; q < inner; ++q) {
+                const double d = p[q] - m;
+                sq += d * d;
+            }
+        }
+        mean[ch] = static_cast<float>(m);
+        var[ch] = static_cast<float>(sq / count);
+    }
+}
+
+void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean, const float* invstd,
+                      const float* gamma, const float* beta, float* y, Act act, float slope) {
+#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
+    for (idx row = 0; row < n * c; ++row) {
+        const idx ch = row % c;
+        const float sc = gamma[ch] * invstd[ch], sh = beta[ch] - mean[ch] * sc;
+        const float* p = x + row * inner;
+        float* o = y + row * inner;
+        for (idx q = 0; q < inner; ++q) o[q] = act_forward(act, p[q] * sc + sh, slope);
+    }
+}
+
+void batch_norm_backward(const float* dy, const float* x, const float* y, idx n, idx c, idx inner,
+                         const float* gamma, const float* mean, const float* invstd, bool training,
+                         float* dx, float* dgamma, float* dbeta, Act act, float slope) {
+    const float count = static_cast<float>(n * inner);
+#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
+    for (idx ch = 0; ch < c; ++ch) {
+        double sb = 0.0, sg = 0.0;
+        for (idx img = 0; img < n; ++img) {
+            const idx off = (img * c + ch) * inner;
+            for (idx q = 0; q < inner; ++q) {
+                const float g = act_backward(act, dy[off + q], y[off + q], slope);
+                sb += g;
+                sg += double(g) * (x[off + q] - mean[ch]) * invstd[ch];
+            }
+        }
+        dbeta[ch] = static_cast<float>(sb);
+        dgamma[ch] = static_cast<float>(sg);
+        const float scale = gamma[ch] * invstd[ch];
+        const float mb = training ? dbeta[ch] / count : 0.0f, mg = training ? dgamma[ch] / count : 0.0f;
+        for (idx img = 0; img < n; ++img) {
+            const idx off = (img * c + ch) * inner;
+            for (idx q = 0; q < inner; ++q) {
+                const float g = act_backward(act, dy[off + q], y[off + q], slope);
+                const float xhat = (x[off + q] - mean[ch]) * invstd[ch];
+                dx[off + q] = scale * (g - mb - xhat * mg);
+            }
+        }
+    }
+}
+
+}  // namespace pygan

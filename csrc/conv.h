@@ -1,0 +1,43 @@
+// Convolutions (NCHW, square kernels, dilation 1, groups 1) and batch norm, fused with their
+// activations, on the GEMM core.
+#pragma once
+
+#include <cstddef>
+
+#include "activation.h"
+
+namespace pygan {
+
+using idx = std::ptrdiff_t;
+
+struct ConvShape {
+    idx n, c_in, h, w;     // input of the convolution (for conv_transpose: its output geometry's input side)
+    idx c_out, k, stride, pad;
+    idx ho, wo;            // output of the convolution
+};
+
+// conv2d: x (n, c_in, h, w), w (c_out, c_in, k, k), b (c_out) or null -> y (n, c_out, ho, wo).
+// Returns false when w holds NaN/Inf.
+bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act, float slope);
+void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y, float* dx,
+                     float* dw, float* db, Act act, float slope);
+
+// conv_transpose2d, the adjoint of conv2d in its input: with s describing the conv2d that maps
+// (n, c_in=Cout_t, ho, wo) <- ..., i.e. s.c_in = transposed conv's output channels, s.c_out = its
+// input channels, s.h/s.w its output size and s.ho/s.wo its input size.
+// x (n, s.c_out, s.ho, s.wo), w (s.c_out, s.c_in, k, k), b (s.c_in) -> y (n, s.c_in, s.h, s.w).
+bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
+                              float slope);
+void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y,
+                               float* dx, float* dw, float* db, Act act, float slope);
+
+// Batch norm over (n, c, inner) (inner = H*W, or 1 for (N, C)) with a fused activation.
+// Training: two-pass per-channel mean/var (biased) into mean/var; eval: pass them in.
+void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, float* var);
+void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean, const float* invstd,
+                      const float* gamma, const float* beta, float* y, Act act, float slope);
+void batch_norm_backward(const float* dy, const float* x, const float* y, idx n, idx c, idx inner,
+                         const float* gamma, const float* mean, const float* invstd, bool training,
+                         float* dx, float* dgamma, float* dbeta, Act act, float slope);
+
+}  // namespace pygan
