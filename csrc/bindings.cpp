@@ -35,7 +35,7 @@ std::string shape_str(const py::array& a) {
 farray as_f32(const py::handle& obj, const char* name, py::ssize_t ndim) {
     if (!py::isinstance<py::array>(obj))
         throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
-                             std::string(py::str(obj.get_type().attr("__name__"))));
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
     py::array a = py::reinterpret_borrow<py::array>(obj);
     if (!a.dtype().is(py::dtype::of<float>()))
         throw py::type_error(std::string(name) + ": expected dtype float32, got " +

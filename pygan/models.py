@@ -66,13 +66,25 @@ def mlp_discriminator(
     return Sequential(*layers)
 
 
-def paper_mlp_generator(latent_dim: int = 100, out_features: int = 784, seed: Seed = None) -> Sequential:
-    """Goodfellow et al. 2014, MNIST: ``z -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid`` (weights U(-0.05, 0.05))."""
+def paper_mlp_generator(
+    latent_dim: int = 100, out_features: int = 784, seed: Seed = None, marginals: np.ndarray | None = None
+) -> Sequential:
+    """Goodfellow et al. 2014, MNIST: ``z -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid`` (weights U(-0.05, 0.05)).
+
+    ``marginals`` (the training pixels' means) sets the output bias to their logits, as the authors'
+    configuration does, so the untrained generator already draws the average digit.
+    """
     rng = make_rng(seed)
+    out = Dense(1200, out_features, act="sigmoid", init="irange", std=0.05, seed=rng)
+    if marginals is not None:
+        m = np.clip(np.asarray(marginals, dtype=np.float64).reshape(-1), 1e-7, 1 - 1e-7)
+        if m.shape != (out_features,):
+            raise ValueError(f"marginals: expected {out_features} pixel means, got shape {m.shape}")
+        out.b.data[...] = np.log(m / (1 - m)).astype(out.b.data.dtype)
     return Sequential(
         Dense(latent_dim, 1200, act="relu", init="irange", std=0.05, seed=rng),
         Dense(1200, 1200, act="relu", init="irange", std=0.05, seed=rng),
-        Dense(1200, out_features, act="sigmoid", init="irange", std=0.05, seed=rng),
+        out,
     )
 
 
@@ -164,17 +176,19 @@ def build(
     pack: int = 1,
     norm: str = "batch",
     seed: int = 0,
+    marginals: np.ndarray | None = None,
 ) -> ModelSpec:
     """Build model ``name`` (one of ``MODELS``) for examples of shape ``data_shape``.
 
-    - ``mlp``: on flat toy data (a 1-D or 2-D point), G ``16 -> 256 -> 256 -> 256 -> d`` and D
-      ``d -> 256 -> 256 -> 256 -> 1``, leaky ReLU, Adam; on images, G ``100 -> 128 -> 256 -> 512 ->
+    - ``mlp``: on flat toy data (a 1-D or 2-D point), G ``16 -> 256 x 4 -> d`` (leaky ReLU) and D
+      ``d * pack -> 256 x 4 -> 1`` (ReLU), Adam 1e-3 decaying to 1e-5, batch 128; on images, G ``100 -> 128 -> 256 -> 512 ->
       1024 -> 784`` (leaky ReLU 0.2, tanh) and D ``784 -> 512 -> 256 -> 1``, Adam 2e-4.
     - ``paper-mlp``: the 2014 paper's MNIST model and SGD schedule (images only).
     - ``cgan``: ``mlp`` conditioned on one-hot labels (``num_classes`` must be > 0).
     - ``dcgan``: the 28x28 DCGAN (images only), Adam 2e-4, betas (0.5, 0.999).
 
-    ``pack`` widens the discriminator's input for PacGAN; ``num_classes`` adds label inputs.
+    ``pack`` widens the discriminator's input for PacGAN; ``num_classes`` adds label inputs;
+    ``marginals`` (mean training image) initialises the paper model's output bias.
     """
     if name not in MODELS:
         raise ValueError(f"name: unknown model {name!r}; expected one of {', '.join(MODELS)}")
@@ -191,9 +205,9 @@ def build(
     if name in ("mlp", "cgan"):
         if dim <= 2:
             latent = 16
-            g = mlp_generator(latent + num_classes, [256, 256, 256], dim, seed=rng)
-            d = mlp_discriminator((dim + num_classes) * pack, [256, 256, 256], seed=rng)
-            return ModelSpec(name, g, d, latent, "normal", "linear", 256, {"kind": "adam", "lr": 1e-3, "lr_final": 1e-5})
+            g = mlp_generator(latent + num_classes, [256] * 4, dim, seed=rng)
+            d = mlp_discriminator((dim + num_classes) * pack, [256] * 4, act="relu", seed=rng)
+            return ModelSpec(name, g, d, latent, "normal", "linear", 128, {"kind": "adam", "lr": 1e-3, "lr_final": 1e-5})
         latent = 100
         g = mlp_generator(latent + num_classes, [128, 256, 512, 1024], dim, out_act="tanh", seed=rng)
         d = mlp_discriminator((dim + num_classes) * pack, [512, 256], seed=rng)
@@ -201,7 +215,7 @@ def build(
     if not image:
         raise ValueError(f"data_shape: the {name} model needs images (C, H, W), got {shape}")
     if name == "paper-mlp":
-        g = paper_mlp_generator(100 + num_classes, dim, seed=rng)
+        g = paper_mlp_generator(100 + num_classes, dim, seed=rng, marginals=marginals)
         d = paper_mlp_discriminator((dim + num_classes) * pack, seed=rng)
         opt = {"kind": "sgd", "lr": 0.1, "momentum": 0.5, "final_momentum": 0.7, "momentum_epochs": 250, "lr_decay": 1.000004}
         return ModelSpec(name, g, d, 100, "uniform", "sigmoid", 100, opt, d_max_norm=1.9365)

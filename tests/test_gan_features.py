@@ -239,3 +239,14 @@ def test_fit_history_callbacks_and_ctrl_c():
         small_gan(pack=3).fit(x, 1, 16)
     with pytest.raises(ValueError, match="^data"):
         gan.fit(x[:3], 2, 16)
+
+
+def test_paper_generator_starts_from_the_data_marginals():
+    rng = np.random.default_rng(0)
+    marg = rng.uniform(0.0, 1.0, (1, 28, 28))
+    spec = models.build("paper-mlp", (1, 28, 28), marginals=marg, seed=0)
+    out = spec.generator.layers[-1]
+    m = np.clip(marg.reshape(-1), 1e-7, 1 - 1e-7)
+    np.testing.assert_allclose(out.b.data, np.log(m / (1 - m)), rtol=1e-5)
+    with pytest.raises(ValueError, match="^marginals"):
+        models.build("paper-mlp", (1, 28, 28), marginals=np.zeros(5))
