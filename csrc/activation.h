@@ -12,7 +12,7 @@ enum class Act : int { Identity = 0, Relu = 1, LeakyRelu = 2, Tanh = 3, Sigmoid 
 inline float act_forward(Act act, float z, float slope) {
     switch (act) {
         case Act::Identity: return z;
-        case Act::Relu: return z > 0.0f ? z : 0.0f;
+        case Act::Relu: return z < 0.0f ? 0.0f : z;  // NaN stays NaN, as in NumPy
         case Act::LeakyRelu: return z > 0.0f ? z : z * slope;
         case Act::Tanh: return std::tanh(z);
         case Act::Sigmoid:

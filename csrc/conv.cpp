@@ -22,17 +22,31 @@ namespace pygan {
 namespace {
 
 idx chunk_images(const ConvShape& s, idx spatial) {
+    if (spatial <= 0) return std::max<idx>(1, s.n);  // empty images: nothing to unfold
     return std::max<idx>(1, std::min<idx>(s.n, (512 + spatial - 1) / spatial));
 }
 
 int threads_for(idx work) { return work < (1 << 15) ? 1 : gemm::num_threads(); }
 
+// The output columns ow whose input column ow*stride - pad + kj lies inside [0, w): [lo, hi).
+inline void valid_range(const ConvShape& s, idx kj, idx& lo, idx& hi) {
+    const idx first = s.pad - kj;  // ow*stride >= first
+    lo = first <= 0 ? 0 : (first + s.stride - 1) / s.stride;
+    const idx last = s.w - 1 + s.pad - kj;  // ow*stride <= last
+    hi = last < 0 ? 0 : std::min<idx>(s.wo, last / s.stride + 1);
+    lo = std::min(lo, hi);
+}
+
 // cols[(c*k + ki)*k + kj][g*Ho*Wo + oh*Wo + ow] = x[n0+g][c][oh*stride - pad + ki][ow*stride - pad + kj]
+// (0 outside the image). Each row is a strided copy per output row, with no per-element tests.
 void im2col(const ConvShape& s, const float* x, idx n0, idx g, float* cols) {
     const idx spatial = s.ho * s.wo, ncols = g * spatial, rows = s.c_in * s.k * s.k;
 #pragma omp parallel for num_threads(threads_for(rows * ncols)) schedule(static)
     for (idx row = 0; row < rows; ++row) {
         const idx kj = row % s.k, ki = (row / s.k) % s.k, c = row / (s.k * s.k);
+        idx lo, hi;
+        valid_range(s, kj, lo, hi);
+        const idx shift = kj - s.pad;
         float* out = cols + row * ncols;
         for (idx img = 0; img < g; ++img) {
             const float* plane = x + ((n0 + img) * s.c_in + c) * s.h * s.w;
@@ -43,42 +57,42 @@ void im2col(const ConvShape& s, const float* x, idx n0, idx g, float* cols) {
                     std::fill(o, o + s.wo, 0.0f);
                     continue;
                 }
-                const float* src = plane + ih * s.w;
-                for (idx ow = 0; ow < s.wo; ++ow) {
-                    const idx iw = ow * s.stride - s.pad + kj;
-                    o[ow] = (iw >= 0 && iw < s.w) ? src[iw] : 0.0f;
+                const float* src = plane + ih * s.w;  // src[ow * stride + shift] is inside the row for ow in [lo, hi)
+                std::fill(o, o + lo, 0.0f);
+                if (s.stride == 1) {
+                    if (hi > lo) std::memcpy(o + lo, src + lo + shift, sizeof(float) * static_cast<std::size_t>(hi - lo));
+                } else {
+                    for (idx ow = lo; ow < hi; ++ow) o[ow] = src[ow * s.stride + shift];
                 }
+                std::fill(o + hi, o + s.wo, 0.0f);
             }
         }
     }
 }
 
-// x[n0+g] = col2im(cols): the gather form (each image element sums the entries that read it), so
-// images are independent and the sum order is fixed.
+// x[n0+g] = col2im(cols): each image plane is zeroed and then receives the cols entries that
+// read it, (ki, kj) in order, so planes are independent and every sum has a fixed order.
 void col2im(const ConvShape& s, const float* cols, idx n0, idx g, float* x) {
     const idx spatial = s.ho * s.wo, ncols = g * spatial;
     const idx planes = g * s.c_in;
-#pragma omp parallel for num_threads(threads_for(planes * s.h * s.w * s.k * s.k)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(planes * spatial * s.k * s.k)) schedule(static)
     for (idx pl = 0; pl < planes; ++pl) {
         const idx img = pl / s.c_in, c = pl % s.c_in;
         float* plane = x + ((n0 + img) * s.c_in + c) * s.h * s.w;
-        for (idx ih = 0; ih < s.h; ++ih)
-            for (idx iw = 0; iw < s.w; ++iw) {
-                float acc = 0.0f;
-                for (idx ki = 0; ki < s.k; ++ki) {
-                    const idx t = ih + s.pad - ki;
-                    if (t < 0 || t % s.stride) continue;
-                    const idx oh = t / s.stride;
-                    if (oh >= s.ho) continue;
-                    for (idx kj = 0; kj < s.k; ++kj) {
-                        const idx u = iw + s.pad - kj;
-                        if (u < 0 || u % s.stride) continue;
-                        const idx ow = u / s.stride;
-                        if (ow >= s.wo) continue;
-                        acc += cols[((c * s.k + ki) * s.k + kj) * ncols + img * spatial + oh * s.wo + ow];
-                    }
+        std::fill(plane, plane + s.h * s.w, 0.0f);
+        for (idx ki = 0; ki < s.k; ++ki)
+            for (idx kj = 0; kj < s.k; ++kj) {
+                idx lo, hi;
+                valid_range(s, kj, lo, hi);
+                const float* src = cols + ((c * s.k + ki) * s.k + kj) * ncols + img * spatial;
+                for (idx oh = 0; oh < s.ho; ++oh) {
+                    const idx ih = oh * s.stride - s.pad + ki;
+                    if (ih < 0 || ih >= s.h) continue;
+                    float* dst = plane + ih * s.w;
+                    const float* row = src + oh * s.wo;
+                    const idx shift = kj - s.pad;
+                    for (idx ow = lo; ow < hi; ++ow) dst[ow * s.stride + shift] += row[ow];
                 }
-                plane[ih * s.w + iw] = acc;
             }
     }
 }

@@ -107,7 +107,7 @@ def test_backend_info_names_native_and_fallback_ops():
     pygan.set_backend("cpu")
     info = pygan.backend_info()
     native, fallback = info.split("native: ")[1].split("; reference fallback: ")
-    assert "dense_forward" in native and "adam_update" in native
-    assert "conv2d_forward" in fallback
+    assert "dense_forward" in native and "adam_update" in native and "conv2d_forward" in native
+    assert "maxout_forward" in fallback and "conv2d_forward" not in fallback
     pygan.set_backend("numpy")
     assert "reference" in pygan.backend_info()

@@ -5,7 +5,7 @@
 
 __device__ __forceinline__ float pg_act(float z, int act, float slope) {
     switch (act) {
-        case 1: return z > 0.f ? z : 0.f;
+        case 1: return z < 0.f ? 0.f : z;  // NaN stays NaN
         case 2: return z > 0.f ? z : slope * z;
         case 3: return tanhf(z);
         case 4: return 1.f / (1.f + expf(-z));

@@ -33,7 +33,7 @@ inline __m512 exp(__m512 x) {
 inline __m512 activate(__m512 z, Act act, float slope) {
     switch (act) {
         case Act::Identity: return z;
-        case Act::Relu: return _mm512_max_ps(z, _mm512_setzero_ps());
+        case Act::Relu: return _mm512_max_ps(_mm512_setzero_ps(), z);  // max(0, NaN) is NaN, as in NumPy
         case Act::LeakyRelu: {
             const __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ);
             return _mm512_mask_blend_ps(pos, _mm512_mul_ps(z, _mm512_set1_ps(slope)), z);
@@ -74,7 +74,7 @@ inline __m256 exp(__m256 x) {
 inline __m256 activate(__m256 z, Act act, float slope) {
     switch (act) {
         case Act::Identity: return z;
-        case Act::Relu: return _mm256_max_ps(z, _mm256_setzero_ps());
+        case Act::Relu: return _mm256_max_ps(_mm256_setzero_ps(), z);  // max(0, NaN) is NaN, as in NumPy
         case Act::LeakyRelu: {
             const __m256 pos = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ);
             return _mm256_blendv_ps(_mm256_mul_ps(z, _mm256_set1_ps(slope)), z, pos);
