@@ -121,21 +121,7 @@ def batch_norm_forward(
     """Batch norm + activation: two-pass statistics, then one fused normalise-scale-shift-activate sweep."""
     act, slope = C.check_activation(act, slope)
     ref.check_batch_norm(x, gamma, beta, running_mean, running_var, dtypes=F32)
-    momentum = C.check_prob("momentum", momentum, low_open=False, high_open=False)
-    if not eps > 0:
-        raise ValueError(f"eps: must be > 0, got {eps}")
-    count = x.size // x.shape[1]
-    if training:
-        if count < 2:
-            raise ValueError(f"x: batch norm in training mode needs more than one value per channel, got shape {x.shape}")
-        mean, var = _core.bn_stats(x)
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += momentum * var * (count / (count - 1))
-    else:
-        mean, var = running_mean.copy(), running_var
-    invstd = (1.0 / np.sqrt(var + np.float32(eps))).astype(np.float32)
+    mean, invstd = ref.batch_norm_statistics(x, running_mean, running_var, training, momentum, eps, _core.bn_stats, np)
     return _core.bn_apply(x, mean, invstd, gamma, beta, ACT_CODES[act], slope), mean, invstd
 
 

@@ -302,24 +302,15 @@ class CupyOps:
         for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
             self._arr(name, a, 1)
             C.check_shape(name, a, (ch,))
-        momentum = C.check_prob("momentum", momentum, low_open=False, high_open=False)
-        if not eps > 0:
-            raise ValueError(f"eps: must be > 0, got {eps}")
         inner = 1 if x.ndim == 2 else x.shape[2] * x.shape[3]
-        count = x.size // ch
-        if training:
-            if count < 2:
-                raise ValueError(f"x: batch norm in training mode needs more than one value per channel, got shape {tuple(x.shape)}")
+
+        def two_pass(x: Any) -> tuple[Any, Any]:
             mean = self.cp.empty(ch, dtype=x.dtype)
             var = self.cp.empty(ch, dtype=x.dtype)
-            self.k.per_channel("bn_stats", ch, x, mean, var, _i64(count), _i64(inner), _i32(ch))
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += momentum * var * (count / (count - 1))
-        else:
-            mean, var = running_mean.copy(), running_var
-        invstd = (1.0 / self.cp.sqrt(var + eps)).astype(x.dtype)
+            self.k.per_channel("bn_stats", ch, x, mean, var, _i64(x.size // ch), _i64(inner), _i32(ch))
+            return mean, var
+
+        mean, invstd = ref.batch_norm_statistics(x, running_mean, running_var, training, momentum, eps, two_pass, self.cp)
         y = self.cp.empty_like(x)
         self.k.elementwise("bn_forward", x.size, x, mean, invstd, gamma, beta, y, _i64(x.size), _i64(inner), _i32(ch), code, s)
         return y, mean, invstd

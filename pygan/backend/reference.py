@@ -326,6 +326,33 @@ def _bcast(v: Array, ndim: int) -> Array:
     return v if ndim == 2 else v[None, :, None, None]
 
 
+def batch_norm_statistics(
+    x: Array, running_mean: Array, running_var: Array, training: bool, momentum: float, eps: float,
+    batch_stats: Any, xp: Any,
+) -> tuple[Array, Array]:
+    """The statistics every backend's batch norm normalises with: ``(mean, invstd)``.
+
+    Training mode takes the batch's ``(mean, biased variance)`` from ``batch_stats(x)`` and updates
+    the running statistics in place (momentum, unbiased variance); evaluation mode uses the running
+    ones and changes nothing.
+    """
+    momentum = C.check_prob("momentum", momentum, low_open=False, high_open=False)
+    if not eps > 0:
+        raise ValueError(f"eps: must be > 0, got {eps}")
+    count = x.size // x.shape[1]
+    if training:
+        if count < 2:
+            raise ValueError(f"x: batch norm in training mode needs more than one value per channel, got shape {tuple(x.shape)}")
+        mean, var = batch_stats(x)
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * (count / (count - 1))
+    else:
+        mean, var = running_mean.copy(), running_var
+    return mean, (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+
+
 def batch_norm_forward(
     x: Array,
     gamma: Array,
@@ -346,22 +373,12 @@ def batch_norm_forward(
     """
     act, slope = C.check_activation(act, slope)
     axes = check_batch_norm(x, gamma, beta, running_mean, running_var)
-    momentum = C.check_prob("momentum", momentum, low_open=False, high_open=False)
-    if not eps > 0:
-        raise ValueError(f"eps: must be > 0, got {eps}")
-    count = x.size // x.shape[1]
-    if training:
-        if count < 2:
-            raise ValueError(f"x: batch norm in training mode needs more than one value per channel, got shape {x.shape}")
+
+    def two_pass(x: Array) -> tuple[Array, Array]:
         mean = x.mean(axis=axes)
-        var = ((x - _bcast(mean, x.ndim)) ** 2).mean(axis=axes)  # two-pass: stable
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += momentum * var * (count / (count - 1))
-    else:
-        mean, var = running_mean.copy(), running_var
-    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+        return mean, ((x - _bcast(mean, x.ndim)) ** 2).mean(axis=axes)  # two-pass: stable
+
+    mean, invstd = batch_norm_statistics(x, running_mean, running_var, training, momentum, eps, two_pass, np)
     xhat = (x - _bcast(mean, x.ndim)) * _bcast(invstd, x.ndim)
     z = xhat * _bcast(gamma, x.ndim) + _bcast(beta, x.ndim)
     return np.ascontiguousarray(_act(z, act, slope)), mean.astype(x.dtype), invstd

@@ -178,117 +178,47 @@ class Maxout(Module):
         return f"Maxout(pieces={self.pieces})"
 
 
-class Conv2d(Module):
-    """2-D convolution (NCHW) with a fused activation; w is ``(out_channels, in_channels, k, k)``."""
+class _Conv(Module):
+    """What Conv2d and ConvTranspose2d share: weights, bias, the fused activation, the backward."""
+
+    transposed = False
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        act: str = "identity",
-        slope: float = 0.2,
-        bias: bool = True,
-        init: str = "normal",
-        std: float = 0.02,
-        seed: Seed = None,
-        dtype: Any = np.float32,
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, output_padding: int,
+        act: str, slope: float, bias: bool, init: str, std: float, seed: Seed, dtype: Any,
     ) -> None:
         super().__init__()
         self.in_channels = C.check_int("in_channels", in_channels, 1)
         self.out_channels = C.check_int("out_channels", out_channels, 1)
-        self.kernel_size = C.check_int("kernel_size", kernel_size, 1)
-        self.stride = C.check_int("stride", stride, 1)
-        self.padding = C.check_int("padding", padding, 0)
-        self.act, self.slope = C.check_activation(act, slope)
-        k = self.kernel_size
-        w = _init_weight(make_rng(seed), (out_channels, in_channels, k, k), in_channels * k * k, init, std, dtype)
-        self.w = Parameter(to_backend(w), "w")
-        self.b = Parameter(to_backend(np.zeros(out_channels, dtype=dtype)), "b") if bias else None
-        self._x: Any = None
-        self._y: Any = None
-
-    def forward(self, x: Any) -> Any:
-        y = get_backend().conv2d_forward(
-            x, self.w.data, self.b.data if self.b else None, self.stride, self.padding, self.act, self.slope
-        )
-        self._x, self._y = x, y
-        return y
-
-    def backward(self, dy: Any, need_dx: bool = True, need_params: bool = True) -> Any:
-        if self._y is None:
-            raise RuntimeError("Conv2d.backward called before forward")
-        dx, dw, db = get_backend().conv2d_backward(
-            dy, self._x, self.w.data, self._y, self.stride, self.padding, self.act, self.slope,
-            need_dx=need_dx, need_params=need_params,
-        )
-        if need_params:
-            accumulate(self.w, dw)
-            if self.b is not None:
-                accumulate(self.b, db)
-        return dx
-
-    def parameters(self) -> list[Parameter]:
-        return [self.w] + ([self.b] if self.b is not None else [])
-
-    def __repr__(self) -> str:
-        return (
-            f"Conv2d({self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "
-            f"padding={self.padding}, act={self.act!r})"
-        )
-
-
-class ConvTranspose2d(Module):
-    """Transposed 2-D convolution (the adjoint of Conv2d); w is ``(in_channels, out_channels, k, k)``."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        output_padding: int = 0,
-        act: str = "identity",
-        slope: float = 0.2,
-        bias: bool = True,
-        init: str = "normal",
-        std: float = 0.02,
-        seed: Seed = None,
-        dtype: Any = np.float32,
-    ) -> None:
-        super().__init__()
-        self.in_channels = C.check_int("in_channels", in_channels, 1)
-        self.out_channels = C.check_int("out_channels", out_channels, 1)
-        self.kernel_size = C.check_int("kernel_size", kernel_size, 1)
+        self.kernel_size = k = C.check_int("kernel_size", kernel_size, 1)
         self.stride = C.check_int("stride", stride, 1)
         self.padding = C.check_int("padding", padding, 0)
         self.output_padding = C.check_int("output_padding", output_padding, 0)
         self.act, self.slope = C.check_activation(act, slope)
-        k = self.kernel_size
-        w = _init_weight(make_rng(seed), (in_channels, out_channels, k, k), in_channels * k * k, init, std, dtype)
+        shape = (in_channels, out_channels, k, k) if self.transposed else (out_channels, in_channels, k, k)
+        w = _init_weight(make_rng(seed), shape, in_channels * k * k, init, std, dtype)
         self.w = Parameter(to_backend(w), "w")
         self.b = Parameter(to_backend(np.zeros(out_channels, dtype=dtype)), "b") if bias else None
         self._x: Any = None
         self._y: Any = None
 
+    def _geometry(self) -> tuple[int, ...]:
+        return (self.stride, self.padding, self.output_padding) if self.transposed else (self.stride, self.padding)
+
     def forward(self, x: Any) -> Any:
-        y = get_backend().conv_transpose2d_forward(
-            x, self.w.data, self.b.data if self.b else None, self.stride, self.padding, self.output_padding,
-            self.act, self.slope,
-        )
+        B = get_backend()
+        op = B.conv_transpose2d_forward if self.transposed else B.conv2d_forward
+        y = op(x, self.w.data, self.b.data if self.b else None, *self._geometry(), self.act, self.slope)
         self._x, self._y = x, y
         return y
 
     def backward(self, dy: Any, need_dx: bool = True, need_params: bool = True) -> Any:
         if self._y is None:
-            raise RuntimeError("ConvTranspose2d.backward called before forward")
-        dx, dw, db = get_backend().conv_transpose2d_backward(
-            dy, self._x, self.w.data, self._y, self.stride, self.padding, self.output_padding, self.act,
-            self.slope, need_dx=need_dx, need_params=need_params,
-        )
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        B = get_backend()
+        op = B.conv_transpose2d_backward if self.transposed else B.conv2d_backward
+        dx, dw, db = op(dy, self._x, self.w.data, self._y, *self._geometry(), self.act, self.slope,
+                        need_dx=need_dx, need_params=need_params)
         if need_params:
             accumulate(self.w, dw)
             if self.b is not None:
@@ -300,9 +230,34 @@ class ConvTranspose2d(Module):
 
     def __repr__(self) -> str:
         return (
-            f"ConvTranspose2d({self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
+            f"{type(self).__name__}({self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, act={self.act!r})"
         )
+
+
+class Conv2d(_Conv):
+    """2-D convolution (NCHW) with a fused activation; w is ``(out_channels, in_channels, k, k)``."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+        act: str = "identity", slope: float = 0.2, bias: bool = True, init: str = "normal", std: float = 0.02,
+        seed: Seed = None, dtype: Any = np.float32,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, 0, act, slope, bias, init, std, seed, dtype)
+
+
+class ConvTranspose2d(_Conv):
+    """Transposed 2-D convolution (the adjoint of Conv2d); w is ``(in_channels, out_channels, k, k)``."""
+
+    transposed = True
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+        output_padding: int = 0, act: str = "identity", slope: float = 0.2, bias: bool = True, init: str = "normal",
+        std: float = 0.02, seed: Seed = None, dtype: Any = np.float32,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, act, slope, bias,
+                         init, std, seed, dtype)
 
 
 class BatchNorm(Module):
