@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "gemm/gemm.h"
@@ -286,46 +287,111 @@ void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, floa
     }
 }
 
+namespace {
+
+// Calls f(std::integral_constant<Act, a>{}) so loops are compiled (and vectorised) per activation.
+template <class F>
+void with_act(Act act, F&& f) {
+    switch (act) {
+        case Act::Identity: return f(std::integral_constant<Act, Act::Identity>{});
+        case Act::Relu: return f(std::integral_constant<Act, Act::Relu>{});
+        case Act::LeakyRelu: return f(std::integral_constant<Act, Act::LeakyRelu>{});
+        case Act::Tanh: return f(std::integral_constant<Act, Act::Tanh>{});
+        case Act::Sigmoid: return f(std::integral_constant<Act, Act::Sigmoid>{});
+    }
+}
+
+}  // namespace
+
 void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean, const float* invstd,
                       const float* gamma, const float* beta, float* y, Act act, float slope) {
-#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
-    for (idx row = 0; row < n * c; ++row) {
-        const idx ch = row % c;
-        const float sc = gamma[ch] * invstd[ch], sh = beta[ch] - mean[ch] * sc;
-        const float* p = x + row * inner;
-        float* o = y + row * inner;
-        for (idx q = 0; q < inner; ++q) o[q] = act_forward(act, p[q] * sc + sh, slope);
+    std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
+    for (idx ch = 0; ch < c; ++ch) {
+        scale[ch] = gamma[ch] * invstd[ch];
+        shift[ch] = beta[ch] - mean[ch] * scale[ch];
     }
+    const float* sc = scale.data();
+    const float* sh = shift.data();
+    with_act(act, [&](auto tag) {
+        constexpr Act A = decltype(tag)::value;
+        if (inner == 1) {  // (N, C): rows of channels, vectorised across channels
+#pragma omp parallel for num_threads(threads_for(n * c)) schedule(static)
+            for (idx img = 0; img < n; ++img) {
+                const float* p = x + img * c;
+                float* o = y + img * c;
+                for (idx ch = 0; ch < c; ++ch) o[ch] = act_forward(A, p[ch] * sc[ch] + sh[ch], slope);
+            }
+        } else {
+#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
+            for (idx row = 0; row < n * c; ++row) {
+                const idx ch = row % c;
+                const float a = sc[ch], b = sh[ch];
+                const float* p = x + row * inner;
+                float* o = y + row * inner;
+                for (idx q = 0; q < inner; ++q) o[q] = act_forward(A, p[q] * a + b, slope);
+            }
+        }
+    });
 }
 
 void batch_norm_backward(const float* dy, const float* x, const float* y, idx n, idx c, idx inner,
                          const float* gamma, const float* mean, const float* invstd, bool training,
                          float* dx, float* dgamma, float* dbeta, Act act, float slope) {
     const float count = static_cast<float>(n * inner);
+    with_act(act, [&](auto tag) {
+        constexpr Act A = decltype(tag)::value;
+        if (inner == 1) {
+            // (N, C): sweep rows (contiguous), accumulating per channel in double; fixed order
+            std::vector<double> sb(static_cast<std::size_t>(c), 0.0), sg(static_cast<std::size_t>(c), 0.0);
+            for (idx img = 0; img < n; ++img) {
+                const idx off = img * c;
+                for (idx ch = 0; ch < c; ++ch) {
+                    const float g = act_backward(A, dy[off + ch], y[off + ch], slope);
+                    sb[ch] += g;
+                    sg[ch] += double(g) * (x[off + ch] - mean[ch]) * invstd[ch];
+                }
+            }
+            for (idx ch = 0; ch < c; ++ch) {
+                dbeta[ch] = static_cast<float>(sb[ch]);
+                dgamma[ch] = static_cast<float>(sg[ch]);
+            }
+#pragma omp parallel for num_threads(threads_for(n * c)) schedule(static)
+            for (idx img = 0; img < n; ++img) {
+                const idx off = img * c;
+                for (idx ch = 0; ch < c; ++ch) {
+                    const float g = act_backward(A, dy[off + ch], y[off + ch], slope);
+                    const float xhat = (x[off + ch] - mean[ch]) * invstd[ch];
+                    const float mb = training ? dbeta[ch] / count : 0.0f, mg = training ? dgamma[ch] / count : 0.0f;
+                    dx[off + ch] = gamma[ch] * invstd[ch] * (g - mb - xhat * mg);
+                }
+            }
+            return;
+        }
 #pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
-    for (idx ch = 0; ch < c; ++ch) {
-        double sb = 0.0, sg = 0.0;
-        for (idx img = 0; img < n; ++img) {
-            const idx off = (img * c + ch) * inner;
-            for (idx q = 0; q < inner; ++q) {
-                const float g = act_backward(act, dy[off + q], y[off + q], slope);
-                sb += g;
-                sg += double(g) * (x[off + q] - mean[ch]) * invstd[ch];
+        for (idx ch = 0; ch < c; ++ch) {
+            double sb = 0.0, sg = 0.0;
+            for (idx img = 0; img < n; ++img) {
+                const idx off = (img * c + ch) * inner;
+                for (idx q = 0; q < inner; ++q) {
+                    const float g = act_backward(A, dy[off + q], y[off + q], slope);
+                    sb += g;
+                    sg += double(g) * (x[off + q] - mean[ch]) * invstd[ch];
+                }
+            }
+            dbeta[ch] = static_cast<float>(sb);
+            dgamma[ch] = static_cast<float>(sg);
+            const float scale = gamma[ch] * invstd[ch];
+            const float mb = training ? dbeta[ch] / count : 0.0f, mg = training ? dgamma[ch] / count : 0.0f;
+            for (idx img = 0; img < n; ++img) {
+                const idx off = (img * c + ch) * inner;
+                for (idx q = 0; q < inner; ++q) {
+                    const float g = act_backward(A, dy[off + q], y[off + q], slope);
+                    const float xhat = (x[off + q] - mean[ch]) * invstd[ch];
+                    dx[off + q] = scale * (g - mb - xhat * mg);
+                }
             }
         }
-        dbeta[ch] = static_cast<float>(sb);
-        dgamma[ch] = static_cast<float>(sg);
-        const float scale = gamma[ch] * invstd[ch];
-        const float mb = training ? dbeta[ch] / count : 0.0f, mg = training ? dgamma[ch] / count : 0.0f;
-        for (idx img = 0; img < n; ++img) {
-            const idx off = (img * c + ch) * inner;
-            for (idx q = 0; q < inner; ++q) {
-                const float g = act_backward(act, dy[off + q], y[off + q], slope);
-                const float xhat = (x[off + q] - mean[ch]) * invstd[ch];
-                dx[off + q] = scale * (g - mb - xhat * mg);
-            }
-        }
-    }
+    });
 }
 
 }  // namespace pygan
