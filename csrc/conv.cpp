@@ -22,6 +22,18 @@
 namespace pygan {
 namespace {
 
+// Calls f(std::integral_constant<Act, a>{}) so loops are compiled (and vectorised) per activation.
+template <class F>
+void with_act(Act act, F&& f) {
+    switch (act) {
+        case Act::Identity: return f(std::integral_constant<Act, Act::Identity>{});
+        case Act::Relu: return f(std::integral_constant<Act, Act::Relu>{});
+        case Act::LeakyRelu: return f(std::integral_constant<Act, Act::LeakyRelu>{});
+        case Act::Tanh: return f(std::integral_constant<Act, Act::Tanh>{});
+        case Act::Sigmoid: return f(std::integral_constant<Act, Act::Sigmoid>{});
+    }
+}
+
 idx chunk_images(const ConvShape& s, idx spatial) {
     if (spatial <= 0) return std::max<idx>(1, s.n);  // empty images: nothing to unfold
     return std::max<idx>(1, std::min<idx>(s.n, (512 + spatial - 1) / spatial));
@@ -116,18 +128,19 @@ void nchw_to_chunk(const float* y, idx n0, idx g, idx channels, idx spatial, flo
 // dz = dy * act'(y) for a chunk, in chunk layout, and db += its row sums.
 void act_grad_chunk(const float* dy, const float* y, idx n0, idx g, idx channels, idx spatial, Act act, float slope,
                     float* dz, float* db) {
-    for (idx ch = 0; ch < channels; ++ch) {
-        float sum = 0.0f;
-        for (idx img = 0; img < g; ++img) {
-            const idx off = ((n0 + img) * channels + ch) * spatial;
-            float* o = dz + ch * g * spatial + img * spatial;
-            for (idx q = 0; q < spatial; ++q) {
-                o[q] = act_backward(act, dy[off + q], y[off + q], slope);
-                sum += o[q];
+    with_act(act, [&](auto tag) {
+        constexpr Act A = decltype(tag)::value;
+        for (idx ch = 0; ch < channels; ++ch) {
+            float sum = 0.0f;
+            for (idx img = 0; img < g; ++img) {
+                const idx off = ((n0 + img) * channels + ch) * spatial;
+                float* o = dz + ch * g * spatial + img * spatial;
+                for (idx q = 0; q < spatial; ++q) o[q] = act_backward(A, dy[off + q], y[off + q], slope);
+                for (idx q = 0; q < spatial; ++q) sum += o[q];
             }
+            if (db) db[ch] += sum;
         }
-        if (db) db[ch] += sum;
-    }
+    });
 }
 
 bool finite_all(const float* w, idx n) {
@@ -209,11 +222,15 @@ bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w
         col2im(s, cols.data(), n0, g, y);
     }
     const idx total = s.n * s.c_in * plane;
+    with_act(act, [&](auto tag) {
+        constexpr Act A = decltype(tag)::value;
 #pragma omp parallel for num_threads(threads_for(total)) schedule(static)
-    for (idx i = 0; i < total; ++i) {
-        const float v = y[i] + (b ? b[(i / plane) % s.c_in] : 0.0f);
-        y[i] = act_forward(act, v, slope);
-    }
+        for (idx row = 0; row < s.n * s.c_in; ++row) {
+            const float bias = b ? b[row % s.c_in] : 0.0f;
+            float* p = y + row * plane;
+            for (idx q = 0; q < plane; ++q) p[q] = act_forward(A, p[q] + bias, slope);
+        }
+    });
     return true;
 }
 
@@ -224,8 +241,11 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, plane = s.h * s.w;
     const idx total = s.n * s.c_in * plane;
     std::vector<float> dz(static_cast<std::size_t>(total));
+    with_act(act, [&](auto tag) {
+        constexpr Act A = decltype(tag)::value;
 #pragma omp parallel for num_threads(threads_for(total)) schedule(static)
-    for (idx i = 0; i < total; ++i) dz[i] = act_backward(act, dy[i], y[i], slope);
+        for (idx i = 0; i < total; ++i) dz[i] = act_backward(A, dy[i], y[i], slope);
+    });
     if (db) {
         std::fill(db, db + s.c_in, 0.0f);
         for (idx img = 0; img < s.n; ++img)
@@ -287,21 +307,6 @@ void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, floa
     }
 }
 
-namespace {
-
-// Calls f(std::integral_constant<Act, a>{}) so loops are compiled (and vectorised) per activation.
-template <class F>
-void with_act(Act act, F&& f) {
-    switch (act) {
-        case Act::Identity: return f(std::integral_constant<Act, Act::Identity>{});
-        case Act::Relu: return f(std::integral_constant<Act, Act::Relu>{});
-        case Act::LeakyRelu: return f(std::integral_constant<Act, Act::LeakyRelu>{});
-        case Act::Tanh: return f(std::integral_constant<Act, Act::Tanh>{});
-        case Act::Sigmoid: return f(std::integral_constant<Act, Act::Sigmoid>{});
-    }
-}
-
-}  // namespace
 
 void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean, const float* invstd,
                       const float* gamma, const float* beta, float* y, Act act, float slope) {

@@ -4,7 +4,7 @@ Three backends run one op table: ``numpy`` (the reference), ``cpu`` (native kern
 and ``cupy`` (GPU, optional).
 """
 
-from .backend import backend_info, get_backend, load_backend, set_backend, use_backend
+from .backend import backend_info, from_dlpack, from_numpy, get_backend, load_backend, set_backend, to_numpy, use_backend
 from .backend import cpu_backend
 from .gan import GAN
 from .models import mlp_discriminator, mlp_generator
@@ -29,11 +29,14 @@ __all__ = [
     "SGD",
     "Adam",
     "backend_info",
+    "from_dlpack",
+    "from_numpy",
     "get_backend",
     "get_num_threads",
     "mlp_discriminator",
     "mlp_generator",
     "set_backend",
     "set_num_threads",
+    "to_numpy",
     "use_backend",
 ]

@@ -246,3 +246,17 @@ def test_cupy_without_a_device_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     with pytest.raises(RuntimeError, match="^name: the 'cupy' backend found CuPy but no CUDA device"):
         cupy_backend.import_cupy()
+
+
+def test_host_device_moves(standin):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    pygan.set_backend("cupy")
+    before = standin.uploads
+    d = pygan.from_numpy(a)
+    assert standin.uploads == before + 1 and type(d).__name__ == "DeviceArray"
+    back = pygan.to_numpy(d)
+    assert type(back) is np.ndarray and standin.downloads >= 1
+    np.testing.assert_array_equal(back, a)
+    pygan.set_backend("numpy")
+    v = pygan.from_dlpack(a)  # numpy speaks DLPack too: a view, no copy
+    assert np.shares_memory(v, a)

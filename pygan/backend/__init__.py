@@ -130,3 +130,9 @@ def to_numpy(a: Any) -> Any:
 def from_numpy(a: Any) -> Any:
     """An array of the active backend from a host array (a device copy on ``cupy``)."""
     return get_backend().xp.asarray(a)
+
+
+def from_dlpack(obj: Any) -> Any:
+    """An array of the active backend viewing ``obj`` (anything with ``__dlpack__``) without a copy
+    where the device allows, e.g. a torch tensor on the CPU backends or a CUDA array on ``cupy``."""
+    return get_backend().xp.from_dlpack(obj)
