@@ -1,0 +1,42 @@
+"""pytest-benchmark cases for the conv-layer and whole-train-step rows of ``python -m pygan.bench``:
+conv(64->128, 4x4, s2, p1) on 64x64x14x14 and convT(128->64) on 64x128x7x7, forward and
+forward+backward; one D step + one G step (Adam, non-saturating loss) of the MLP GAN at batch 64 and
+256 and of the DCGAN at batch 64, per column (numpy, pygan, torch if importable)."""
+
+from __future__ import annotations
+
+import pytest
+
+import pygan
+from pygan import bench
+
+THREADS = 2
+TORCH = bench.load_torch(THREADS)
+COLUMNS = ["numpy", "pygan"] + (["torch"] if TORCH is not None else [])
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    before = pygan.get_num_threads()
+    pygan.set_num_threads(THREADS)
+    yield
+    pygan.set_num_threads(before)
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+@pytest.mark.parametrize("op", ["forward", "forward+backward"])
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "convT"])
+def test_conv_layer(benchmark, column, op, transposed):
+    fn = bench.conv_cases(transposed, TORCH)[op][column]
+    benchmark.group = f"{'convT' if transposed else 'conv'} {op}"
+    benchmark.extra_info["flops"] = (1 if op == "forward" else 3) * 2.0 * 64 * 128 * 64 * 16 * 7 * 7
+    assert benchmark(fn) is not None
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+@pytest.mark.parametrize("name,batch", [("mlp", 64), ("mlp", 256), ("dcgan", 64)])
+def test_train_step(benchmark, column, name, batch):
+    fn = bench.step_cases(name, batch, TORCH)[column]
+    benchmark.group = f"train step {name} batch {batch}"
+    benchmark.extra_info["flops"] = bench.step_flops(name, batch)
+    assert benchmark.pedantic(fn, rounds=5, warmup_rounds=1) is not None
