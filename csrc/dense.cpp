@@ -6,6 +6,7 @@
 #include "dense.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "gemm/gemm.h"
 
@@ -13,8 +14,52 @@ namespace pygan {
 
 using idx = std::ptrdiff_t;
 
+namespace {
+
+// One output unit (m == 1, a discriminator's head): a dot product per row is all there is, so the
+// GEMM core's packing and threading would only cost time. Plain loops the compiler vectorises.
+bool head_forward(const float* x, const float* w, const float* b, float* y, idx n, idx k, Act act, float slope) {
+    bool finite = true;
+    for (idx p = 0; p < k; ++p) finite = finite && std::isfinite(w[p]);
+    if (!finite) return false;
+    for (idx i = 0; i < n; ++i) {
+        const float* row = x + i * k;
+        // a long dot product: double keeps it inside the 1e-5 contract for any k; eight partial sums
+        // (added in a fixed order) break the add-latency chain
+        double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        idx p = 0;
+        for (; p + 8 <= k; p += 8)
+            for (int q = 0; q < 8; ++q) part[q] += double(row[p + q]) * double(w[p + q]);
+        double acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+        for (; p < k; ++p) acc += double(row[p]) * double(w[p]);
+        y[i] = act_forward(act, static_cast<float>(acc) + (b ? b[0] : 0.0f), slope);
+    }
+    return true;
+}
+
+void head_backward(const float* dy, const float* x, const float* w, const float* y, float* dx, float* dw, float* db,
+                   idx n, idx k, Act act, float slope) {
+    if (dw) std::fill(dw, dw + k, 0.0f);
+    float sum = 0.0f;
+    for (idx i = 0; i < n; ++i) {
+        const float dz = act_backward(act, dy[i], y[i], slope);
+        sum += dz;
+        const float* row = x + i * k;
+        if (dw)
+            for (idx p = 0; p < k; ++p) dw[p] += row[p] * dz;
+        if (dx) {
+            float* out = dx + i * k;
+            for (idx p = 0; p < k; ++p) out[p] = dz * w[p];
+        }
+    }
+    if (db) db[0] = sum;
+}
+
+}  // namespace
+
 bool dense_forward(const float* x, const float* w, const float* b, float* y, idx n, idx k, idx m, Act act,
                    float slope) {
+    if (m == 1) return head_forward(x, w, b, y, n, k, act, slope);
     bool nonfinite = false;
     gemm::Problem p;
     p.b_nonfinite = &nonfinite;
@@ -29,6 +74,7 @@ bool dense_forward(const float* x, const float* w, const float* b, float* y, idx
 
 void dense_backward(const float* dy, const float* x, const float* w, const float* y, float* dx, float* dw, float* db,
                     idx n, idx k, idx m, Act act, float slope) {
+    if (m == 1) return head_backward(dy, x, w, y, dx, dw, db, n, k, act, slope);
     gemm::Prologue dz;
     if (act != Act::Identity) dz.y = y, dz.ldy = m, dz.act = act, dz.slope = slope;
     if (db) std::fill(db, db + m, 0.0f);
