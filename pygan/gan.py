@@ -231,7 +231,7 @@ class GAN:
         epochs: int,
         batch_size: int,
         labels: np.ndarray | None = None,
-        callbacks: Iterable[Any] = (),
+        callbacks: Iterable[Callback] = (),
         seed: int = 0,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         schedule: Schedule | None = None,

@@ -319,9 +319,10 @@ class VirtualBatchNorm(Module):
     """Virtual batch normalisation (Salimans et al. 2016).
 
     Each example is normalised with the statistics of a fixed reference batch joined with that
-    example alone, so one example's output does not depend on the rest of its minibatch. Call
-    ``forward`` inside ``reference()`` to (re)compute the reference statistics from the reference
-    batch (the reference batch itself is normalised by its own statistics). The reference
+    example alone, so one example's output does not depend on the rest of its minibatch. A
+    ``forward`` with ``recording = True`` (re)computes the reference statistics from the reference
+    batch (which is itself normalised by its own statistics); ``pygan.GAN`` runs its fixed reference
+    batch of z through the generator that way before every generator forward. The reference
     statistics are treated as constants in the backward pass; the example's own share of the
     statistics is differentiated exactly.
     """
@@ -364,7 +365,10 @@ class VirtualBatchNorm(Module):
             self._cache = None
         else:
             if not float(self.ref_count[0]) > 0:
-                raise RuntimeError("VirtualBatchNorm: no reference batch yet; run one forward inside reference()")
+                raise RuntimeError(
+                    "VirtualBatchNorm: no reference statistics yet; run the reference batch through it once with "
+                    "recording = True (pygan.GAN does this before every generator forward)"
+                )
             inner = tuple(a for a in axes if a != 0)
             s = x.sum(axis=inner) if inner else x
             q = (x * x).sum(axis=inner) if inner else x * x
@@ -373,13 +377,12 @@ class VirtualBatchNorm(Module):
             var = xp.maximum((self.ref_sqsum + q) / total - mean * mean, 0)
             if x.ndim == 4:
                 mean, var = mean[:, :, None, None], var[:, :, None, None]
-            total_count = total
         invstd = 1 / xp.sqrt(var + x.dtype.type(self.eps))
         xhat = (x - mean) * invstd
         z = xhat * self.gamma.data.reshape(shape) + self.beta.data.reshape(shape)
         y = get_backend().activation_forward(xp.ascontiguousarray(z), self.act, self.slope)
         if not self.recording:
-            self._cache = (xhat, invstd, y, total_count, axes)
+            self._cache = (xhat, invstd, y, total, axes)
         return y
 
     def backward(self, dy: Any, need_dx: bool = True, need_params: bool = True) -> Any:
