@@ -123,6 +123,36 @@ def test_fuzz_conv_and_batch_norm(n, c_in, h, k, stride, pad, c):
     check_case("conv_transpose2d_forward", [x, wt, None, stride, pad], {}, {"x", "w", "padding", "output_padding"})
     rm, rv = np.zeros(c_in, np.float32), np.ones(c_in, np.float32)
     check_case("batch_norm_forward", [x, g, g, rm, rv], {}, {"x", "gamma", "beta", "running_mean", "running_var"})
+    # backward ops: run the forward on clean float32 copies, then feed the case's arrays to the backward
+    ok = all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (x, w)) and x.shape[1:2] == w.shape[1:2]
+    if ok and min(x.shape[2:]) + 2 * pad >= k and x.size:
+        ref = load_backend("numpy")
+        try:
+            with np.errstate(all="ignore"):
+                y = ref.conv2d_forward(np.array(x), np.nan_to_num(np.array(w)), None, stride, pad, "relu")
+        except ValueError:  # no output for this geometry: the forward fuzz above covered it
+            y = np.zeros((0, 0, 0, 0), np.float32)
+    if ok and min(x.shape[2:]) + 2 * pad >= k and x.size and y.size:
+        dy = arrays([y.shape], dict(c, target=0))[0]
+        check_case("conv2d_backward", [dy, x, w, y, stride, pad, "relu"], {}, {"dy", "x", "w", "y", "stride", "padding"})
+        xt = np.ascontiguousarray(y)
+        try:
+            with np.errstate(all="ignore"):
+                yt = ref.conv_transpose2d_forward(xt, np.nan_to_num(np.array(w)), None, stride, pad, 0, "tanh")
+        except ValueError:
+            yt = None
+        if yt is not None:
+            dyt = arrays([yt.shape], dict(c, target=0))[0]
+            check_case("conv_transpose2d_backward", [dyt, xt, w, yt, stride, pad, 0, "tanh"], {},
+                       {"dy", "x", "w", "y", "stride", "padding", "output_padding"})
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 4 and x.shape[1] and x.shape[0] * x.shape[2] * x.shape[3] > 1:
+        ref = load_backend("numpy")
+        cc = x.shape[1]
+        ones, zeros = np.ones(cc, np.float32), np.zeros(cc, np.float32)
+        with np.errstate(all="ignore"):
+            y, mean, invstd = ref.batch_norm_forward(np.array(x), ones, zeros, zeros.copy(), ones.copy(), True, act="relu")
+        check_case("batch_norm_backward", [x, x, y, ones, mean, invstd, True, "relu"], {},
+                   {"dy", "x", "y", "gamma", "mean", "invstd"})
 
 
 @FUZZ
@@ -132,9 +162,14 @@ def test_fuzz_elementwise_losses_and_optimizers(n, f, c, pieces, p):
     check_case("activation_forward", [x, "tanh"], {}, {"x", "act"})
     check_case("activation_backward", [x, y, "sigmoid"], {}, {"dy", "y"})
     check_case("maxout_forward", [x, pieces], {}, {"x", "pieces"})
+    idx = np.zeros((n, f), np.int32)
+    check_case("maxout_backward", [y, idx, max(pieces, 1)], {}, {"dy", "index", "pieces"})
     check_case("dropout_forward", [x, p], {"seed": 1}, {"x", "p"})
+    check_case("dropout_backward", [x, y], {}, {"dy", "mask"})
     check_case("bce_with_logits", [x, t], {}, {"logits", "targets"})
-    check_case("generator_loss", [x, "minimax"], {}, {"fake_logits", "kind"})
+    check_case("discriminator_loss", [x, t, 0.9], {}, {"real_logits", "fake_logits", "real_target"})
+    for kind in ("minimax", "non_saturating", "maximum_likelihood"):
+        check_case("generator_loss", [x, kind], {}, {"fake_logits", "kind"})
     flat = arrays([(n * f,)] * 4, c)
     if isinstance(flat[3], np.ndarray) and flat[3].dtype.kind == "f":
         flat[3] = np.abs(flat[3])  # Adam's second moment is never negative
@@ -147,8 +182,17 @@ def test_fuzz_elementwise_losses_and_optimizers(n, f, c, pieces, p):
 def test_fuzz_layers_reject_bad_inputs_clearly(shape, dtype):
     from pygan.nn import Conv2d, Dense
 
+    from pygan.nn import BatchNorm, ConvTranspose2d, Dropout, Maxout, VirtualBatchNorm
+
     x = np.ones(shape, dtype)
-    for layer, names in ((Dense(3, 2), {"x", "w"}), (Conv2d(1, 2, 3, padding=1), {"x", "w"})):
+    vbn = VirtualBatchNorm(3)
+    vbn.recording = True
+    vbn.forward(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32))
+    vbn.recording = False
+    layers = ((Dense(3, 2), {"x", "w"}), (Conv2d(1, 2, 3, padding=1), {"x", "w"}),
+              (ConvTranspose2d(1, 2, 3, padding=1), {"x", "w", "padding"}), (BatchNorm(3), {"x", "gamma"}),
+              (Dropout(0.5, seed=0), {"x"}), (Maxout(3), {"x", "pieces"}), (vbn, {"x"}))
+    for layer, names in layers:
         FUZZ_CASES["ops"] += 1
         try:
             out = layer.forward(x)
@@ -158,6 +202,7 @@ def test_fuzz_layers_reject_bad_inputs_clearly(shape, dtype):
         else:
             FUZZ_CASES["matched the reference"] += 1
             assert np.isfinite(out).all()
+            layer.backward(np.ones_like(out))  # the backward of an accepted input runs too
 
 
 # ---------------------------------------------------------------------------------------------

@@ -319,6 +319,8 @@ def check_batch_norm(
         C.check_array(name, a, ndim=1, dtypes=dtypes)
         C.check_shape(name, a, (ch,))
     C.check_same_dtype(x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
+        C.check_finite(name, a)  # parameters and statistics: a NaN/Inf here means training diverged
     return (0,) if x.ndim == 2 else (0, 2, 3)
 
 
