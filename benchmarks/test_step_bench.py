@@ -7,20 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-import pygan
 from pygan import bench
 
-THREADS = 2
+THREADS = 2  # as in conftest.py
 TORCH = bench.load_torch(THREADS)
 COLUMNS = ["numpy", "pygan"] + (["torch"] if TORCH is not None else [])
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    before = pygan.get_num_threads()
-    pygan.set_num_threads(THREADS)
-    yield
-    pygan.set_num_threads(before)
 
 
 @pytest.mark.parametrize("column", COLUMNS)
