@@ -33,7 +33,22 @@ def _init_weight(
     return w.astype(dtype)
 
 
-class Dense(Module):
+class _WeightBias(Module):
+    """A layer with a weight ``w`` and an optional bias ``b`` (Dense, Conv2d, ConvTranspose2d)."""
+
+    w: Parameter
+    b: Parameter | None
+
+    def _add_grads(self, dw: Any, db: Any) -> None:
+        accumulate(self.w, dw)
+        if self.b is not None:
+            accumulate(self.b, db)
+
+    def parameters(self) -> list[Parameter]:
+        return [self.w] + ([self.b] if self.b is not None else [])
+
+
+class Dense(_WeightBias):
     """Fully connected layer with a fused activation: ``y = act(x @ w + b)``; w is ``(in, out)``."""
 
     def __init__(
@@ -73,13 +88,8 @@ class Dense(Module):
             dy, self._x, self.w.data, self._y, self.act, self.slope, need_dx=need_dx, need_params=need_params
         )
         if need_params:
-            accumulate(self.w, dw)
-            if self.b is not None:
-                accumulate(self.b, db)
+            self._add_grads(dw, db)
         return dx
-
-    def parameters(self) -> list[Parameter]:
-        return [self.w] + ([self.b] if self.b is not None else [])
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features}, act={self.act!r}, bias={self.b is not None})"
@@ -178,7 +188,7 @@ class Maxout(Module):
         return f"Maxout(pieces={self.pieces})"
 
 
-class _Conv(Module):
+class _Conv(_WeightBias):
     """What Conv2d and ConvTranspose2d share: weights, bias, the fused activation, the backward."""
 
     transposed = False
@@ -220,13 +230,8 @@ class _Conv(Module):
         dx, dw, db = op(dy, self._x, self.w.data, self._y, *self._geometry(), self.act, self.slope,
                         need_dx=need_dx, need_params=need_params)
         if need_params:
-            accumulate(self.w, dw)
-            if self.b is not None:
-                accumulate(self.b, db)
+            self._add_grads(dw, db)
         return dx
-
-    def parameters(self) -> list[Parameter]:
-        return [self.w] + ([self.b] if self.b is not None else [])
 
     def __repr__(self) -> str:
         return (
