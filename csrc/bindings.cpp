@@ -12,6 +12,7 @@
 #include <vector>
 #include <string>
 
+#include "denormal.h"
 #include "conv.h"
 #include "dense.h"
 #include "gemm/gemm.h"
@@ -80,6 +81,7 @@ farray dense_forward(const py::handle& x_obj, const py::handle& w_obj, const py:
     bool finite = true;
     {
         py::gil_scoped_release nogil;
+        const pygan::FlushDenormals ftz;
         finite = pygan::dense_forward(x.data(), w.data(), bp, y.mutable_data(), n, k, m, a, slope);
     }
     if (!finite) throw py::value_error("w: contains NaN or Inf");
@@ -105,6 +107,7 @@ py::tuple dense_backward(const py::handle& dy_obj, const py::handle& x_obj, cons
     }
     {
         py::gil_scoped_release nogil;
+        const pygan::FlushDenormals ftz;
         pygan::dense_backward(dy.data(), x.data(), w.data(), y.data(), dx ? dx->mutable_data() : nullptr,
                               dw ? dw->mutable_data() : nullptr, db ? db->mutable_data() : nullptr,
                               n, k, m, a, slope);
@@ -128,6 +131,7 @@ farray gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool
     p.c = c.mutable_data(), p.ldc = n;
     {
         py::gil_scoped_release nogil;
+        const pygan::FlushDenormals ftz;
         pygan::gemm::sgemm(p);
     }
     return c;
@@ -176,6 +180,7 @@ farray conv_forward(const py::handle& x_obj, const py::handle& w_obj, const py::
     bool ok = true;
     {
         py::gil_scoped_release nogil;
+        const pygan::FlushDenormals ftz;
         const float* bp = b ? b->data() : nullptr;
         ok = transposed ? pygan::conv_transpose2d_forward(s, x.data(), w.data(), bp, y.mutable_data(), a, slope)
                         : pygan::conv2d_forward(s, x.data(), w.data(), bp, y.mutable_data(), a, slope);
@@ -207,6 +212,7 @@ py::tuple conv_backward(const py::handle& dy_obj, const py::handle& x_obj, const
     }
     {
         py::gil_scoped_release nogil;
+        const pygan::FlushDenormals ftz;
         float* dxp = dx ? dx->mutable_data() : nullptr;
         float* dwp = dw ? dw->mutable_data() : nullptr;
         float* dbp = db ? db->mutable_data() : nullptr;
@@ -236,6 +242,7 @@ py::tuple bn_stats(const py::handle& x_obj) {
     farray mean({c}), var({c});
     {
         py::gil_scoped_release nogil;
+        const pygan::FlushDenormals ftz;
         pygan::batch_norm_stats(x.data(), n, c, inner, mean.mutable_data(), var.mutable_data());
     }
     return py::make_tuple(mean, var);
@@ -255,6 +262,7 @@ farray bn_apply(const py::handle& x_obj, const py::handle& mean_obj, const py::h
     farray y(shape);
     {
         py::gil_scoped_release nogil;
+        const pygan::FlushDenormals ftz;
         pygan::batch_norm_apply(x.data(), n, c, inner, mean.data(), invstd.data(), gamma.data(), beta.data(),
                                 y.mutable_data(), a, slope);
     }
@@ -282,6 +290,7 @@ py::tuple bn_backward(const py::handle& dy_obj, const py::handle& x_obj, const p
     farray dx(shape), dgamma({c}), dbeta({c});
     {
         py::gil_scoped_release nogil;
+        const pygan::FlushDenormals ftz;
         pygan::batch_norm_backward(dy.data(), x.data(), y.data(), n, c, inner, gamma.data(), mean.data(),
                                    invstd.data(), training, dx.mutable_data(), dgamma.mutable_data(),
                                    dbeta.mutable_data(), a, slope);

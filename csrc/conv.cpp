@@ -8,6 +8,7 @@
 // conv_transpose2d is the adjoint: its forward is conv2d's data gradient (GEMM + col2im) and its
 // backward reuses conv2d's im2col.
 #include "conv.h"
+#include "denormal.h"
 
 #include <omp.h>
 
@@ -54,7 +55,8 @@ inline void valid_range(const ConvShape& s, idx kj, idx& lo, idx& hi) {
 // (0 outside the image). Each row is a strided copy per output row, with no per-element tests.
 void im2col(const ConvShape& s, const float* x, idx n0, idx g, float* cols) {
     const idx spatial = s.ho * s.wo, ncols = g * spatial, rows = s.c_in * s.k * s.k;
-#pragma omp parallel for num_threads(threads_for(rows * ncols)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(rows * ncols)) schedule(static) firstprivate(ftz)
     for (idx row = 0; row < rows; ++row) {
         const idx kj = row % s.k, ki = (row / s.k) % s.k, c = row / (s.k * s.k);
         idx lo, hi;
@@ -88,7 +90,8 @@ void im2col(const ConvShape& s, const float* x, idx n0, idx g, float* cols) {
 void col2im(const ConvShape& s, const float* cols, idx n0, idx g, float* x) {
     const idx spatial = s.ho * s.wo, ncols = g * spatial;
     const idx planes = g * s.c_in;
-#pragma omp parallel for num_threads(threads_for(planes * spatial * s.k * s.k)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(planes * spatial * s.k * s.k)) schedule(static) firstprivate(ftz)
     for (idx pl = 0; pl < planes; ++pl) {
         const idx img = pl / s.c_in, c = pl % s.c_in;
         float* plane = x + ((n0 + img) * s.c_in + c) * s.h * s.w;
@@ -224,7 +227,8 @@ bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w
     const idx total = s.n * s.c_in * plane;
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
-#pragma omp parallel for num_threads(threads_for(total)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(total)) schedule(static) firstprivate(ftz)
         for (idx row = 0; row < s.n * s.c_in; ++row) {
             const float bias = b ? b[row % s.c_in] : 0.0f;
             float* p = y + row * plane;
@@ -243,7 +247,8 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
     std::vector<float> dz(static_cast<std::size_t>(total));
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
-#pragma omp parallel for num_threads(threads_for(total)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(total)) schedule(static) firstprivate(ftz)
         for (idx i = 0; i < total; ++i) dz[i] = act_backward(A, dy[i], y[i], slope);
     });
     if (db) {
@@ -286,7 +291,8 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
 // ---- batch norm ------------------------------------------------------------------------------
 void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, float* var) {
     const double count = double(n) * double(inner);
-#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
     for (idx ch = 0; ch < c; ++ch) {
         double sum = 0.0;
         for (idx img = 0; img < n; ++img) {
@@ -320,14 +326,16 @@ void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
         if (inner == 1) {  // (N, C): rows of channels, vectorised across channels
-#pragma omp parallel for num_threads(threads_for(n * c)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(n * c)) schedule(static) firstprivate(ftz)
             for (idx img = 0; img < n; ++img) {
                 const float* p = x + img * c;
                 float* o = y + img * c;
                 for (idx ch = 0; ch < c; ++ch) o[ch] = act_forward(A, p[ch] * sc[ch] + sh[ch], slope);
             }
         } else {
-#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
             for (idx row = 0; row < n * c; ++row) {
                 const idx ch = row % c;
                 const float a = sc[ch], b = sh[ch];
@@ -360,7 +368,8 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
                 dbeta[ch] = static_cast<float>(sb[ch]);
                 dgamma[ch] = static_cast<float>(sg[ch]);
             }
-#pragma omp parallel for num_threads(threads_for(n * c)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(n * c)) schedule(static) firstprivate(ftz)
             for (idx img = 0; img < n; ++img) {
                 const idx off = img * c;
                 for (idx ch = 0; ch < c; ++ch) {
@@ -372,7 +381,8 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
             }
             return;
         }
-#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static)
+FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
         for (idx ch = 0; ch < c; ++ch) {
             double sb = 0.0, sg = 0.0;
             for (idx img = 0; img < n; ++img) {

@@ -25,6 +25,7 @@
 #include <type_traits>
 
 #include "kernel.h"
+#include "../denormal.h"
 
 // Debug assertion mode (-DPYGAN_CHECK_BOUNDS, on in sanitizer builds): every packing call checks
 // that it reads inside the operands and writes inside its panel buffer.
@@ -298,7 +299,8 @@ void sgemm(const Problem& p) {
         const auto a_cap = static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max);
         float* abuf = tl_a.get(a_cap);
         bool bad[64] = {};  // one flag per thread (T <= 64 below), combined after the region
-#pragma omp parallel num_threads(T)
+FlushDenormals ftz;
+#pragma omp parallel num_threads(T) firstprivate(ftz)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             bool* nonfinite = p.b_nonfinite ? &bad[t] : nullptr;
@@ -327,7 +329,8 @@ void sgemm(const Problem& p) {
     } else {
         // few columns: threads own slices of rows and pack privately
         bool bad[64] = {};
-#pragma omp parallel num_threads(T)
+FlushDenormals ftz;
+#pragma omp parallel num_threads(T) firstprivate(ftz)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             bool* nonfinite = p.b_nonfinite ? &bad[t] : nullptr;
