@@ -122,6 +122,7 @@ class Run:
             num_classes=num_classes,
             pack=config["pack"],
             d_max_norm=self.spec.d_max_norm,
+            updates=self.spec.updates,
             seed=config["seed"],
         )
         self.schedule = Schedule(

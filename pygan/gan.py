@@ -16,6 +16,7 @@ from .nn.module import Module
 from .optim import Optimizer, Schedule, clip_column_norms
 
 PRIORS: tuple[str, ...] = ("normal", "uniform")
+UPDATES: tuple[str, ...] = ("alternating", "simultaneous")
 INTERPOLATIONS: tuple[str, ...] = ("linear", "spherical")
 
 
@@ -57,7 +58,12 @@ class GAN:
     - A generator holding ``VirtualBatchNorm`` layers gets a reference batch of z fixed here, and
       the reference statistics are refreshed before every generator forward.
     - ``d_max_norm`` caps each discriminator unit's weight-vector norm after every update
-      (pylearn2's ``max_col_norm``, used by the 2014 paper).
+      (pylearn2's ``max_col_norm``).
+    - ``updates="simultaneous"`` is how the 2014 paper's code trains (k = 1): one generated batch
+      and one discriminator forward serve both players, the discriminator's gradient and the
+      generator's are taken at the same parameters, and both optimizers step together.
+      ``"alternating"`` (the default) is Algorithm 1 as printed: the generator step draws a fresh
+      batch and sees the discriminator already updated.
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class GAN:
         pack: int = 1,
         reference_size: int = 64,
         d_max_norm: float | None = None,
+        updates: str = "alternating",
         seed: int | None = None,
     ) -> None:
         self.generator = generator
@@ -93,6 +100,11 @@ class GAN:
         self.num_classes = C.check_int("num_classes", num_classes, 0)
         self.pack = C.check_int("pack", pack, 1)
         self.d_max_norm = d_max_norm
+        if updates not in UPDATES:
+            raise ValueError(f"updates: unknown update order {updates!r}; expected one of {', '.join(UPDATES)}")
+        if updates == "simultaneous" and self.d_steps != 1:
+            raise ValueError(f"updates: simultaneous updates take one discriminator step (d_steps=1), got d_steps={d_steps}")
+        self.updates = updates
         self.rng = np.random.default_rng(seed)
         self.dtype = g_optimizer.flat.dtype
         self.steps = 0
@@ -110,12 +122,15 @@ class GAN:
 
     # -- inputs ------------------------------------------------------------------------------
     def noise(self, n: int, rng: np.random.Generator | None = None) -> Any:
-        """``n`` latent vectors from the prior (N(0, 1), or U(-1, 1)), on the active backend."""
+        """``n`` latent vectors from the prior, on the active backend.
+
+        Both priors have unit variance: N(0, 1), or U(-sqrt 3, sqrt 3) as the 2014 paper's code draws it.
+        """
         rng = self.rng if rng is None else rng
         if self.prior == "normal":
             z = rng.standard_normal((n, self.latent_dim))
         else:
-            z = rng.uniform(-1.0, 1.0, (n, self.latent_dim))
+            z = rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), (n, self.latent_dim))
         return get_backend().xp.asarray(z.astype(self.dtype))
 
     def _labels(self, labels: Any, n: int, name: str = "labels") -> np.ndarray | None:
@@ -176,7 +191,8 @@ class GAN:
 
     # -- training ----------------------------------------------------------------------------
     def train_step(self, real: Any, labels: Any = None) -> dict[str, float]:
-        """One iteration of Algorithm 1: ``d_steps`` discriminator updates, then one generator update.
+        """One iteration of Algorithm 1: ``d_steps`` discriminator updates, then one generator update
+        (or, with ``updates="simultaneous"``, one update of both from the same batch).
 
         ``real`` is a batch on the active backend (its size a multiple of ``pack``); ``labels`` its
         integer classes for a conditional GAN. Generated batches of a conditional GAN use labels
@@ -200,20 +216,24 @@ class GAN:
             fake_logits = D.forward(self._d_input(fake, fake_labels))
             loss_f, d_fake = losses.bce(fake_logits, xp.zeros_like(fake_logits))
             D.backward(d_fake, need_dx=False)
-            self.d_optimizer.step()
-            if self.d_max_norm is not None:
-                clip_column_norms(D.parameters(), self.d_max_norm)
             dev["d_loss"] = loss_r + loss_f
             dev["d_x"] = _sigmoid_mean(xp, real_logits)
             dev["d_acc_real"] = (real_logits > 0).mean()
             dev["d_acc_fake"] = (fake_logits < 0).mean()
-        fake_labels = self._random_labels(n)
-        fake = self._generate(self.noise(n), fake_labels)
-        logits = D.forward(self._d_input(fake, fake_labels))
+            if self.updates == "alternating":  # simultaneous: D steps after G's gradient is taken
+                self._d_update(D)
+        if self.updates == "simultaneous":
+            logits = fake_logits  # same samples, same dropout masks, discriminator not yet updated
+        else:
+            fake_labels = self._random_labels(n)
+            fake = self._generate(self.noise(n), fake_labels)
+            logits = D.forward(self._d_input(fake, fake_labels))
         g_loss, d_logits = losses.generator_loss(logits, self.loss)
         d_joined = D.backward(d_logits, need_dx=True, need_params=False)
         self.g_optimizer.zero_grad()
         G.backward(self._d_input_grad(d_joined, tuple(fake.shape)), need_dx=False)
+        if self.updates == "simultaneous":
+            self._d_update(D)
         self.g_optimizer.step()
         dev["g_loss"] = g_loss
         dev["d_g_z"] = _sigmoid_mean(xp, logits)
@@ -221,6 +241,11 @@ class GAN:
         stats = {k: float(v) for k, v in zip(dev, values)}
         self.steps += 1
         return stats
+
+    def _d_update(self, D: Module) -> None:
+        self.d_optimizer.step()
+        if self.d_max_norm is not None:
+            clip_column_norms(D.parameters(), self.d_max_norm)
 
     def _random_labels(self, n: int) -> np.ndarray | None:
         return self.rng.integers(self.num_classes, size=n) if self.num_classes else None

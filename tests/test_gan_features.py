@@ -185,7 +185,7 @@ def test_model_builders_train_one_step_on_numpy_and_cpu_alike(name, shape, class
         # SGD, not Adam: Adam's first step is lr * sign(g), which magnifies float noise in tiny gradients
         gan = GAN(spec.generator, spec.discriminator, SGD(spec.generator.parameters(), lr=0.1),
                   SGD(spec.discriminator.parameters(), lr=0.1), latent_dim=spec.latent_dim, prior=spec.prior,
-                  num_classes=classes, d_max_norm=spec.d_max_norm, seed=4)
+                  num_classes=classes, d_max_norm=spec.d_max_norm, updates=spec.updates, seed=4)
         gan.train_step(real, labels)
         flats.append(np.concatenate([gan.g_optimizer.flat, gan.d_optimizer.flat]))
         assert gan.sample(2, seed=1).shape[1:] == real.shape[1:]
@@ -246,7 +246,44 @@ def test_paper_generator_starts_from_the_data_marginals():
     marg = rng.uniform(0.0, 1.0, (1, 28, 28))
     spec = models.build("paper-mlp", (1, 28, 28), marginals=marg, seed=0)
     out = spec.generator.layers[-1]
-    m = np.clip(marg.reshape(-1), 1e-7, 1 - 1e-7)
+    m = np.clip(marg.reshape(-1), 1e-5, 1 - 1e-5)
     np.testing.assert_allclose(out.b.data, np.log(m / (1 - m)), rtol=1e-5)
     with pytest.raises(ValueError, match="^marginals"):
         models.build("paper-mlp", (1, 28, 28), marginals=np.zeros(5))
+
+
+def sgd_gan(updates, d_lr, seed=3):
+    g = models.mlp_generator(4, [16], 2, seed=seed)
+    d = models.mlp_discriminator(2, [16], seed=seed + 1)
+    return GAN(g, d, SGD(g.parameters(), lr=0.1, momentum=0.5), SGD(d.parameters(), lr=d_lr, momentum=0.5),
+               latent_dim=4, updates=updates, seed=seed)
+
+
+def test_simultaneous_updates_take_both_gradients_before_either_step():
+    """The 2014 paper's code: G's update does not see D's update of the same step (it is independent
+    of D's learning rate), and D's update is the alternating one's (same first noise draw)."""
+    x = data.toy_samples("ring8", 64, seed=0)
+    sims = [sgd_gan("simultaneous", lr) for lr in (1e-9, 0.5)]
+    alts = [sgd_gan("alternating", lr) for lr in (1e-9, 0.5)]
+    for gan in sims + alts:
+        gan.train_step(x)
+    for a, b in zip(snapshot(sims[0].generator), snapshot(sims[1].generator)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(snapshot(alts[0].generator), snapshot(alts[1].generator)))
+    for a, b in zip(snapshot(sims[1].discriminator), snapshot(alts[1].discriminator)):
+        np.testing.assert_array_equal(a, b)
+    # one generated batch serves both players: a simultaneous step draws noise once, an alternating one twice
+    assert sims[1].rng.bit_generator.state != alts[1].rng.bit_generator.state
+
+
+def test_simultaneous_updates_need_one_discriminator_step_and_a_known_order():
+    with pytest.raises(ValueError, match="d_steps"):
+        small_gan(updates="simultaneous", d_steps=2)
+    with pytest.raises(ValueError, match="updates: unknown"):
+        small_gan(updates="both")
+
+
+def test_uniform_prior_has_unit_variance():
+    gan = small_gan(prior="uniform")
+    z = gan.noise(20000)
+    assert np.abs(z).max() <= np.sqrt(3) and abs(float(z.var()) - 1) < 0.02
