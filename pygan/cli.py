@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label-smoothing", type=float, default=1.0, metavar="TARGET", help="real target, e.g. 0.9 (one-sided)")
     train.add_argument("--prior", choices=PRIORS, default=None, help="default: the model's")
     train.add_argument("--lr", type=float, default=None, help="default: the model's")
+    train.add_argument("--optimizer", choices=("adam", "sgd"), default=None,
+                       help="default: adam; sgd is paper-mlp's original schedule (lr 0.1, momentum 0.5 -> 0.7)")
     train.add_argument("--norm", choices=("batch", "virtual"), default="batch", help="DCGAN generator normalisation")
     train.add_argument("--train-size", type=int, default=None, help="examples to train on (toy default 25600; images: all 50,000)")
     train.add_argument("--backend", choices=BACKENDS, default="cpu")
@@ -99,7 +101,7 @@ class Run:
         marginals = self.x.mean(axis=0) if self.x is not None and not self.toy else None
         self.spec = models.build(
             config["model"], shape, num_classes=num_classes, pack=config["pack"], norm=config["norm"],
-            seed=config["seed"], marginals=marginals,
+            seed=config["seed"], marginals=marginals, optimizer=config.get("optimizer"),
         )
         self.flat = not self.toy and config["model"] != "dcgan"
         if self.x is not None and self.flat:
@@ -108,7 +110,8 @@ class Run:
         if config.get("lr") is not None:
             opt["lr"] = config["lr"]
         self.opt = opt
-        g_opt, d_opt = self._optimizer(self.spec.generator), self._optimizer(self.spec.discriminator)
+        d_lr = opt["lr"] * opt.get("d_lr_scale", 1.0)
+        g_opt, d_opt = self._optimizer(self.spec.generator, opt["lr"]), self._optimizer(self.spec.discriminator, d_lr)
         self.gan = GAN(
             self.spec.generator,
             self.spec.discriminator,
@@ -125,20 +128,23 @@ class Run:
             updates=self.spec.updates,
             seed=config["seed"],
         )
-        self.schedule = Schedule(
-            opt["lr"],
-            config["epochs"],
-            lr_final=opt.get("lr_final"),
-            lr_decay=opt.get("lr_decay"),
-            momentum=opt.get("momentum"),
-            final_momentum=opt.get("final_momentum"),
-            momentum_epochs=opt.get("momentum_epochs", 1),
+        self.schedule, self.d_schedule = (
+            Schedule(
+                lr,
+                config["epochs"],
+                lr_final=None if opt.get("lr_final") is None else opt["lr_final"] * lr / opt["lr"],
+                lr_decay=opt.get("lr_decay"),
+                momentum=opt.get("momentum"),
+                final_momentum=opt.get("final_momentum"),
+                momentum_epochs=opt.get("momentum_epochs", 1),
+            )
+            for lr in (opt["lr"], d_lr)
         )
 
-    def _optimizer(self, net: Any) -> Optimizer:
+    def _optimizer(self, net: Any, lr: float) -> Optimizer:
         if self.opt["kind"] == "sgd":
-            return SGD(net.parameters(), lr=self.opt["lr"], momentum=self.opt.get("momentum", 0.0))
-        return Adam(net.parameters(), lr=self.opt["lr"])
+            return SGD(net.parameters(), lr=lr, momentum=self.opt.get("momentum", 0.0))
+        return Adam(net.parameters(), lr=lr)
 
     def transform(self, batch: np.ndarray) -> np.ndarray:
         """Host batch -> the generator's output range."""
@@ -166,6 +172,8 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
     toy = args.dataset in data.TOY_DATASETS
     if args.model in ("paper-mlp", "dcgan") and toy:
         raise SystemExit(f"pygan train: error: --model {args.model} needs an image dataset (mnist, fashion-mnist)")
+    if args.optimizer == "sgd" and args.model != "paper-mlp":
+        raise SystemExit("pygan train: error: --optimizer sgd is paper-mlp's original schedule; other models use adam")
     for name in ("epochs", "batch_size", "train_size", "threads", "pack"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -182,6 +190,7 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
         "prior": args.prior,
         "lr": args.lr,
         "norm": args.norm,
+        "optimizer": args.optimizer,
         "train_size": args.train_size or (25600 if toy else 50000),
         "seed": args.seed,
         "data": args.data,
@@ -300,7 +309,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     try:
         result = run.gan.fit(
             run.x, config["epochs"], config["batch_size"], labels=run.labels, callbacks=[reporter],
-            seed=config["seed"], transform=run.transform, schedule=run.schedule,
+            seed=config["seed"], transform=run.transform, schedule=run.schedule, d_schedule=run.d_schedule,
         )
     except TrainingDiverged as e:
         reporter.close()

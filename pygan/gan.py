@@ -260,6 +260,7 @@ class GAN:
         seed: int = 0,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         schedule: Schedule | None = None,
+        d_schedule: Schedule | None = None,
     ) -> FitResult:
         """Train until ``epochs`` epochs are complete, continuing from ``self.epoch``/``batch_in_epoch``.
 
@@ -267,7 +268,7 @@ class GAN:
         by ``seed`` and the epoch number, dropping the last partial batch, so a run resumed from a
         checkpoint sees the batches the uninterrupted run would have. ``transform`` maps each host
         batch before it moves to the backend; ``schedule`` sets both optimizers' learning rate (and
-        momentum) before each step. Ctrl-C stops at the next step boundary (a second
+        momentum) before each step, or only the generator's when ``d_schedule`` is given. Ctrl-C stops at the next step boundary (a second
         Ctrl-C stops at once) and returns with ``interrupted=True``.
         """
         from .data import epoch_order
@@ -300,7 +301,8 @@ class GAN:
                         batch = transform(batch)
                     if schedule is not None:
                         schedule.apply(self.g_optimizer, self.epoch, self.steps)
-                        schedule.apply(self.d_optimizer, self.epoch, self.steps)
+                    if (d_schedule or schedule) is not None:
+                        (d_schedule or schedule).apply(self.d_optimizer, self.epoch, self.steps)
                     try:
                         stats = self.train_step(
                             np.ascontiguousarray(batch, dtype=self.dtype) if on_host else batch,

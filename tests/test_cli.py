@@ -102,6 +102,10 @@ def test_mnist_models_on_a_tiny_idx_folder(tmp_path, capsys, monkeypatch):
         assert main(["train", "--model", model, "--dataset", "mnist", "--epochs", "1", "--batch-size", bs, "--out", str(out)]) == 0
         grid = read_png(out / "samples" / "epoch_001.png")
         assert grid.shape == (10 * 30 * 2 + 4, 10 * 30 * 2 + 4)
+    sgd = tmp_path / "paper-sgd"
+    assert main(["train", "--model", "paper-mlp", "--optimizer", "sgd", "--dataset", "mnist", "--epochs", "2",
+                 "--batch-size", "20", "--out", str(sgd)]) == 0
+    assert main(["train", "--resume", "--epochs", "3", "--out", str(sgd)]) == 0  # the schedule survives a resume
     assert main(["eval", str(tmp_path / "paper-mlp" / "checkpoint.pygan"), "--samples", "50", "--test-size", "20"]) == 0
     assert "Parzen window log-likelihood on 20 mnist test images" in capsys.readouterr().out
 
@@ -118,3 +122,5 @@ def test_cli_errors(tmp_path, capsys):
         main(["train", "--resume", "--out", str(tmp_path / "none")])
     with pytest.raises(SystemExit):
         main(["train", "--model", "unknown"])
+    with pytest.raises(SystemExit, match="paper-mlp's original schedule"):
+        main(["train", "--optimizer", "sgd"])

@@ -252,6 +252,19 @@ def test_paper_generator_starts_from_the_data_marginals():
         models.build("paper-mlp", (1, 28, 28), marginals=np.zeros(5))
 
 
+def test_paper_model_trains_as_its_authors_code_with_either_optimizer():
+    adam = models.build("paper-mlp", (1, 28, 28), seed=0)
+    sgd = models.build("paper-mlp", (1, 28, 28), seed=0, optimizer="sgd")
+    assert (adam.updates, adam.prior, adam.batch_size, adam.d_max_norm) == ("simultaneous", "uniform", 100, None)
+    assert adam.optimizer["kind"] == "adam" and adam.optimizer["d_lr_scale"] == 0.5
+    assert sgd.optimizer == {"kind": "sgd", "lr": 0.1, "d_lr_scale": 0.5, "momentum": 0.5, "final_momentum": 0.7,
+                             "momentum_epochs": 250, "lr_decay": 1.000004}
+    with pytest.raises(ValueError, match="^optimizer"):
+        models.build("dcgan", (1, 28, 28), optimizer="sgd")
+    with pytest.raises(ValueError, match="^optimizer"):
+        models.build("paper-mlp", (1, 28, 28), optimizer="rmsprop")
+
+
 def sgd_gan(updates, d_lr, seed=3):
     g = models.mlp_generator(4, [16], 2, seed=seed)
     d = models.mlp_discriminator(2, [16], seed=seed + 1)
