@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "gemm/gemm.h"
@@ -33,6 +34,38 @@ void with_act(Act act, F&& f) {
         case Act::Tanh: return f(std::integral_constant<Act, Act::Tanh>{});
         case Act::Sigmoid: return f(std::integral_constant<Act, Act::Sigmoid>{});
     }
+}
+
+// Sum of f(q) over q in [0, n) in double, in eight independent lanes: vectorisable without
+// reassociation flags, and the same order on every run and thread count.
+template <class F>
+double lane_sum(idx n, F&& f) {
+    double acc[8] = {};
+    idx q = 0;
+    for (; q + 8 <= n; q += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += f(q + j);
+    for (int j = 0; q < n; ++q, ++j) acc[j] += f(q);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// Two such sums in one pass: f(q) returns both terms.
+template <class F>
+std::pair<double, double> lane_sum2(idx n, F&& f) {
+    double a[8] = {}, b[8] = {};
+    idx q = 0;
+    for (; q + 8 <= n; q += 8)
+        for (int j = 0; j < 8; ++j) {
+            const auto [u, v] = f(q + j);
+            a[j] += u;
+            b[j] += v;
+        }
+    for (int j = 0; q < n; ++q, ++j) {
+        const auto [u, v] = f(q);
+        a[j] += u;
+        b[j] += v;
+    }
+    return {((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])),
+            ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]))};
 }
 
 idx chunk_images(const ConvShape& s, idx spatial) {
@@ -55,7 +88,7 @@ inline void valid_range(const ConvShape& s, idx kj, idx& lo, idx& hi) {
 // (0 outside the image). Each row is a strided copy per output row, with no per-element tests.
 void im2col(const ConvShape& s, const float* x, idx n0, idx g, float* cols) {
     const idx spatial = s.ho * s.wo, ncols = g * spatial, rows = s.c_in * s.k * s.k;
-FlushDenormals ftz;
+    FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(rows * ncols)) schedule(static) firstprivate(ftz)
     for (idx row = 0; row < rows; ++row) {
         const idx kj = row % s.k, ki = (row / s.k) % s.k, c = row / (s.k * s.k);
@@ -90,7 +123,7 @@ FlushDenormals ftz;
 void col2im(const ConvShape& s, const float* cols, idx n0, idx g, float* x) {
     const idx spatial = s.ho * s.wo, ncols = g * spatial;
     const idx planes = g * s.c_in;
-FlushDenormals ftz;
+    FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(planes * spatial * s.k * s.k)) schedule(static) firstprivate(ftz)
     for (idx pl = 0; pl < planes; ++pl) {
         const idx img = pl / s.c_in, c = pl % s.c_in;
@@ -128,20 +161,22 @@ void nchw_to_chunk(const float* y, idx n0, idx g, idx channels, idx spatial, flo
                         sizeof(float) * spatial);
 }
 
-// dz = dy * act'(y) for a chunk, in chunk layout, and db += its row sums.
+// dz = dy * act'(y) for a chunk, in chunk layout, and db += its row sums (channels in parallel).
 void act_grad_chunk(const float* dy, const float* y, idx n0, idx g, idx channels, idx spatial, Act act, float slope,
                     float* dz, float* db) {
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
+        FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(channels * g * spatial)) schedule(static) firstprivate(ftz)
         for (idx ch = 0; ch < channels; ++ch) {
-            float sum = 0.0f;
+            double sum = 0.0;
             for (idx img = 0; img < g; ++img) {
                 const idx off = ((n0 + img) * channels + ch) * spatial;
                 float* o = dz + ch * g * spatial + img * spatial;
                 for (idx q = 0; q < spatial; ++q) o[q] = act_backward(A, dy[off + q], y[off + q], slope);
-                for (idx q = 0; q < spatial; ++q) sum += o[q];
+                sum += lane_sum(spatial, [o](idx q) { return double(o[q]); });
             }
-            if (db) db[ch] += sum;
+            if (db) db[ch] += static_cast<float>(sum);
         }
     });
 }
@@ -227,7 +262,7 @@ bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w
     const idx total = s.n * s.c_in * plane;
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
-FlushDenormals ftz;
+        FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(total)) schedule(static) firstprivate(ftz)
         for (idx row = 0; row < s.n * s.c_in; ++row) {
             const float bias = b ? b[row % s.c_in] : 0.0f;
@@ -247,19 +282,22 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
     std::vector<float> dz(static_cast<std::size_t>(total));
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
-FlushDenormals ftz;
+        FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(total)) schedule(static) firstprivate(ftz)
         for (idx i = 0; i < total; ++i) dz[i] = act_backward(A, dy[i], y[i], slope);
     });
     if (db) {
-        std::fill(db, db + s.c_in, 0.0f);
-        for (idx img = 0; img < s.n; ++img)
-            for (idx c = 0; c < s.c_in; ++c) {
-                const float* p = dz.data() + (img * s.c_in + c) * plane;
-                float sum = 0.0f;
-                for (idx q = 0; q < plane; ++q) sum += p[q];
-                db[c] += sum;
+        const float* z = dz.data();
+        FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(total)) schedule(static) firstprivate(ftz)
+        for (idx c = 0; c < s.c_in; ++c) {
+            double sum = 0.0;
+            for (idx img = 0; img < s.n; ++img) {
+                const float* p = z + (img * s.c_in + c) * plane;
+                sum += lane_sum(plane, [p](idx q) { return double(p[q]); });
             }
+            db[c] = static_cast<float>(sum);
+        }
     }
     const idx G = chunk_images(s, spatial);
     std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), xz(static_cast<std::size_t>(s.c_out * G * spatial));
@@ -291,28 +329,48 @@ FlushDenormals ftz;
 // ---- batch norm ------------------------------------------------------------------------------
 void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, float* var) {
     const double count = double(n) * double(inner);
-FlushDenormals ftz;
+    FlushDenormals ftz;
+    if (inner == 1) {  // (N, C): rows are contiguous, so sweep them for a block of channels at a time
+        constexpr idx kBlock = 64;
+#pragma omp parallel for num_threads(threads_for(n * c)) schedule(static) firstprivate(ftz)
+        for (idx c0 = 0; c0 < c; c0 += kBlock) {
+            const idx c1 = std::min(c, c0 + kBlock);
+            double sum[kBlock] = {}, sq[kBlock] = {};
+            for (idx img = 0; img < n; ++img)
+                for (idx ch = c0; ch < c1; ++ch) sum[ch - c0] += x[img * c + ch];
+            for (idx ch = c0; ch < c1; ++ch) sum[ch - c0] /= count;
+            for (idx img = 0; img < n; ++img)
+                for (idx ch = c0; ch < c1; ++ch) {
+                    const double d = x[img * c + ch] - sum[ch - c0];
+                    sq[ch - c0] += d * d;
+                }
+            for (idx ch = c0; ch < c1; ++ch) {
+                mean[ch] = static_cast<float>(sum[ch - c0]);
+                var[ch] = static_cast<float>(sq[ch - c0] / count);
+            }
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
     for (idx ch = 0; ch < c; ++ch) {
         double sum = 0.0;
         for (idx img = 0; img < n; ++img) {
             const float* p = x + (img * c + ch) * inner;
-            for (idx q = 0; q < inner; ++q) sum += p[q];
+            sum += lane_sum(inner, [p](idx q) { return double(p[q]); });
         }
         const double m = sum / count;
         double sq = 0.0;
         for (idx img = 0; img < n; ++img) {
             const float* p = x + (img * c + ch) * inner;
-            for (idx q = 0; q < inner; ++q) {
+            sq += lane_sum(inner, [p, m](idx q) {
                 const double d = p[q] - m;
-                sq += d * d;
-            }
+                return d * d;
+            });
         }
         mean[ch] = static_cast<float>(m);
         var[ch] = static_cast<float>(sq / count);
     }
 }
-
 
 void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean, const float* invstd,
                       const float* gamma, const float* beta, float* y, Act act, float slope) {
@@ -326,7 +384,7 @@ void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
         if (inner == 1) {  // (N, C): rows of channels, vectorised across channels
-FlushDenormals ftz;
+            FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(n * c)) schedule(static) firstprivate(ftz)
             for (idx img = 0; img < n; ++img) {
                 const float* p = x + img * c;
@@ -334,7 +392,7 @@ FlushDenormals ftz;
                 for (idx ch = 0; ch < c; ++ch) o[ch] = act_forward(A, p[ch] * sc[ch] + sh[ch], slope);
             }
         } else {
-FlushDenormals ftz;
+            FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
             for (idx row = 0; row < n * c; ++row) {
                 const idx ch = row % c;
@@ -355,20 +413,29 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
         constexpr Act A = decltype(tag)::value;
         if (inner == 1) {
             // (N, C): sweep rows (contiguous), accumulating per channel in double; fixed order
+            // (channel blocks in parallel; each channel's sum in image order, whatever the thread count)
             std::vector<double> sb(static_cast<std::size_t>(c), 0.0), sg(static_cast<std::size_t>(c), 0.0);
-            for (idx img = 0; img < n; ++img) {
-                const idx off = img * c;
-                for (idx ch = 0; ch < c; ++ch) {
-                    const float g = act_backward(A, dy[off + ch], y[off + ch], slope);
-                    sb[ch] += g;
-                    sg[ch] += double(g) * (x[off + ch] - mean[ch]) * invstd[ch];
+            constexpr idx kBlock = 64;
+            {
+                FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(n * c)) schedule(static) firstprivate(ftz)
+                for (idx c0 = 0; c0 < c; c0 += kBlock) {
+                    const idx c1 = std::min(c, c0 + kBlock);
+                    for (idx img = 0; img < n; ++img) {
+                        const idx off = img * c;
+                        for (idx ch = c0; ch < c1; ++ch) {
+                            const float g = act_backward(A, dy[off + ch], y[off + ch], slope);
+                            sb[ch] += g;
+                            sg[ch] += double(g) * (x[off + ch] - mean[ch]) * invstd[ch];
+                        }
+                    }
                 }
             }
             for (idx ch = 0; ch < c; ++ch) {
                 dbeta[ch] = static_cast<float>(sb[ch]);
                 dgamma[ch] = static_cast<float>(sg[ch]);
             }
-FlushDenormals ftz;
+            FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(n * c)) schedule(static) firstprivate(ftz)
             for (idx img = 0; img < n; ++img) {
                 const idx off = img * c;
@@ -381,18 +448,21 @@ FlushDenormals ftz;
             }
             return;
         }
-FlushDenormals ftz;
+        FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
         for (idx ch = 0; ch < c; ++ch) {
             double sb = 0.0, sg = 0.0;
+            const float mu = mean[ch];
             for (idx img = 0; img < n; ++img) {
                 const idx off = (img * c + ch) * inner;
-                for (idx q = 0; q < inner; ++q) {
-                    const float g = act_backward(A, dy[off + q], y[off + q], slope);
-                    sb += g;
-                    sg += double(g) * (x[off + q] - mean[ch]) * invstd[ch];
-                }
+                const auto [b_sum, g_sum] = lane_sum2(inner, [&](idx q) {
+                    const double g = act_backward(A, dy[off + q], y[off + q], slope);
+                    return std::pair<double, double>{g, g * double(x[off + q] - mu)};
+                });
+                sb += b_sum;
+                sg += g_sum;
             }
+            sg *= invstd[ch];
             dbeta[ch] = static_cast<float>(sb);
             dgamma[ch] = static_cast<float>(sg);
             const float scale = gamma[ch] * invstd[ch];

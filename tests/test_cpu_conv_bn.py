@@ -111,12 +111,30 @@ def test_conv_results_do_not_depend_on_thread_count(thread_count):
         y = CPU.conv2d_forward(x, w, None, 2, 1, "leaky_relu")
         grads = CPU.conv2d_backward(np.ones_like(y), x, w, y, 2, 1, "leaky_relu")
         yt = CPU.conv_transpose2d_forward(y, w, None, 2, 1)
-        out.append([y, *grads, yt])
+        gt = CPU.conv_transpose2d_backward(np.ones_like(yt), y, w, yt, 2, 1)
+        out.append([y, *grads, yt, *gt])
     for a, b in zip(*out):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("shape", [(2, 3), (5, 4), (1, 3, 5, 7), (3, 2, 4, 4), (64, 128, 7, 7)])
+@pytest.mark.parametrize("shape", [(64, 6272), (64, 1000), (64, 128, 7, 7)])
+def test_batch_norm_results_do_not_depend_on_thread_count(thread_count, shape):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+    c = shape[1]
+    gamma, beta = rng.uniform(0.5, 1.5, c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    out = []
+    for t in (1, 2):
+        pygan.set_num_threads(t)
+        rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+        y, mean, invstd = CPU.batch_norm_forward(x, gamma, beta, rm, rv, True, 0.1, 1e-5, "leaky_relu")
+        out.append([y, mean, invstd, rm, rv, *CPU.batch_norm_backward(dy, x, y, gamma, mean, invstd, True, "leaky_relu")])
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (5, 4), (1, 3, 5, 7), (3, 2, 4, 4), (64, 128, 7, 7), (64, 1000)])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu"])
 def test_batch_norm_against_float64(shape, training, act):
