@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace pygan {
 
@@ -33,6 +34,18 @@ inline float act_backward(Act act, float dy, float y, float slope) {
         case Act::Sigmoid: return dy * y * (1.0f - y);
     }
     return dy;
+}
+
+// Calls f(std::integral_constant<Act, a>{}) so loops are compiled (and vectorised) per activation.
+template <class F>
+void with_act(Act act, F&& f) {
+    switch (act) {
+        case Act::Identity: return f(std::integral_constant<Act, Act::Identity>{});
+        case Act::Relu: return f(std::integral_constant<Act, Act::Relu>{});
+        case Act::LeakyRelu: return f(std::integral_constant<Act, Act::LeakyRelu>{});
+        case Act::Tanh: return f(std::integral_constant<Act, Act::Tanh>{});
+        case Act::Sigmoid: return f(std::integral_constant<Act, Act::Sigmoid>{});
+    }
 }
 
 }  // namespace pygan

@@ -24,17 +24,6 @@
 namespace pygan {
 namespace {
 
-// Calls f(std::integral_constant<Act, a>{}) so loops are compiled (and vectorised) per activation.
-template <class F>
-void with_act(Act act, F&& f) {
-    switch (act) {
-        case Act::Identity: return f(std::integral_constant<Act, Act::Identity>{});
-        case Act::Relu: return f(std::integral_constant<Act, Act::Relu>{});
-        case Act::LeakyRelu: return f(std::integral_constant<Act, Act::LeakyRelu>{});
-        case Act::Tanh: return f(std::integral_constant<Act, Act::Tanh>{});
-        case Act::Sigmoid: return f(std::integral_constant<Act, Act::Sigmoid>{});
-    }
-}
 
 // Sum of f(q) over q in [0, n) in double, in eight independent lanes: vectorisable without
 // reassociation flags, and the same order on every run and thread count.
