@@ -124,3 +124,14 @@ def test_cli_errors(tmp_path, capsys):
         main(["train", "--model", "unknown"])
     with pytest.raises(SystemExit, match="paper-mlp's original schedule"):
         main(["train", "--optimizer", "sgd"])
+
+
+def test_grid_defaults_differ_from_the_rings():
+    from pygan.cli import _train_config, build_parser
+
+    grid = _train_config(build_parser().parse_args(["train", "--dataset", "grid25"]))
+    ring = _train_config(build_parser().parse_args(["train"]))
+    assert (grid["epochs"], grid["batch_size"], grid["g_act"]) == (300, 256, "leaky_relu")
+    assert (ring["epochs"], ring["batch_size"], ring["g_act"]) == (50, None, None)
+    mine = _train_config(build_parser().parse_args(["train", "--dataset", "grid25", "--epochs", "3", "--batch-size", "64"]))
+    assert (mine["epochs"], mine["batch_size"]) == (3, 64)

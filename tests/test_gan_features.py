@@ -300,3 +300,14 @@ def test_uniform_prior_has_unit_variance():
     gan = small_gan(prior="uniform")
     z = gan.noise(20000)
     assert np.abs(z).max() <= np.sqrt(3) and abs(float(z.var()) - 1) < 0.02
+
+
+def test_toy_generator_activation_can_be_replaced_and_only_there():
+    assert all(layer.act == "tanh" for layer in models.build("mlp", (2,), seed=0).generator.layers[:-1])
+    spec = models.build("mlp", (2,), seed=0, g_act="leaky_relu")
+    assert all(layer.act == "leaky_relu" for layer in spec.generator.layers[:-1])
+    assert spec.generator.layers[-1].act == "identity"
+    with pytest.raises(ValueError, match="^g_act"):
+        models.build("dcgan", (1, 28, 28), g_act="relu")
+    with pytest.raises(ValueError, match="act"):
+        models.build("mlp", (2,), g_act="swish")
