@@ -107,6 +107,43 @@ void im2col(const ConvShape& s, const float* x, idx n0, idx g, float* cols) {
     }
 }
 
+// B's row `row` of the unfolded chunk (im2col's layout, images n0..) for columns j0 .. j0 + count,
+// made on the fly for the GEMM core's B packing. Within each output row the in-image columns
+// [lo, hi) are a strided copy, the rest zeros; no per-element tests.
+struct PatchRows {
+    const ConvShape* s;
+    const float* x;
+    idx n0;
+};
+
+void patch_row(const void* ctx, idx row, idx j0, idx count, float* out) {
+    const auto& pr = *static_cast<const PatchRows*>(ctx);
+    const ConvShape& s = *pr.s;
+    const idx kj = row % s.k, ki = (row / s.k) % s.k, c = row / (s.k * s.k);
+    const idx spatial = s.ho * s.wo;
+    idx lo, hi;
+    valid_range(s, kj, lo, hi);
+    idx img = j0 / spatial, oh = (j0 % spatial) / s.wo, ow = j0 % s.wo;
+    while (count > 0) {
+        const idx run = std::min(count, s.wo - ow), end = ow + run;  // the rest of this output row
+        const idx ih = oh * s.stride - s.pad + ki;
+        if (ih < 0 || ih >= s.h) {
+            std::fill(out, out + run, 0.0f);
+        } else {
+            const float* src = pr.x + ((pr.n0 + img) * s.c_in + c) * s.h * s.w + ih * s.w;
+            const idx shift = kj - s.pad;  // src[q * stride + shift] is inside the row for q in [lo, hi)
+            const idx a = std::clamp(lo, ow, end), z = std::clamp(hi, a, end);
+            std::fill(out, out + (a - ow), 0.0f);
+            for (idx q = a; q < z; ++q) out[q - ow] = src[q * s.stride + shift];
+            std::fill(out + (z - ow), out + run, 0.0f);
+        }
+        out += run;
+        count -= run;
+        ow = 0;
+        if (++oh == s.ho) oh = 0, ++img;
+    }
+}
+
 // x[n0+g] = col2im(cols): each image plane is zeroed and then receives the cols entries that
 // read it, (ki, kj) in order, so planes are independent and every sum has a fixed order.
 void col2im(const ConvShape& s, const float* cols, idx n0, idx g, float* x) {
@@ -182,15 +219,16 @@ bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
                     float slope) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
     if (!finite_all(w, s.c_out * kk)) return false;
-    const idx G = chunk_images(s, spatial);
-    std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), z(static_cast<std::size_t>(s.c_out * G * spatial));
+    // no unfolded buffer here, so chunks only bound z: about 8,192 output columns
+    const idx G = spatial <= 0 ? std::max<idx>(1, s.n) : std::max<idx>(1, std::min<idx>(s.n, (8192 + spatial - 1) / spatial));
+    std::vector<float> z(static_cast<std::size_t>(s.c_out * G * spatial));
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
-        im2col(s, x, n0, g, cols.data());
-        gemm::Problem p;
+        const PatchRows patches{&s, x, n0};
+        gemm::Problem p;  // the core packs image patches straight into its B panels: no unfolded copy
         p.m = s.c_out, p.n = g * spatial, p.k = kk;
         p.a = w, p.lda = kk;
-        p.b = cols.data(), p.ldb = g * spatial;
+        p.load_b = patch_row, p.b_ctx = &patches;
         p.c = z.data(), p.ldc = g * spatial;
         p.epi.bias_row = b, p.epi.act = act, p.epi.slope = slope;
         gemm::sgemm(p);

@@ -140,7 +140,15 @@ void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, floa
     for (idx j = 0; j < nb; j += NR) {
         const int nr = static_cast<int>(std::min<idx>(NR, nb - j));
         float* d = dst + j * kc;
-        if (!p.trans_b) {
+        if (p.load_b) {
+            for (idx kk = 0; kk < kc; ++kk) {
+                float* dk = d + kk * NR;
+                p.load_b(p.b_ctx, k0 + kk, n0 + j, nr, dk);
+                for (int jj = nr; jj < NR; ++jj) dk[jj] = 0.0f;
+                if (colsum)
+                    for (int jj = 0; jj < nr; ++jj) colsum[n0 + j + jj] += dk[jj];
+            }
+        } else if (!p.trans_b) {
             for (idx kk = 0; kk < kc; ++kk) {
                 const idx row = (k0 + kk) * p.ldb + n0 + j, yrow = (k0 + kk) * p.pro_b.ldy + n0 + j;
                 float* dk = d + kk * NR;
@@ -276,6 +284,8 @@ void colsum_only(const Problem& p) {
 }  // namespace
 
 void sgemm(const Problem& p) {
+    if (p.load_b && (p.trans_b || p.pro_b.active() || p.pro_b.colsum))
+        throw std::invalid_argument("sgemm: a B loader is not combined with trans_b, a B prologue or column sums");
     if (p.n == 0) return;
     if (p.m == 0) {
         if (p.pro_b.colsum) colsum_only(p);

@@ -45,6 +45,12 @@ struct Problem {
     idx ldc = 0;
     bool accumulate = false;   // C += A B instead of C = A B
     bool* b_nonfinite = nullptr;  // if set: becomes true when B holds a NaN or Inf (checked while packing)
+    // Optional: B made on the fly instead of read from b (e.g. image patches for a convolution, so
+    // no unfolded copy is stored). load_b(b_ctx, r, j0, count, out) writes B(r, j0 .. j0 + count)
+    // to out. Not combined with trans_b, a B prologue or column sums; called from several threads
+    // at once.
+    void (*load_b)(const void* ctx, idx r, idx j0, idx count, float* out) = nullptr;
+    const void* b_ctx = nullptr;
     Prologue pro_a, pro_b;
     Epilogue epi;
 };
