@@ -145,8 +145,6 @@ void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, floa
                 float* dk = d + kk * NR;
                 p.load_b(p.b_ctx, k0 + kk, n0 + j, nr, dk);
                 for (int jj = nr; jj < NR; ++jj) dk[jj] = 0.0f;
-                if (colsum)
-                    for (int jj = 0; jj < nr; ++jj) colsum[n0 + j + jj] += dk[jj];
             }
         } else if (!p.trans_b) {
             for (idx kk = 0; kk < kc; ++kk) {
