@@ -104,7 +104,7 @@ class Run:
         marginals = self.x.mean(axis=0) if self.x is not None and not self.toy else None
         self.spec = models.build(
             config["model"], shape, num_classes=num_classes, pack=config["pack"], norm=config["norm"],
-            seed=config["seed"], marginals=marginals, optimizer=config.get("optimizer"), g_act=config.get("g_act"),
+            seed=config["seed"], marginals=marginals, optimizer=config.get("optimizer"), g_act=_g_act(config, self.toy),
         )
         self.flat = not self.toy and config["model"] != "dcgan"
         if self.x is not None and self.flat:
@@ -169,6 +169,14 @@ class Run:
         if not self.toy:
             return {}
         return metrics.mode_coverage(self.samples(2500, seed), self.means, self.sigma)
+
+
+def _g_act(config: dict[str, Any], toy: bool) -> str | None:
+    """The toy generator's activation a run was trained with: configurations written before the
+    ``g_act`` key existed come from runs whose toy generator used leaky ReLU."""
+    if "g_act" in config:
+        return config["g_act"]
+    return "leaky_relu" if toy and config["model"] in ("mlp", "cgan") else None
 
 
 def _train_config(args: argparse.Namespace) -> dict[str, Any]:
