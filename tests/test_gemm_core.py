@@ -105,6 +105,27 @@ def test_results_do_not_depend_on_thread_count(isa, isa_name, thread_count):
 
 
 @pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(3, 17, 61), (64, 784, 512), (61, 300, 1000)])
+def test_dense_forward_finds_any_nonfinite_weight(isa, isa_name, thread_count, threads, shape):
+    """The weights are checked while they are packed: a NaN or Inf anywhere (first, last, a
+    partial last panel, random) is reported, whatever the ISA path and thread count."""
+    isa(isa_name)
+    pygan.set_num_threads(threads)
+    n, k, m = shape
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    w = rng.standard_normal((k, m)).astype(np.float32)
+    CPU.dense_forward(x, w, None, "tanh")  # finite: no error
+    spots = [(0, 0), (k - 1, m - 1), (k // 2, m - 1), (int(rng.integers(k)), int(rng.integers(m)))]
+    for (r, c), bad in zip(spots, [np.nan, np.inf, -np.inf, np.nan]):
+        w_bad = w.copy()
+        w_bad[r, c] = bad
+        with pytest.raises(ValueError, match="^w: contains NaN or Inf"):
+            CPU.dense_forward(x, w_bad, None, "tanh")
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
 @pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0)])
 def test_zero_sizes(isa, isa_name, shape):
     isa(isa_name)

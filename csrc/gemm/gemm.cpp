@@ -146,6 +146,22 @@ void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, floa
                 p.load_b(p.b_ctx, k0 + kk, n0 + j, nr, dk);
                 for (int jj = nr; jj < NR; ++jj) dk[jj] = 0.0f;
             }
+        } else if (!p.trans_b && nonfinite && !colsum && A == Act::Identity) {
+            // the forward's weights: copied and checked for NaN/Inf in the same pass
+            std::uint32_t top = 0;
+            for (idx kk = 0; kk < kc; ++kk) {
+                const float* src = p.b + (k0 + kk) * p.ldb + n0 + j;
+                float* dk = d + kk * NR;
+                for (int jj = 0; jj < nr; ++jj) {
+                    std::uint32_t bits;
+                    std::memcpy(&bits, src + jj, sizeof bits);
+                    top |= ((bits & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+                    dk[jj] = src[jj];
+                }
+                for (int jj = nr; jj < NR; ++jj) dk[jj] = 0.0f;
+            }
+            if (top) *nonfinite = true;
+            continue;
         } else if (!p.trans_b) {
             for (idx kk = 0; kk < kc; ++kk) {
                 const idx row = (k0 + kk) * p.ldb + n0 + j, yrow = (k0 + kk) * p.pro_b.ldy + n0 + j;
