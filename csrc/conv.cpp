@@ -207,6 +207,19 @@ void act_grad_chunk(const float* dy, const float* y, idx n0, idx g, idx channels
     });
 }
 
+// cols (kk x ncols) = w^T (kk x c_out) z (c_out x ncols) for images n0 .. n0 + g, folded back into
+// `out` by col2im: conv2d's data gradient (z = dz) and conv_transpose2d's forward (z = its input).
+void fold_back(const ConvShape& s, const float* w, const float* z, idx n0, idx g, float* cols, float* out) {
+    const idx kk = s.c_in * s.k * s.k, ncols = g * s.ho * s.wo;
+    gemm::Problem p;
+    p.m = kk, p.n = ncols, p.k = s.c_out;
+    p.a = w, p.lda = kk, p.trans_a = true;
+    p.b = z, p.ldb = ncols;
+    p.c = cols, p.ldc = ncols;
+    gemm::sgemm(p);
+    col2im(s, cols, n0, g, out);
+}
+
 bool finite_all(const float* w, idx n) {
     bool ok = true;
     for (idx i = 0; i < n; ++i) ok = ok && std::isfinite(w[i]);
@@ -255,15 +268,7 @@ void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const 
             p.c = dw, p.ldc = kk, p.accumulate = n0 > 0;
             gemm::sgemm(p);
         }
-        if (dx) {
-            gemm::Problem p;  // dcols (kk x ncols) = w^T (kk x c_out) dz (c_out x ncols)
-            p.m = kk, p.n = ncols, p.k = s.c_out;
-            p.a = w, p.lda = kk, p.trans_a = true;
-            p.b = dz.data(), p.ldb = ncols;
-            p.c = cols.data(), p.ldc = ncols;
-            gemm::sgemm(p);
-            col2im(s, cols.data(), n0, g, dx);
-        }
+        if (dx) fold_back(s, w, dz.data(), n0, g, cols.data(), dx);
     }
     if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);
 }
@@ -276,15 +281,9 @@ bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w
     const idx G = chunk_images(s, spatial);
     std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), xz(static_cast<std::size_t>(s.c_out * G * spatial));
     for (idx n0 = 0; n0 < s.n; n0 += G) {
-        const idx g = std::min(G, s.n - n0), ncols = g * spatial;
+        const idx g = std::min(G, s.n - n0);
         nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.data());
-        gemm::Problem p;
-        p.m = kk, p.n = ncols, p.k = s.c_out;
-        p.a = w, p.lda = kk, p.trans_a = true;
-        p.b = xz.data(), p.ldb = ncols;
-        p.c = cols.data(), p.ldc = ncols;
-        gemm::sgemm(p);
-        col2im(s, cols.data(), n0, g, y);
+        fold_back(s, w, xz.data(), n0, g, cols.data(), y);
     }
     const idx total = s.n * s.c_in * plane;
     with_act(act, [&](auto tag) {

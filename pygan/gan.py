@@ -287,6 +287,7 @@ class GAN:
         if not on_host:  # one upload of the whole (transformed) set; batches are gathered on the device
             data = xp.asarray(np.ascontiguousarray(transform(data) if transform else data, dtype=self.dtype))
             transform = None
+        d_schedule = d_schedule or schedule
         result = FitResult()
         stop = _StopFlag()
         with stop:
@@ -301,8 +302,8 @@ class GAN:
                         batch = transform(batch)
                     if schedule is not None:
                         schedule.apply(self.g_optimizer, self.epoch, self.steps)
-                    if (d_schedule or schedule) is not None:
-                        (d_schedule or schedule).apply(self.d_optimizer, self.epoch, self.steps)
+                    if d_schedule is not None:
+                        d_schedule.apply(self.d_optimizer, self.epoch, self.steps)
                     try:
                         stats = self.train_step(
                             np.ascontiguousarray(batch, dtype=self.dtype) if on_host else batch,

@@ -97,6 +97,14 @@ struct Scratch {
 thread_local Scratch tl_a, tl_b;
 
 // ---- packing ---------------------------------------------------------------------------------
+// The top bit is set when v is NaN or Inf: an all-ones exponent carries into it. Integer ops, so
+// loops over it vectorise.
+inline std::uint32_t nonfinite_bit(float v) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return ((bits & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+}
+
 template <Act A>
 inline float transform(float v, const float* y, idx off, float slope) {
     if constexpr (A == Act::Identity) {
@@ -153,9 +161,7 @@ void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, floa
                 const float* src = p.b + (k0 + kk) * p.ldb + n0 + j;
                 float* dk = d + kk * NR;
                 for (int jj = 0; jj < nr; ++jj) {
-                    std::uint32_t bits;
-                    std::memcpy(&bits, src + jj, sizeof bits);
-                    top |= ((bits & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+                    top |= nonfinite_bit(src[jj]);
                     dk[jj] = src[jj];
                 }
                 for (int jj = nr; jj < NR; ++jj) dk[jj] = 0.0f;
@@ -198,32 +204,19 @@ void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, floa
                     for (int q = 0; q < nr; ++q) colsum[n0 + j + q] += d[kk * NR + q];
         }
         if (nonfinite) {
-            // an all-ones exponent (NaN or Inf) carries into the top bit; integer ops, so it vectorises
             std::uint32_t top = 0;
-            for (idx q = 0; q < kc * NR; ++q) {
-                std::uint32_t bits;
-                std::memcpy(&bits, d + q, sizeof bits);
-                top |= ((bits & 0x7f800000u) + 0x00800000u) & 0x80000000u;
-            }
+            for (idx q = 0; q < kc * NR; ++q) top |= nonfinite_bit(d[q]);
             if (top) *nonfinite = true;
         }
     }
 }
 
-template <Act A>
-using ActTag = std::integral_constant<Act, A>;
-
-// Calls f(ActTag<act>{}) so the packing loops are compiled once per activation.
+// Calls f(std::integral_constant<Act, act>{}) so the packing loops are compiled once per activation
+// (identity when the prologue is off).
 template <class F>
 void dispatch_act(Act act, bool active, F&& f) {
-    if (!active) return f(ActTag<Act::Identity>{});
-    switch (act) {
-        case Act::Identity: return f(ActTag<Act::Identity>{});
-        case Act::Relu: return f(ActTag<Act::Relu>{});
-        case Act::LeakyRelu: return f(ActTag<Act::LeakyRelu>{});
-        case Act::Tanh: return f(ActTag<Act::Tanh>{});
-        case Act::Sigmoid: return f(ActTag<Act::Sigmoid>{});
-    }
+    if (!active) return f(std::integral_constant<Act, Act::Identity>{});
+    with_act(act, f);
 }
 
 void pack_a_range(const Problem& p, const MicroKernel& K, idx m0, idx panel_lo, idx panel_hi, idx mb, idx k0, idx kc,
@@ -323,7 +316,7 @@ void sgemm(const Problem& p) {
         const auto a_cap = static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max);
         float* abuf = tl_a.get(a_cap);
         bool bad[64] = {};  // one flag per thread (T <= 64 below), combined after the region
-FlushDenormals ftz;
+        FlushDenormals ftz;
 #pragma omp parallel num_threads(T) firstprivate(ftz)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -353,7 +346,7 @@ FlushDenormals ftz;
     } else {
         // few columns: threads own slices of rows and pack privately
         bool bad[64] = {};
-FlushDenormals ftz;
+        FlushDenormals ftz;
 #pragma omp parallel num_threads(T) firstprivate(ftz)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();

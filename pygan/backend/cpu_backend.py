@@ -72,7 +72,7 @@ def conv2d_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0, act: str = "identity",
     slope: float = 0.2,
 ) -> np.ndarray:
-    """conv2d with bias and activation fused, on the GEMM core (chunks of images unfolded into its B operand)."""
+    """conv2d with bias and activation fused, on the GEMM core (image patches packed straight into its B panels)."""
     act, slope = C.check_activation(act, slope)
     stride, padding = ref.check_conv_geometry(stride, padding)
     ref.conv2d_shapes(x, w, b, stride, padding, dtypes=F32)
