@@ -1,12 +1,18 @@
-// Convolutions on the GEMM core, a chunk of images at a time.
+// Convolutions on the GEMM core, with no unfolded (im2col) buffer anywhere.
 //
-// A chunk of G images is unfolded (im2col) into cols (C_in*k*k x G*Ho*Wo), so that conv2d is one
-// GEMM  Z (C_out x G*Ho*Wo) = W (C_out x C_in*k*k) cols  with bias (per row) and activation in the
-// GEMM's epilogue; the chunk's columns are then copied into NCHW. G is fixed by the shape (about
-// 2,048 columns; measured 8% faster than 512 on the DCGAN layers), never by the thread count, and the weight gradient accumulates chunk after chunk
-// in order, so results are identical for any number of threads; the threads work inside each GEMM.
-// conv_transpose2d is the adjoint: its forward is conv2d's data gradient (GEMM + col2im) and its
-// backward reuses conv2d's im2col.
+// conv2d is one GEMM per chunk of images,  Z (C_out x G*Ho*Wo) = W (C_out x C_in*k*k) P,  where P
+// is the chunk's unfolded patch matrix: the core gathers it straight from the image into its packed
+// B panels (gemm::GatherB), bias (per row) and activation are applied in the GEMM's epilogue, and
+// the chunk's columns are copied into NCHW. The weight gradient  dW += dZ P^T  gathers P^T the same
+// way.
+//
+// The adjoint (conv2d's data gradient, and conv_transpose2d's forward) is split by stride phase:
+// the output pixels (ih, iw) with the same (ih + pad, iw + pad) mod stride are reached by the same
+// kernel taps, so each phase is one dense GEMM  out_phase (C_in x pixels) = W_phase P_phase  over a
+// stride-1 patch matrix of the input, with no overlapping adds (no col2im) and with bias and
+// activation in the epilogue. Chunks are fixed by the shape, never by the thread count, and every
+// sum runs in one fixed order, so results are identical for any number of threads; the threads
+// work inside each GEMM.
 #include "conv.h"
 #include "denormal.h"
 
@@ -14,7 +20,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -23,7 +31,6 @@
 
 namespace pygan {
 namespace {
-
 
 // Sum of f(q) over q in [0, n) in double, in eight independent lanes: vectorisable without
 // reassociation flags, and the same order on every run and thread count.
@@ -57,119 +64,214 @@ std::pair<double, double> lane_sum2(idx n, F&& f) {
             ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]))};
 }
 
-idx chunk_images(const ConvShape& s, idx spatial) {
-    if (spatial <= 0) return std::max<idx>(1, s.n);  // empty images: nothing to unfold
-    return std::max<idx>(1, std::min<idx>(s.n, (2048 + spatial - 1) / spatial));
+// Images per chunk: about 8,192 GEMM columns (the chunk buffers are C_out x columns), and few
+// enough that every gathered offset inside a chunk of `image` floats per image fits in int32.
+idx chunk_images(idx n, idx spatial, idx image) {
+    if (image > INT32_MAX) throw std::length_error("conv: one image holds more than 2^31 elements");
+    idx g = spatial <= 0 ? n : (8192 + spatial - 1) / spatial;
+    if (image > 0) g = std::min<idx>(g, INT32_MAX / image);
+    return std::max<idx>(1, std::min(n, g));
 }
 
 int threads_for(idx work) { return work < (1 << 15) ? 1 : gemm::num_threads(); }
 
-// The output columns ow whose input column ow*stride - pad + kj lies inside [0, w): [lo, hi).
-inline void valid_range(const ConvShape& s, idx kj, idx& lo, idx& hi) {
-    const idx first = s.pad - kj;  // ow*stride >= first
-    lo = first <= 0 ? 0 : (first + s.stride - 1) / s.stride;
-    const idx last = s.w - 1 + s.pad - kj;  // ow*stride <= last
-    hi = last < 0 ? 0 : std::min<idx>(s.wo, last / s.stride + 1);
-    lo = std::min(lo, hi);
-}
+inline std::int32_t i32(idx v) { return static_cast<std::int32_t>(v); }
 
-// cols[(c*k + ki)*k + kj][g*Ho*Wo + oh*Wo + ow] = x[n0+g][c][oh*stride - pad + ki][ow*stride - pad + kj]
-// (0 outside the image). Each row is a strided copy per output row, with no per-element tests.
-void im2col(const ConvShape& s, const float* x, idx n0, idx g, float* cols) {
-    const idx spatial = s.ho * s.wo, ncols = g * spatial, rows = s.c_in * s.k * s.k;
-    FlushDenormals ftz;
-#pragma omp parallel for num_threads(threads_for(rows * ncols)) schedule(static) firstprivate(ftz)
-    for (idx row = 0; row < rows; ++row) {
-        const idx kj = row % s.k, ki = (row / s.k) % s.k, c = row / (s.k * s.k);
-        idx lo, hi;
-        valid_range(s, kj, lo, hi);
-        const idx shift = kj - s.pad;
-        float* out = cols + row * ncols;
-        for (idx img = 0; img < g; ++img) {
-            const float* plane = x + ((n0 + img) * s.c_in + c) * s.h * s.w;
-            for (idx oh = 0; oh < s.ho; ++oh) {
-                const idx ih = oh * s.stride - s.pad + ki;
-                float* o = out + img * spatial + oh * s.wo;
-                if (ih < 0 || ih >= s.h) {
-                    std::fill(o, o + s.wo, 0.0f);
-                    continue;
-                }
-                const float* src = plane + ih * s.w;  // src[ow * stride + shift] is inside the row for ow in [lo, hi)
-                std::fill(o, o + lo, 0.0f);
-                if (s.stride == 1) {
-                    if (hi > lo) std::memcpy(o + lo, src + lo + shift, sizeof(float) * static_cast<std::size_t>(hi - lo));
-                } else {
-                    for (idx ow = lo; ow < hi; ++ow) o[ow] = src[ow * s.stride + shift];
-                }
-                std::fill(o + hi, o + s.wo, 0.0f);
+// A gathered GEMM operand: a patch matrix over a stack of images (see gemm::GatherB), with rows
+// (channel, tap i, tap j) and columns (image, output row, output column):
+//   element = src[ch * ch_stride + img * img_stride + (oh * step + di) * width + ow * step + dj]
+// when that pixel lies inside the height x width plane, 0 outside; di and dj come from the taps.
+// With transpose, rows and columns swap roles.
+class Patches {
+public:
+    struct Taps {
+        idx channels, ch_stride;
+        std::vector<std::int32_t> di, dj;  // per (tap i, tap j): both are listed in full, i-major
+    };
+    struct Pixels {
+        idx images, img_stride, rows, cols, step, row0, col0;  // output (oh, ow) reads (row0 + oh*step, col0 + ow*step) + taps
+    };
+    Patches(const float* src, idx height, idx width, const Taps& taps, const Pixels& px, bool transpose) {
+        auto& roff = transpose ? coff_ : roff_;
+        auto& ra = transpose ? ca_ : ra_;
+        auto& rb = transpose ? cb_ : rb_;
+        auto& coff = transpose ? roff_ : coff_;
+        auto& ca = transpose ? ra_ : ca_;
+        auto& cb = transpose ? rb_ : cb_;
+        const idx nt = static_cast<idx>(taps.di.size());
+        roff.resize(static_cast<std::size_t>(taps.channels * nt)), ra.resize(roff.size()), rb.resize(roff.size());
+        for (idx c = 0, q = 0; c < taps.channels; ++c)
+            for (idx t = 0; t < nt; ++t, ++q) {
+                ra[q] = taps.di[t], rb[q] = taps.dj[t];
+                roff[q] = i32(c * taps.ch_stride + taps.di[t] * width + taps.dj[t]);
             }
-        }
+        coff.resize(static_cast<std::size_t>(px.images * px.rows * px.cols)), ca.resize(coff.size()), cb.resize(coff.size());
+        for (idx img = 0, q = 0; img < px.images; ++img)
+            for (idx oh = 0; oh < px.rows; ++oh)
+                for (idx ow = 0; ow < px.cols; ++ow, ++q) {
+                    const idx r = px.row0 + oh * px.step, c = px.col0 + ow * px.step;
+                    ca[q] = i32(r), cb[q] = i32(c);
+                    coff[q] = i32(img * px.img_stride + r * width + c);
+                }
+        op_.src = src;
+        op_.roff = roff_.data(), op_.ra = ra_.data(), op_.rb = rb_.data();
+        op_.coff = coff_.data(), op_.ca = ca_.data(), op_.cb = cb_.data();
+        op_.la = i32(height), op_.lb = i32(width);
+        op_.len = (px.images - 1) * px.img_stride + (taps.channels - 1) * taps.ch_stride + height * width;
     }
-}
+    const gemm::GatherB* operand() const { return &op_; }
 
-// B's row `row` of the unfolded chunk (im2col's layout, images n0..) for columns j0 .. j0 + count,
-// made on the fly for the GEMM core's B packing. Within each output row the in-image columns
-// [lo, hi) are a strided copy, the rest zeros; no per-element tests.
-struct PatchRows {
-    const ConvShape* s;
-    const float* x;
-    idx n0;
+private:
+    std::vector<std::int32_t> roff_, ra_, rb_, coff_, ca_, cb_;
+    gemm::GatherB op_;
 };
 
-void patch_row(const void* ctx, idx row, idx j0, idx count, float* out) {
-    const auto& pr = *static_cast<const PatchRows*>(ctx);
-    const ConvShape& s = *pr.s;
-    const idx kj = row % s.k, ki = (row / s.k) % s.k, c = row / (s.k * s.k);
-    const idx spatial = s.ho * s.wo;
-    idx lo, hi;
-    valid_range(s, kj, lo, hi);
-    idx img = j0 / spatial, oh = (j0 % spatial) / s.wo, ow = j0 % s.wo;
-    while (count > 0) {
-        const idx run = std::min(count, s.wo - ow), end = ow + run;  // the rest of this output row
-        const idx ih = oh * s.stride - s.pad + ki;
-        if (ih < 0 || ih >= s.h) {
-            std::fill(out, out + run, 0.0f);
-        } else {
-            const float* src = pr.x + ((pr.n0 + img) * s.c_in + c) * s.h * s.w + ih * s.w;
-            const idx shift = kj - s.pad;  // src[q * stride + shift] is inside the row for q in [lo, hi)
-            const idx a = std::clamp(lo, ow, end), z = std::clamp(hi, a, end);
-            std::fill(out, out + (a - ow), 0.0f);
-            for (idx q = a; q < z; ++q) out[q - ow] = src[q * s.stride + shift];
-            std::fill(out + (z - ow), out + run, 0.0f);
-        }
-        out += run;
-        count -= run;
-        ow = 0;
-        if (++oh == s.ho) oh = 0, ++img;
-    }
+// conv2d's patch matrix of NCHW images n0 .. n0 + g (rows (c, ki, kj), columns (image, oh, ow)).
+Patches conv_patches(const ConvShape& s, const float* x, idx n0, idx g, bool transpose) {
+    Patches::Taps taps{s.c_in, s.h * s.w, {}, {}};
+    for (idx ki = 0; ki < s.k; ++ki)
+        for (idx kj = 0; kj < s.k; ++kj) taps.di.push_back(i32(ki)), taps.dj.push_back(i32(kj));
+    const idx image = s.c_in * s.h * s.w;
+    const Patches::Pixels px{g, image, s.ho, s.wo, s.stride, -s.pad, -s.pad};
+    return Patches(x + n0 * image, s.h, s.w, taps, px, transpose);
 }
 
-// x[n0+g] = col2im(cols): each image plane is zeroed and then receives the cols entries that
-// read it, (ki, kj) in order, so planes are independent and every sum has a fixed order.
-void col2im(const ConvShape& s, const float* cols, idx n0, idx g, float* x) {
-    const idx spatial = s.ho * s.wo, ncols = g * spatial;
-    const idx planes = g * s.c_in;
-    FlushDenormals ftz;
-#pragma omp parallel for num_threads(threads_for(planes * spatial * s.k * s.k)) schedule(static) firstprivate(ftz)
-    for (idx pl = 0; pl < planes; ++pl) {
-        const idx img = pl / s.c_in, c = pl % s.c_in;
-        float* plane = x + ((n0 + img) * s.c_in + c) * s.h * s.w;
-        std::fill(plane, plane + s.h * s.w, 0.0f);
-        for (idx ki = 0; ki < s.k; ++ki)
-            for (idx kj = 0; kj < s.k; ++kj) {
-                idx lo, hi;
-                valid_range(s, kj, lo, hi);
-                const float* src = cols + ((c * s.k + ki) * s.k + kj) * ncols + img * spatial;
-                for (idx oh = 0; oh < s.ho; ++oh) {
-                    const idx ih = oh * s.stride - s.pad + ki;
-                    if (ih < 0 || ih >= s.h) continue;
-                    float* dst = plane + ih * s.w;
-                    const float* row = src + oh * s.wo;
-                    const idx shift = kj - s.pad;
-                    for (idx ow = lo; ow < hi; ++ow) dst[ow * s.stride + shift] += row[ow];
-                }
+// z = W P for images n0 .. n0 + g of x into a (c_out x g*Ho*Wo) chunk, epilogue fused: conv2d's
+// forward, and conv_transpose2d's data gradient (with x = its dz).
+void conv_chunk(const ConvShape& s, const float* x, const float* w, idx n0, idx g, float* z, const float* bias, Act act,
+                float slope) {
+    const Patches patches = conv_patches(s, x, n0, g, false);
+    gemm::Problem p;
+    p.m = s.c_out, p.n = g * s.ho * s.wo, p.k = s.c_in * s.k * s.k;
+    p.a = w, p.lda = p.k;
+    p.gather_b = patches.operand();
+    p.c = z, p.ldc = p.n;
+    p.epi.bias_row = bias, p.epi.act = act, p.epi.slope = slope;
+    gemm::sgemm(p);
+}
+
+// dw (c_out x kk) (+)= a (c_out x g*Ho*Wo) P^T over images n0 .. n0 + g of x.
+void weight_grad_chunk(const ConvShape& s, const float* a, const float* x, idx n0, idx g, float* dw, bool accumulate) {
+    const Patches patches = conv_patches(s, x, n0, g, true);
+    gemm::Problem p;
+    p.m = s.c_out, p.n = s.c_in * s.k * s.k, p.k = g * s.ho * s.wo;
+    p.a = a, p.lda = p.k;
+    p.gather_b = patches.operand();
+    p.c = dw, p.ldc = p.n, p.accumulate = accumulate;
+    gemm::sgemm(p);
+}
+
+idx floor_div(idx a, idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// The adjoint of conv2d in its input (see conv_adjoint), phase by phase (see the top of the file):
+//   out[img][c][ih][iw] = act(bias[c] + sum over co, ki, kj of w[co][c][ki][kj] z[img][co][oh][ow])
+// with oh*stride = ih + pad - ki and ow*stride = iw + pad - kj, for images n0 .. n0 + g of out
+// (NCHW). z holds just those g images: element (img, co, oh, ow) is
+// z[img * img_stride + co * ch_stride + oh * wo + ow].
+void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
+                      idx g, const float* bias, Act act, float slope, float* out) {
+    const idx S = s.stride, plane = s.h * s.w;
+    std::vector<float> wp, c;
+    for (idx rh = 0; rh < S; ++rh)
+        for (idx rw = 0; rw < S; ++rw) {
+            // the phase's pixels: ih = ih0 + S*a (a < na), whose taps are ki = rh + S*t (t < th)
+            const idx qh0 = -floor_div(rh - s.pad, S), qw0 = -floor_div(rw - s.pad, S);
+            const idx ih0 = rh - s.pad + S * qh0, iw0 = rw - s.pad + S * qw0;
+            const idx na = ih0 < s.h ? (s.h - 1 - ih0) / S + 1 : 0, nb = iw0 < s.w ? (s.w - 1 - iw0) / S + 1 : 0;
+            if (na == 0 || nb == 0) continue;
+            const idx th = rh < s.k ? (s.k - 1 - rh) / S + 1 : 0, tw = rw < s.k ? (s.k - 1 - rw) / S + 1 : 0;
+            const idx kp = s.c_out * th * tw, cols = g * na * nb;
+            // W_phase (c_in x kp): row c, column (co, t, u) = w[co][c][rh + S*t][rw + S*u]
+            wp.resize(static_cast<std::size_t>(std::max<idx>(1, s.c_in * kp)));
+            for (idx ch = 0; ch < s.c_in; ++ch)
+                for (idx co = 0; co < s.c_out; ++co)
+                    for (idx t = 0; t < th; ++t)
+                        for (idx u = 0; u < tw; ++u)
+                            wp[ch * kp + (co * th + t) * tw + u] =
+                                w[((co * s.c_in + ch) * s.k + rh + S * t) * s.k + rw + S * u];
+            // P_phase: row (co, t, u), column (img, a, b) = z[img][co][qh0 + a - t][qw0 + b - u]
+            Patches::Taps taps{s.c_out, ch_stride, {}, {}};
+            for (idx t = 0; t < th; ++t)
+                for (idx u = 0; u < tw; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
+            const Patches::Pixels px{g, img_stride, na, nb, 1, qh0, qw0};
+            const Patches patches(z, s.ho, s.wo, taps, px, false);
+            c.resize(static_cast<std::size_t>(s.c_in * cols));
+            gemm::Problem p;
+            p.m = s.c_in, p.n = cols, p.k = kp;
+            p.a = wp.data(), p.lda = std::max<idx>(1, kp);
+            p.gather_b = patches.operand();
+            p.c = c.data(), p.ldc = cols;
+            p.epi.bias_row = bias, p.epi.act = act, p.epi.slope = slope;
+            gemm::sgemm(p);
+            // scatter the phase's pixels into the NCHW planes
+            const float* cp = c.data();
+            FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(s.c_in * cols)) schedule(static) firstprivate(ftz)
+            for (idx pl = 0; pl < g * s.c_in; ++pl) {
+                const idx img = pl / s.c_in, ch = pl % s.c_in;
+                float* o = out + ((n0 + img) * s.c_in + ch) * plane + ih0 * s.w + iw0;
+                const float* src = cp + ch * cols + img * na * nb;
+                for (idx a = 0; a < na; ++a)
+                    for (idx b = 0; b < nb; ++b) o[a * S * s.w + b * S] = src[a * nb + b];
             }
+        }
+}
+
+// The same adjoint for images with few channels (C_in < kPhaseMinChannels), where a phase GEMM
+// would have too few rows to fill the register tile: cols (C_in*k*k x g*Ho*Wo) = W^T z on the
+// core, then each output plane sums the cols entries that land on it, (ki, kj) in order (col2im),
+// and takes bias and activation.
+void adjoint_unfolded(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
+                      idx g, const float* bias, Act act, float slope, float* out) {
+    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, ncols = g * spatial, plane = s.h * s.w;
+    std::vector<float> zc, cols(static_cast<std::size_t>(kk * ncols));
+    if (ch_stride != ncols || img_stride != spatial) {  // into chunk layout (c_out x g*spatial)
+        zc.resize(static_cast<std::size_t>(s.c_out * ncols));
+        for (idx co = 0; co < s.c_out; ++co)
+            for (idx img = 0; img < g; ++img)
+                std::memcpy(zc.data() + co * ncols + img * spatial, z + img * img_stride + co * ch_stride,
+                            sizeof(float) * spatial);
+        z = zc.data();
     }
+    gemm::Problem p;
+    p.m = kk, p.n = ncols, p.k = s.c_out;
+    p.a = w, p.lda = kk, p.trans_a = true;
+    p.b = z, p.ldb = ncols;
+    p.c = cols.data(), p.ldc = ncols;
+    gemm::sgemm(p);
+    with_act(act, [&](auto tag) {
+        constexpr Act A = decltype(tag)::value;
+        FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(g * s.c_in * spatial * s.k * s.k)) schedule(static) firstprivate(ftz)
+        for (idx pl = 0; pl < g * s.c_in; ++pl) {
+            const idx img = pl / s.c_in, c = pl % s.c_in;
+            float* o = out + ((n0 + img) * s.c_in + c) * plane;
+            std::fill(o, o + plane, 0.0f);
+            for (idx ki = 0; ki < s.k; ++ki)
+                for (idx kj = 0; kj < s.k; ++kj) {
+                    const float* src = cols.data() + ((c * s.k + ki) * s.k + kj) * ncols + img * spatial;
+                    for (idx oh = 0; oh < s.ho; ++oh) {
+                        const idx ih = oh * s.stride - s.pad + ki;
+                        if (ih < 0 || ih >= s.h) continue;
+                        for (idx ow = 0; ow < s.wo; ++ow) {
+                            const idx iw = ow * s.stride - s.pad + kj;
+                            if (iw >= 0 && iw < s.w) o[ih * s.w + iw] += src[oh * s.wo + ow];
+                        }
+                    }
+                }
+            const float b = bias ? bias[c] : 0.0f;
+            for (idx q = 0; q < plane; ++q) o[q] = act_forward(A, o[q] + b, slope);
+        }
+    });
+}
+
+// out (images n0 .. n0 + g, NCHW) = act(bias + conv2d's adjoint applied to z): conv2d's data
+// gradient and conv_transpose2d's forward. Layout of z as for adjoint_by_phase.
+constexpr idx kPhaseMinChannels = 8;
+void conv_adjoint(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0, idx g,
+                  const float* bias, Act act, float slope, float* out) {
+    if (s.c_in < kPhaseMinChannels) adjoint_unfolded(s, w, z, img_stride, ch_stride, n0, g, bias, act, slope, out);
+    else adjoint_by_phase(s, w, z, img_stride, ch_stride, n0, g, bias, act, slope, out);
 }
 
 // (rows x g*spatial) chunk matrix <-> NCHW images n0.. of `channels` channels.
@@ -207,19 +309,6 @@ void act_grad_chunk(const float* dy, const float* y, idx n0, idx g, idx channels
     });
 }
 
-// cols (kk x ncols) = w^T (kk x c_out) z (c_out x ncols) for images n0 .. n0 + g, folded back into
-// `out` by col2im: conv2d's data gradient (z = dz) and conv_transpose2d's forward (z = its input).
-void fold_back(const ConvShape& s, const float* w, const float* z, idx n0, idx g, float* cols, float* out) {
-    const idx kk = s.c_in * s.k * s.k, ncols = g * s.ho * s.wo;
-    gemm::Problem p;
-    p.m = kk, p.n = ncols, p.k = s.c_out;
-    p.a = w, p.lda = kk, p.trans_a = true;
-    p.b = z, p.ldb = ncols;
-    p.c = cols, p.ldc = ncols;
-    gemm::sgemm(p);
-    col2im(s, cols, n0, g, out);
-}
-
 bool finite_all(const float* w, idx n) {
     bool ok = true;
     for (idx i = 0; i < n; ++i) ok = ok && std::isfinite(w[i]);
@@ -232,19 +321,11 @@ bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
                     float slope) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
     if (!finite_all(w, s.c_out * kk)) return false;
-    // no unfolded buffer here, so chunks only bound z: about 8,192 output columns
-    const idx G = spatial <= 0 ? std::max<idx>(1, s.n) : std::max<idx>(1, std::min<idx>(s.n, (8192 + spatial - 1) / spatial));
+    const idx G = chunk_images(s.n, spatial, s.c_in * s.h * s.w);
     std::vector<float> z(static_cast<std::size_t>(s.c_out * G * spatial));
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
-        const PatchRows patches{&s, x, n0};
-        gemm::Problem p;  // the core packs image patches straight into its B panels: no unfolded copy
-        p.m = s.c_out, p.n = g * spatial, p.k = kk;
-        p.a = w, p.lda = kk;
-        p.load_b = patch_row, p.b_ctx = &patches;
-        p.c = z.data(), p.ldc = g * spatial;
-        p.epi.bias_row = b, p.epi.act = act, p.epi.slope = slope;
-        gemm::sgemm(p);
+        conv_chunk(s, x, w, n0, g, z.data(), b, act, slope);
         chunk_to_nchw(z.data(), n0, g, s.c_out, spatial, y);
     }
     return true;
@@ -253,56 +334,34 @@ bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y, float* dx,
                      float* dw, float* db, Act act, float slope) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
-    const idx G = chunk_images(s, spatial);
-    std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), dz(static_cast<std::size_t>(s.c_out * G * spatial));
+    const idx G = chunk_images(s.n, spatial, std::max(s.c_in * s.h * s.w, s.c_out * spatial));
+    std::vector<float> dz(static_cast<std::size_t>(s.c_out * G * spatial));
     if (db) std::fill(db, db + s.c_out, 0.0f);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
-        const idx g = std::min(G, s.n - n0), ncols = g * spatial;
+        const idx g = std::min(G, s.n - n0);
         act_grad_chunk(dy, y, n0, g, s.c_out, spatial, act, slope, dz.data(), db);
-        if (dw) {
-            im2col(s, x, n0, g, cols.data());
-            gemm::Problem p;  // dw (c_out x kk) += dz (c_out x ncols) cols^T (ncols x kk)
-            p.m = s.c_out, p.n = kk, p.k = ncols;
-            p.a = dz.data(), p.lda = ncols;
-            p.b = cols.data(), p.ldb = ncols, p.trans_b = true;
-            p.c = dw, p.ldc = kk, p.accumulate = n0 > 0;
-            gemm::sgemm(p);
-        }
-        if (dx) fold_back(s, w, dz.data(), n0, g, cols.data(), dx);
+        if (dw) weight_grad_chunk(s, dz.data(), x, n0, g, dw, n0 > 0);
+        // dz's chunk layout: channel co of image img at co * g*spatial + img * spatial
+        if (dx) conv_adjoint(s, w, dz.data(), spatial, g * spatial, n0, g, nullptr, Act::Identity, 0.0f, dx);
     }
     if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);
 }
 
 bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
                               float slope) {
-    // as conv2d's data gradient: cols (kk x ncols) = w^T dz with x in dz's place, then col2im
-    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, plane = s.h * s.w;
+    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
     if (!finite_all(w, s.c_out * kk)) return false;
-    const idx G = chunk_images(s, spatial);
-    std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), xz(static_cast<std::size_t>(s.c_out * G * spatial));
-    for (idx n0 = 0; n0 < s.n; n0 += G) {
-        const idx g = std::min(G, s.n - n0);
-        nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.data());
-        fold_back(s, w, xz.data(), n0, g, cols.data(), y);
-    }
-    const idx total = s.n * s.c_in * plane;
-    with_act(act, [&](auto tag) {
-        constexpr Act A = decltype(tag)::value;
-        FlushDenormals ftz;
-#pragma omp parallel for num_threads(threads_for(total)) schedule(static) firstprivate(ftz)
-        for (idx row = 0; row < s.n * s.c_in; ++row) {
-            const float bias = b ? b[row % s.c_in] : 0.0f;
-            float* p = y + row * plane;
-            for (idx q = 0; q < plane; ++q) p[q] = act_forward(A, p[q] + bias, slope);
-        }
-    });
+    const idx G = chunk_images(s.n, spatial, std::max(s.c_in * s.h * s.w, s.c_out * spatial));
+    for (idx n0 = 0; n0 < s.n; n0 += G)
+        conv_adjoint(s, w, x + n0 * s.c_out * spatial, s.c_out * spatial, spatial, n0, std::min(G, s.n - n0), b, act,
+                     slope, y);
     return true;
 }
 
 void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y,
                                float* dx, float* dw, float* db, Act act, float slope) {
-    // dz = dy * act'(y) over the transposed conv's output (conv2d's input side), then conv2d's
-    // forward on dz gives dx, and dw accumulates x-chunk x cols^T.
+    // dz = dy * act'(y) over the transposed conv's output (conv2d's input side); conv2d's forward on
+    // dz gives dx, and dw accumulates x-chunk P(dz)^T.
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, plane = s.h * s.w;
     const idx total = s.n * s.c_in * plane;
     std::vector<float> dz(static_cast<std::size_t>(total));
@@ -325,28 +384,17 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
             db[c] = static_cast<float>(sum);
         }
     }
-    const idx G = chunk_images(s, spatial);
-    std::vector<float> cols(static_cast<std::size_t>(kk * G * spatial)), xz(static_cast<std::size_t>(s.c_out * G * spatial));
+    const idx G = chunk_images(s.n, spatial, std::max(s.c_in * plane, s.c_out * spatial));
+    std::vector<float> xz(static_cast<std::size_t>(s.c_out * G * spatial));
     for (idx n0 = 0; n0 < s.n; n0 += G) {
-        const idx g = std::min(G, s.n - n0), ncols = g * spatial;
-        im2col(s, dz.data(), n0, g, cols.data());
+        const idx g = std::min(G, s.n - n0);
         if (dx) {
-            gemm::Problem p;  // dx chunk (c_out x ncols) = w (c_out x kk) cols (kk x ncols)
-            p.m = s.c_out, p.n = ncols, p.k = kk;
-            p.a = w, p.lda = kk;
-            p.b = cols.data(), p.ldb = ncols;
-            p.c = xz.data(), p.ldc = ncols;
-            gemm::sgemm(p);
+            conv_chunk(s, dz.data(), w, n0, g, xz.data(), nullptr, Act::Identity, 0.0f);
             chunk_to_nchw(xz.data(), n0, g, s.c_out, spatial, dx);
         }
         if (dw) {
             nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.data());
-            gemm::Problem p;  // dw (c_out x kk) += x chunk (c_out x ncols) cols^T
-            p.m = s.c_out, p.n = kk, p.k = ncols;
-            p.a = xz.data(), p.lda = ncols;
-            p.b = cols.data(), p.ldb = ncols, p.trans_b = true;
-            p.c = dw, p.ldc = kk, p.accumulate = n0 > 0;
-            gemm::sgemm(p);
+            weight_grad_chunk(s, xz.data(), dz.data(), n0, g, dw, n0 > 0);
         }
     }
     if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);

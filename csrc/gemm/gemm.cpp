@@ -148,13 +148,7 @@ void pack_b_block(const Problem& p, idx k0, idx kc, idx n0, idx nb, int NR, floa
     for (idx j = 0; j < nb; j += NR) {
         const int nr = static_cast<int>(std::min<idx>(NR, nb - j));
         float* d = dst + j * kc;
-        if (p.load_b) {
-            for (idx kk = 0; kk < kc; ++kk) {
-                float* dk = d + kk * NR;
-                p.load_b(p.b_ctx, k0 + kk, n0 + j, nr, dk);
-                for (int jj = nr; jj < NR; ++jj) dk[jj] = 0.0f;
-            }
-        } else if (!p.trans_b && nonfinite && !colsum && A == Act::Identity) {
+        if (!p.trans_b && nonfinite && !colsum && A == Act::Identity) {
             // the forward's weights: copied and checked for NaN/Inf in the same pass
             std::uint32_t top = 0;
             for (idx kk = 0; kk < kc; ++kk) {
@@ -260,9 +254,24 @@ void b_block_and_compute(const Problem& p, const MicroKernel& K, idx m0, idx mb,
     const idx panels = (nb + K.nr - 1) / K.nr;
     float* bbuf = tl_b.get(static_cast<std::size_t>(panels * K.nr * kc));
     PYGAN_CHECK(tl_b.size >= static_cast<std::size_t>(panels * K.nr * kc), "B block outside its buffer");
-    dispatch_act(p.pro_b.act, p.pro_b.active(),
-                 [&](auto tag) { pack_b_block<decltype(tag)::value>(p, k0, kc, n0, nb, K.nr, bbuf, colsum, nonfinite);
-                 });
+    if (p.gather_b) {
+#ifdef PYGAN_CHECK_BOUNDS
+        const GatherB& g = *p.gather_b;
+        for (idx q = k0; q < k0 + kc; ++q)
+            for (idx j = n0; j < n0 + nb; ++j) {
+                const std::int64_t ia = std::int64_t(g.ra[q]) + g.ca[j], ib = std::int64_t(g.rb[q]) + g.cb[j];
+                const std::int64_t off = std::int64_t(g.roff[q]) + g.coff[j];
+                PYGAN_CHECK(ia < 0 || ia >= g.la || ib < 0 || ib >= g.lb || (off >= 0 && off < g.len && off <= INT32_MAX),
+                            "gathered B element outside its source");
+            }
+#endif
+        for (idx j = 0; j < nb; j += K.nr)
+            K.gather(*p.gather_b, k0, kc, n0 + j, static_cast<int>(std::min<idx>(K.nr, nb - j)), bbuf + j * kc);
+    } else {
+        dispatch_act(p.pro_b.act, p.pro_b.active(), [&](auto tag) {
+            pack_b_block<decltype(tag)::value>(p, k0, kc, n0, nb, K.nr, bbuf, colsum, nonfinite);
+        });
+    }
     compute_block(p, K, m0, mb, abuf, k0, kc, n0, nb, bbuf);
 }
 
@@ -291,8 +300,8 @@ void colsum_only(const Problem& p) {
 }  // namespace
 
 void sgemm(const Problem& p) {
-    if (p.load_b && (p.trans_b || p.pro_b.active() || p.pro_b.colsum))
-        throw std::invalid_argument("sgemm: a B loader is not combined with trans_b, a B prologue or column sums");
+    if (p.gather_b && (p.trans_b || p.pro_b.active() || p.pro_b.colsum || p.b_nonfinite))
+        throw std::invalid_argument("sgemm: a gathered B is not combined with trans_b, a B prologue, column sums or a NaN check");
     if (p.n == 0) return;
     if (p.m == 0) {
         if (p.pro_b.colsum) colsum_only(p);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,23 @@ struct Epilogue {
     float slope = 0.0f;
 };
 
+// B defined by an index rule, for convolutions (image patches packed straight into B's panels):
+//   B(p, j) = src[roff[p] + coff[j]]  if 0 <= ra[p] + ca[j] < la and 0 <= rb[p] + cb[j] < lb,
+//           = 0                       otherwise (the zero padding around an image).
+// The rule is symmetric in rows and columns, so an unfolded matrix and its transpose are both one
+// GatherB. Every roff[p] + coff[j] of a valid element must fit in int32 (callers chunk by image).
+struct GatherB {
+    const float* src = nullptr;
+    const std::int32_t* roff = nullptr;  // length k
+    const std::int32_t* ra = nullptr;
+    const std::int32_t* rb = nullptr;
+    const std::int32_t* coff = nullptr;  // length n
+    const std::int32_t* ca = nullptr;
+    const std::int32_t* cb = nullptr;
+    std::int32_t la = 0, lb = 0;
+    std::int64_t len = 0;  // elements readable at src (checked in bounds-checking builds)
+};
+
 struct Problem {
     idx m = 0, n = 0, k = 0;
     const float* a = nullptr;  // A(i, p) = trans_a ? a[p * lda + i] : a[i * lda + p]
@@ -45,12 +63,9 @@ struct Problem {
     idx ldc = 0;
     bool accumulate = false;   // C += A B instead of C = A B
     bool* b_nonfinite = nullptr;  // if set: becomes true when B holds a NaN or Inf (checked while packing)
-    // Optional: B made on the fly instead of read from b (e.g. image patches for a convolution, so
-    // no unfolded copy is stored). load_b(b_ctx, r, j0, count, out) writes B(r, j0 .. j0 + count)
-    // to out. Not combined with trans_b, a B prologue or column sums; called from several threads
-    // at once.
-    void (*load_b)(const void* ctx, idx r, idx j0, idx count, float* out) = nullptr;
-    const void* b_ctx = nullptr;
+    // Optional: B gathered from an image instead of read from b (see GatherB), so a convolution
+    // needs no unfolded copy. Not combined with trans_b, a B prologue or column sums.
+    const GatherB* gather_b = nullptr;
     Prologue pro_a, pro_b;
     Epilogue epi;
 };

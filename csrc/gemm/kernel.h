@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include "../activation.h"
+#include "gemm.h"
 
 namespace pygan::gemm {
 
@@ -27,6 +28,10 @@ struct TileEpilogue {
 using TileFn = void (*)(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
                         const TileEpilogue& ep);
 
+// One B micro-panel from a GatherB: rows [k0, k0 + kc), columns [j0, j0 + nr) into dst[kk * NR + jj],
+// columns nr .. NR zero-filled. (Masked vector gathers where the ISA has them.)
+using GatherFn = void (*)(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst);
+
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
@@ -34,6 +39,7 @@ struct MicroKernel {
     idx nb;       // N block of packed B (KC x NB stays in L2)
     idx mb;       // M block of packed A shared by the threads
     TileFn tile;
+    GatherFn gather;
 };
 
 const MicroKernel& kernel_generic();

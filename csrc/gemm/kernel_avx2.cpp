@@ -75,10 +75,38 @@ void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, in
     }
 }
 
+// 0 <= r + c < len, lane by lane, as an all-ones mask
+inline __m256i inside(__m256i c, __m256i r, __m256i len) {
+    const __m256i v = _mm256_add_epi32(c, r);
+    return _mm256_and_si256(_mm256_cmpgt_epi32(v, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(len, v));
+}
+
+void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
+    __m256i co[NV], ca[NV], cb[NV], live[NV];
+    for (int v = 0; v < NV; ++v) {
+        live[v] = lane_mask(nr, v);
+        co[v] = _mm256_maskload_epi32(g.coff + j0 + 8 * v, live[v]);
+        ca[v] = _mm256_maskload_epi32(g.ca + j0 + 8 * v, live[v]);
+        cb[v] = _mm256_maskload_epi32(g.cb + j0 + 8 * v, live[v]);
+    }
+    const __m256i la = _mm256_set1_epi32(g.la), lb = _mm256_set1_epi32(g.lb);
+    for (idx kk = 0; kk < kc; ++kk) {
+        const idx p = k0 + kk;
+        const __m256i ra = _mm256_set1_epi32(g.ra[p]), rb = _mm256_set1_epi32(g.rb[p]);
+        const __m256i ro = _mm256_set1_epi32(g.roff[p]);
+        for (int v = 0; v < NV; ++v) {
+            const __m256i ok = _mm256_and_si256(live[v], _mm256_and_si256(inside(ca[v], ra, la), inside(cb[v], rb, lb)));
+            const __m256 val = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), g.src, _mm256_add_epi32(co[v], ro),
+                                                        _mm256_castsi256_ps(ok), 4);
+            _mm256_storeu_ps(dst + kk * NR + 8 * v, val);
+        }
+    }
+}
+
 }  // namespace
 
 const MicroKernel& kernel_avx2() {
-    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile};
+    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &gather};
     return k;
 }
 

@@ -88,11 +88,39 @@ void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, in
     }
 }
 
+// 0 <= r + c < len, lane by lane (one unsigned compare covers both bounds)
+inline __mmask16 inside(__m512i c, __m512i r, __m512i len) {
+    return _mm512_cmplt_epu32_mask(_mm512_add_epi32(c, r), len);
+}
+
+void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
+    constexpr int V = NR / 16;
+    __m512i co[V], ca[V], cb[V];
+    __mmask16 live[V];
+    for (int v = 0; v < V; ++v) {
+        live[v] = lane_mask(nr, v);
+        co[v] = _mm512_maskz_loadu_epi32(live[v], g.coff + j0 + 16 * v);
+        ca[v] = _mm512_maskz_loadu_epi32(live[v], g.ca + j0 + 16 * v);
+        cb[v] = _mm512_maskz_loadu_epi32(live[v], g.cb + j0 + 16 * v);
+    }
+    const __m512i la = _mm512_set1_epi32(g.la), lb = _mm512_set1_epi32(g.lb);
+    for (idx kk = 0; kk < kc; ++kk) {
+        const idx p = k0 + kk;
+        const __m512i ra = _mm512_set1_epi32(g.ra[p]), rb = _mm512_set1_epi32(g.rb[p]);
+        const __m512i ro = _mm512_set1_epi32(g.roff[p]);
+        for (int v = 0; v < V; ++v) {
+            const __mmask16 ok = live[v] & inside(ca[v], ra, la) & inside(cb[v], rb, lb);
+            const __m512 val = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, _mm512_add_epi32(co[v], ro), g.src, 4);
+            _mm512_storeu_ps(dst + kk * NR + 16 * v, val);
+        }
+    }
+}
+
 }  // namespace
 
 const MicroKernel& kernel_avx512() {
     // A micro-panel 8 x 384 floats (12 KiB) in L1; packed B block 384 x 672 (1 MiB) in L2.
-    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile};
+    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile, &gather};
     return k;
 }
 

@@ -41,10 +41,28 @@ void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, in
     }
 }
 
+inline bool inside(std::int32_t r, std::int32_t c, std::int32_t len) {
+    const std::int64_t v = std::int64_t(r) + c;
+    return v >= 0 && v < len;
+}
+
+void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
+    for (idx kk = 0; kk < kc; ++kk) {
+        const idx p = k0 + kk;
+        float* d = dst + kk * NR;
+        for (int jj = 0; jj < nr; ++jj) {
+            const idx j = j0 + jj;
+            const bool ok = inside(g.ra[p], g.ca[j], g.la) && inside(g.rb[p], g.cb[j], g.lb);
+            d[jj] = ok ? g.src[std::int64_t(g.roff[p]) + g.coff[j]] : 0.0f;
+        }
+        for (int jj = nr; jj < NR; ++jj) d[jj] = 0.0f;
+    }
+}
+
 }  // namespace
 
 const MicroKernel& kernel_generic() {
-    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile};
+    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather};
     return k;
 }
 
