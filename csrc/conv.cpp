@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -76,6 +77,12 @@ idx chunk_images(idx n, idx spatial, idx image) {
 int threads_for(idx work) { return work < (1 << 15) ? 1 : gemm::num_threads(); }
 
 inline std::int32_t i32(idx v) { return static_cast<std::int32_t>(v); }
+
+// An uninitialised float buffer, for scratch that is written before it is read (a std::vector
+// would zero it first, serially).
+std::unique_ptr<float[]> scratch(idx n) {
+    return std::unique_ptr<float[]>(new float[static_cast<std::size_t>(std::max<idx>(n, 1))]);
+}
 
 // A gathered GEMM operand: a patch matrix over a stack of images (see gemm::GatherB), with rows
 // (channel, tap i, tap j) and columns (image, output row, output column):
@@ -171,7 +178,9 @@ idx floor_div(idx a, idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
                       idx g, const float* bias, Act act, float slope, float* out) {
     const idx S = s.stride, plane = s.h * s.w;
-    std::vector<float> wp, c;
+    std::vector<float> wp;
+    const idx most = (s.h + S - 1) / S * ((s.w + S - 1) / S);  // pixels in the largest phase
+    const auto c = scratch(s.c_in * g * most);
     for (idx rh = 0; rh < S; ++rh)
         for (idx rw = 0; rw < S; ++rw) {
             // the phase's pixels: ih = ih0 + S*a (a < na), whose taps are ki = rh + S*t (t < th)
@@ -195,16 +204,15 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
                 for (idx u = 0; u < tw; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
             const Patches::Pixels px{g, img_stride, na, nb, 1, qh0, qw0};
             const Patches patches(z, s.ho, s.wo, taps, px, false);
-            c.resize(static_cast<std::size_t>(s.c_in * cols));
             gemm::Problem p;
             p.m = s.c_in, p.n = cols, p.k = kp;
             p.a = wp.data(), p.lda = std::max<idx>(1, kp);
             p.gather_b = patches.operand();
-            p.c = c.data(), p.ldc = cols;
+            p.c = c.get(), p.ldc = cols;
             p.epi.bias_row = bias, p.epi.act = act, p.epi.slope = slope;
             gemm::sgemm(p);
             // scatter the phase's pixels into the NCHW planes
-            const float* cp = c.data();
+            const float* cp = c.get();
             FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(s.c_in * cols)) schedule(static) firstprivate(ftz)
             for (idx pl = 0; pl < g * s.c_in; ++pl) {
@@ -224,20 +232,21 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
 void adjoint_unfolded(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
                       idx g, const float* bias, Act act, float slope, float* out) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, ncols = g * spatial, plane = s.h * s.w;
-    std::vector<float> zc, cols(static_cast<std::size_t>(kk * ncols));
+    const auto cols = scratch(kk * ncols);
+    std::unique_ptr<float[]> zc;
     if (ch_stride != ncols || img_stride != spatial) {  // into chunk layout (c_out x g*spatial)
-        zc.resize(static_cast<std::size_t>(s.c_out * ncols));
+        zc = scratch(s.c_out * ncols);
         for (idx co = 0; co < s.c_out; ++co)
             for (idx img = 0; img < g; ++img)
-                std::memcpy(zc.data() + co * ncols + img * spatial, z + img * img_stride + co * ch_stride,
+                std::memcpy(zc.get() + co * ncols + img * spatial, z + img * img_stride + co * ch_stride,
                             sizeof(float) * spatial);
-        z = zc.data();
+        z = zc.get();
     }
     gemm::Problem p;
     p.m = kk, p.n = ncols, p.k = s.c_out;
     p.a = w, p.lda = kk, p.trans_a = true;
     p.b = z, p.ldb = ncols;
-    p.c = cols.data(), p.ldc = ncols;
+    p.c = cols.get(), p.ldc = ncols;
     gemm::sgemm(p);
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
@@ -249,7 +258,7 @@ void adjoint_unfolded(const ConvShape& s, const float* w, const float* z, idx im
             std::fill(o, o + plane, 0.0f);
             for (idx ki = 0; ki < s.k; ++ki)
                 for (idx kj = 0; kj < s.k; ++kj) {
-                    const float* src = cols.data() + ((c * s.k + ki) * s.k + kj) * ncols + img * spatial;
+                    const float* src = cols.get() + ((c * s.k + ki) * s.k + kj) * ncols + img * spatial;
                     for (idx oh = 0; oh < s.ho; ++oh) {
                         const idx ih = oh * s.stride - s.pad + ki;
                         if (ih < 0 || ih >= s.h) continue;
@@ -276,6 +285,7 @@ void conv_adjoint(const ConvShape& s, const float* w, const float* z, idx img_st
 
 // (rows x g*spatial) chunk matrix <-> NCHW images n0.. of `channels` channels.
 void chunk_to_nchw(const float* z, idx n0, idx g, idx channels, idx spatial, float* y) {
+#pragma omp parallel for num_threads(threads_for(channels * g * spatial)) schedule(static)
     for (idx ch = 0; ch < channels; ++ch)
         for (idx img = 0; img < g; ++img)
             std::memcpy(y + ((n0 + img) * channels + ch) * spatial, z + ch * g * spatial + img * spatial,
@@ -283,6 +293,7 @@ void chunk_to_nchw(const float* z, idx n0, idx g, idx channels, idx spatial, flo
 }
 
 void nchw_to_chunk(const float* y, idx n0, idx g, idx channels, idx spatial, float* z) {
+#pragma omp parallel for num_threads(threads_for(channels * g * spatial)) schedule(static)
     for (idx ch = 0; ch < channels; ++ch)
         for (idx img = 0; img < g; ++img)
             std::memcpy(z + ch * g * spatial + img * spatial, y + ((n0 + img) * channels + ch) * spatial,
@@ -322,11 +333,11 @@ bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
     if (!finite_all(w, s.c_out * kk)) return false;
     const idx G = chunk_images(s.n, spatial, s.c_in * s.h * s.w);
-    std::vector<float> z(static_cast<std::size_t>(s.c_out * G * spatial));
+    const auto z = scratch(s.c_out * G * spatial);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
-        conv_chunk(s, x, w, n0, g, z.data(), b, act, slope);
-        chunk_to_nchw(z.data(), n0, g, s.c_out, spatial, y);
+        conv_chunk(s, x, w, n0, g, z.get(), b, act, slope);
+        chunk_to_nchw(z.get(), n0, g, s.c_out, spatial, y);
     }
     return true;
 }
@@ -335,14 +346,14 @@ void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const 
                      float* dw, float* db, Act act, float slope) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
     const idx G = chunk_images(s.n, spatial, std::max(s.c_in * s.h * s.w, s.c_out * spatial));
-    std::vector<float> dz(static_cast<std::size_t>(s.c_out * G * spatial));
+    const auto dz = scratch(s.c_out * G * spatial);
     if (db) std::fill(db, db + s.c_out, 0.0f);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
-        act_grad_chunk(dy, y, n0, g, s.c_out, spatial, act, slope, dz.data(), db);
-        if (dw) weight_grad_chunk(s, dz.data(), x, n0, g, dw, n0 > 0);
+        act_grad_chunk(dy, y, n0, g, s.c_out, spatial, act, slope, dz.get(), db);
+        if (dw) weight_grad_chunk(s, dz.get(), x, n0, g, dw, n0 > 0);
         // dz's chunk layout: channel co of image img at co * g*spatial + img * spatial
-        if (dx) conv_adjoint(s, w, dz.data(), spatial, g * spatial, n0, g, nullptr, Act::Identity, 0.0f, dx);
+        if (dx) conv_adjoint(s, w, dz.get(), spatial, g * spatial, n0, g, nullptr, Act::Identity, 0.0f, dx);
     }
     if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);
 }
@@ -364,7 +375,7 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
     // dz gives dx, and dw accumulates x-chunk P(dz)^T.
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, plane = s.h * s.w;
     const idx total = s.n * s.c_in * plane;
-    std::vector<float> dz(static_cast<std::size_t>(total));
+    const auto dz = scratch(total);
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
         FlushDenormals ftz;
@@ -372,7 +383,7 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
         for (idx i = 0; i < total; ++i) dz[i] = act_backward(A, dy[i], y[i], slope);
     });
     if (db) {
-        const float* z = dz.data();
+        const float* z = dz.get();
         FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(total)) schedule(static) firstprivate(ftz)
         for (idx c = 0; c < s.c_in; ++c) {
@@ -385,16 +396,16 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
         }
     }
     const idx G = chunk_images(s.n, spatial, std::max(s.c_in * plane, s.c_out * spatial));
-    std::vector<float> xz(static_cast<std::size_t>(s.c_out * G * spatial));
+    const auto xz = scratch(s.c_out * G * spatial);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
         if (dx) {
-            conv_chunk(s, dz.data(), w, n0, g, xz.data(), nullptr, Act::Identity, 0.0f);
-            chunk_to_nchw(xz.data(), n0, g, s.c_out, spatial, dx);
+            conv_chunk(s, dz.get(), w, n0, g, xz.get(), nullptr, Act::Identity, 0.0f);
+            chunk_to_nchw(xz.get(), n0, g, s.c_out, spatial, dx);
         }
         if (dw) {
-            nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.data());
-            weight_grad_chunk(s, xz.data(), dz.data(), n0, g, dw, n0 > 0);
+            nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.get());
+            weight_grad_chunk(s, xz.get(), dz.get(), n0, g, dw, n0 > 0);
         }
     }
     if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);
