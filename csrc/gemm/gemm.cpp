@@ -267,6 +267,14 @@ void b_block_and_compute(const Problem& p, const MicroKernel& K, idx m0, idx mb,
 #endif
         for (idx j = 0; j < nb; j += K.nr)
             K.gather(*p.gather_b, k0, kc, n0 + j, static_cast<int>(std::min<idx>(K.nr, nb - j)), bbuf + j * kc);
+    } else if (!p.trans_b && !p.pro_b.active() && !colsum && nonfinite && K.pack_b_checked) {
+        bool bad = false;
+        for (idx j = 0; j < nb; j += K.nr)
+            bad = K.pack_b_checked(p.b, p.ldb, k0, kc, n0 + j, static_cast<int>(std::min<idx>(K.nr, nb - j)), bbuf + j * kc) || bad;
+        if (bad) *nonfinite = true;
+    } else if (p.trans_b && !p.pro_b.active() && !colsum && !nonfinite && K.pack_b_trans) {
+        for (idx j = 0; j < nb; j += K.nr)
+            K.pack_b_trans(p.b, p.ldb, k0, kc, n0 + j, static_cast<int>(std::min<idx>(K.nr, nb - j)), bbuf + j * kc);
     } else {
         dispatch_act(p.pro_b.act, p.pro_b.active(), [&](auto tag) {
             pack_b_block<decltype(tag)::value>(p, k0, kc, n0, nb, K.nr, bbuf, colsum, nonfinite);

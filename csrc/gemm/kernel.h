@@ -32,6 +32,14 @@ using TileFn = void (*)(idx kc, const float* a, const float* b, idx ldb, float* 
 // columns nr .. NR zero-filled. (Masked vector gathers where the ISA has them.)
 using GatherFn = void (*)(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst);
 
+// One B micro-panel of a transposed B with no prologue, B(p, j) = b[j * ldb + p]: rows [k0, k0 + kc),
+// columns [j0, j0 + nr) into dst[kk * NR + jj], columns nr .. NR zero-filled. Null: the portable packing.
+using PackTransFn = void (*)(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, float* dst);
+
+// One B micro-panel copied from a row-major B, B(p, j) = b[p * ldb + j], and checked for NaN/Inf in the
+// same pass (returns true if one is found); layout as above. Null: the portable packing.
+using PackCopyFn = bool (*)(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, float* dst);
+
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
@@ -40,6 +48,8 @@ struct MicroKernel {
     idx mb;       // M block of packed A shared by the threads
     TileFn tile;
     GatherFn gather;
+    PackTransFn pack_b_trans;
+    PackCopyFn pack_b_checked;
 };
 
 const MicroKernel& kernel_generic();

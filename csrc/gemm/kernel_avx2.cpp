@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "kernel.h"
+#include "pack_avx.h"
 #include "simd_math.h"
 
 namespace pygan::gemm {
@@ -106,7 +107,7 @@ void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
 }  // namespace
 
 const MicroKernel& kernel_avx2() {
-    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &gather};
+    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>};
     return k;
 }
 

@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "kernel.h"
+#include "pack_avx.h"
 #include "simd_math.h"
 
 namespace pygan::gemm {
@@ -120,7 +121,7 @@ void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
 
 const MicroKernel& kernel_avx512() {
     // A micro-panel 8 x 384 floats (12 KiB) in L1; packed B block 384 x 672 (1 MiB) in L2.
-    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile, &gather};
+    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>};
     return k;
 }
 

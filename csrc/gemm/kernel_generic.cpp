@@ -62,7 +62,7 @@ void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
 }  // namespace
 
 const MicroKernel& kernel_generic() {
-    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather};
+    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr};
     return k;
 }
 
