@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace pygan {
@@ -28,7 +29,16 @@ inline float act_forward(Act act, float z, float slope) {
 inline float act_backward(Act act, float dy, float y, float slope) {
     switch (act) {
         case Act::Identity: return dy;
-        case Act::Relu: return y > 0.0f ? dy : 0.0f;
+        case Act::Relu: {
+            // a bit mask rather than `y > 0 ? dy : 0`, which GCC turns into a branch (it mispredicts
+            // on half the elements: batch norm + relu backward ran 4x slower than + leaky_relu)
+            std::uint32_t bits;
+            std::memcpy(&bits, &dy, sizeof bits);
+            bits &= 0u - static_cast<std::uint32_t>(y > 0.0f);
+            float out;
+            std::memcpy(&out, &bits, sizeof out);
+            return out;
+        }
         case Act::LeakyRelu: return y > 0.0f ? dy : dy * slope;
         case Act::Tanh: return dy * (1.0f - y * y);
         case Act::Sigmoid: return dy * y * (1.0f - y);
