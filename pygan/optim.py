@@ -47,12 +47,20 @@ class Optimizer:
         self.steps = 0
 
     def zero_grad(self) -> None:
-        """Zero every gradient (one fill of the flat buffer)."""
-        self.flat_grad[...] = 0
+        """Zero every gradient (lazily: the next backward pass overwrites instead of adding)."""
+        for p in self.params:
+            p.zero_grad()
 
     def step(self) -> None:
         """Apply one update from the accumulated gradients."""
         raise NotImplementedError
+
+    def _gradients(self) -> Any:
+        """The flat gradient buffer, with the slices of parameters that got no gradient since
+        ``zero_grad`` (still only marked zero) filled with zeros."""
+        for p in self.params:
+            p.settle_grad()
+        return self.flat_grad
 
 
 def _positive(name: str, v: float) -> float:
@@ -81,7 +89,7 @@ class SGD(Optimizer):
         self.velocity = self.flat * 0
 
     def step(self) -> None:
-        get_backend().sgd_update(self.flat, self.flat_grad, self.velocity, self.lr, self.momentum)
+        get_backend().sgd_update(self.flat, self._gradients(), self.velocity, self.lr, self.momentum)
         self.steps += 1
 
 
@@ -105,7 +113,7 @@ class Adam(Optimizer):
     def step(self) -> None:
         self.steps += 1
         get_backend().adam_update(
-            self.flat, self.flat_grad, self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps
+            self.flat, self._gradients(), self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps
         )
 
 

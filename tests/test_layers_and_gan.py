@@ -66,6 +66,38 @@ def test_optimizer_flattens_parameters_into_views():
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_zero_grad_is_lazy_but_exact(backend):
+    """zero_grad only marks the buffers: the next gradient overwrites stale values, a second one adds,
+    reading .grad gives zeros, and an optimizer step treats a parameter with no new gradient as zero."""
+    with pygan.use_backend(backend):
+        layer = nn.Dense(3, 4, act="tanh", seed=0)
+        other = nn.Dense(4, 2, seed=1)
+        opt = pygan.SGD(layer.parameters() + other.parameters(), lr=0.5)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((5, 3)).astype(np.float32)
+        dy = rng.standard_normal((5, 4)).astype(np.float32)
+        layer.forward(x)
+        layer.backward(dy)
+        once = layer.w.grad.copy()
+        layer.w.grad[...] = 7.0  # stale values that zero_grad must hide
+        other.w.grad[...] = 7.0
+        opt.zero_grad()
+        assert np.all(other.b.grad == 0)  # read back as zeros
+        layer.forward(x)
+        layer.backward(dy)
+        assert_close(layer.w.grad, once, 0, 0)  # overwritten, not added to 7
+        layer.forward(x)
+        layer.backward(dy)
+        assert_close(layer.w.grad, 2 * once, 1e-6, 1e-6)  # the second gradient adds
+        w_other = other.w.data.copy()
+        opt.zero_grad()
+        layer.forward(x)
+        layer.backward(dy)
+        opt.step()
+        assert_close(other.w.data, w_other, 0, 0)  # no gradient since zero_grad: no change
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_generator_step_leaves_discriminator_untouched(backend):
     gan = small_gan(backend, d_steps=1)
     real = data.toy_samples("ring8", 32, seed=0)

@@ -2,7 +2,9 @@
 
 Backprop is layer by layer: ``forward`` caches what ``backward`` needs, and ``backward`` consumes
 it. Parameter gradients accumulate into ``Parameter.grad`` (call ``zero_grad`` between steps), so
-a discriminator can take its real and fake batches in two passes.
+a discriminator can take its real and fake batches in two passes. Zeroing is lazy: ``zero_grad``
+only marks the buffers, and the first gradient written after it replaces the buffer's contents
+instead of being added to them (no pass over memory to fill zeros, and none to add to them).
 """
 
 from __future__ import annotations
@@ -15,14 +17,47 @@ from ..backend import get_backend
 
 
 class Parameter:
-    """A trainable array and its gradient buffer (both arrays of the active backend)."""
+    """A trainable array and its gradient buffer (both arrays of the active backend).
 
-    __slots__ = ("data", "grad", "name")
+    ``grad`` always reads as the accumulated gradient: after ``zero_grad`` the buffer is only
+    marked as zero, and is filled with zeros if it is read before a gradient is written to it.
+    """
+
+    __slots__ = ("data", "_grad", "_grad_is_zero", "name")
 
     def __init__(self, data: Any, name: str) -> None:
         self.data = data
-        self.grad = data * 0
+        self._grad = data * 0
+        self._grad_is_zero = False
         self.name = name
+
+    @property
+    def grad(self) -> Any:
+        """The gradient buffer (zeros since the last ``zero_grad`` if nothing was added since)."""
+        self.settle_grad()
+        return self._grad
+
+    def settle_grad(self) -> None:
+        """Fill the buffer with zeros now if it is only marked zero."""
+        if self._grad_is_zero:
+            self._grad[...] = 0
+            self._grad_is_zero = False
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        self._grad = value
+        self._grad_is_zero = False
+
+    def zero_grad(self) -> None:
+        """Mark the gradient as zero (the buffer is overwritten by the next gradient, not added to)."""
+        self._grad_is_zero = True
+
+    def grad_target(self) -> tuple[Any, bool]:
+        """The buffer a backward pass writes this parameter's gradient into, and whether it must add
+        to it (False: overwrite, the buffer is marked zero). The caller then writes the gradient."""
+        fresh = self._grad_is_zero
+        self._grad_is_zero = False
+        return self._grad, not fresh
 
     def __repr__(self) -> str:
         return f"Parameter({self.name}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
@@ -76,9 +111,9 @@ class Module:
         return self.train(False)
 
     def zero_grad(self) -> None:
-        """Set every parameter gradient to zero."""
+        """Set every parameter gradient to zero (lazily: see ``Parameter``)."""
         for p in self.parameters():
-            p.grad[...] = 0
+            p.zero_grad()
 
     def num_parameters(self) -> int:
         """Number of trainable scalars."""
@@ -86,8 +121,12 @@ class Module:
 
 
 def accumulate(p: Parameter, g: Any) -> None:
-    """Add a computed gradient into a parameter's gradient buffer."""
-    p.grad += g
+    """Add a computed gradient into a parameter's gradient buffer (a copy if it is marked zero)."""
+    buf, add = p.grad_target()
+    if add:
+        buf += g
+    else:
+        buf[...] = g
 
 
 class Sequential(Module):
