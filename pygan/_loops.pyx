@@ -39,11 +39,14 @@ def adam(float[::1] param, const float[::1] grad, float[::1] m, float[::1] v,
     cdef float bc1 = 1.0 - beta1 ** step
     cdef float inv_sqrt_bc2 = 1.0 / sqrtf(1.0 - beta2 ** step)
     cdef float step_size = lr / bc1
+    # float constants: a literal 1.0 in the loop would make its arithmetic double (half the SIMD width)
+    cdef float one_m_beta1 = 1.0 - beta1
+    cdef float one_m_beta2 = 1.0 - beta2
     with nogil:
         for i in prange(n, num_threads=num_threads, schedule="static"):
             g = grad[i]
-            mi = beta1 * m[i] + (1.0 - beta1) * g
-            vi = beta2 * v[i] + (1.0 - beta2) * g * g
+            mi = beta1 * m[i] + one_m_beta1 * g
+            vi = beta2 * v[i] + one_m_beta2 * g * g
             m[i] = mi
             v[i] = vi
             param[i] = param[i] - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps)
