@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -58,6 +59,21 @@ void expect_dim(const farray& a, const char* name, py::ssize_t axis, py::ssize_t
                               " (" + what + ")");
 }
 
+// A parameter-gradient array: the caller's buffer (checked: float32, C-contiguous, writeable, the
+// expected shape), or a new one (zeroed if the kernel is to add to it).
+farray grad_array(const py::handle& obj, const char* name, const std::vector<py::ssize_t>& shape, bool accumulate) {
+    if (obj.is_none()) {
+        farray a(shape);
+        if (accumulate) std::fill(a.mutable_data(), a.mutable_data() + a.size(), 0.0f);
+        return a;
+    }
+    farray a = as_f32(obj, name, static_cast<py::ssize_t>(shape.size()));
+    for (std::size_t d = 0; d < shape.size(); ++d)
+        expect_dim(a, name, static_cast<py::ssize_t>(d), shape[d], "the parameter's shape");
+    if (!a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
+    return a;
+}
+
 pygan::Act to_act(int act, float slope) {
     if (act < 0 || act > 4) throw py::value_error("act: unknown activation code " + std::to_string(act));
     if (!(slope >= 0.0f) || !std::isfinite(slope))
@@ -89,7 +105,8 @@ farray dense_forward(const py::handle& x_obj, const py::handle& w_obj, const py:
 }
 
 py::tuple dense_backward(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& w_obj,
-                         const py::handle& y_obj, int act, float slope, bool need_dx, bool need_params) {
+                         const py::handle& y_obj, int act, float slope, bool need_dx, bool need_params,
+                         const py::handle& dw_obj, const py::handle& db_obj, bool accumulate) {
     const pygan::Act a = to_act(act, slope);
     farray dy = as_f32(dy_obj, "dy", 2), x = as_f32(x_obj, "x", 2), w = as_f32(w_obj, "w", 2),
            y = as_f32(y_obj, "y", 2);
@@ -102,15 +119,15 @@ py::tuple dense_backward(const py::handle& dy_obj, const py::handle& x_obj, cons
     std::optional<farray> dx, dw, db;
     if (need_dx) dx = farray({n, k});
     if (need_params) {
-        dw = farray({k, m});
-        db = farray({m});
+        dw = grad_array(dw_obj, "dw_out", {k, m}, accumulate);
+        db = grad_array(db_obj, "db_out", {m}, accumulate);
     }
     {
         py::gil_scoped_release nogil;
         const pygan::FlushDenormals ftz;
         pygan::dense_backward(dy.data(), x.data(), w.data(), y.data(), dx ? dx->mutable_data() : nullptr,
                               dw ? dw->mutable_data() : nullptr, db ? db->mutable_data() : nullptr,
-                              n, k, m, a, slope);
+                              n, k, m, a, slope, accumulate);
     }
     auto opt = [](std::optional<farray>& v) -> py::object { return v ? py::object(*v) : py::none(); };
     return py::make_tuple(opt(dx), opt(dw), opt(db));
@@ -191,7 +208,8 @@ farray conv_forward(const py::handle& x_obj, const py::handle& w_obj, const py::
 
 py::tuple conv_backward(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& w_obj,
                         const py::handle& y_obj, int stride, int padding, int output_padding, int act, float slope,
-                        bool need_dx, bool need_params, bool transposed) {
+                        bool need_dx, bool need_params, bool transposed, const py::handle& dw_obj,
+                        const py::handle& db_obj, bool accumulate) {
     const pygan::Act a = to_act(act, slope);
     farray dy = as_f32(dy_obj, "dy", 4), x = as_f32(x_obj, "x", 4), w = as_f32(w_obj, "w", 4),
            y = as_f32(y_obj, "y", 4);
@@ -207,8 +225,8 @@ py::tuple conv_backward(const py::handle& dy_obj, const py::handle& x_obj, const
     std::optional<farray> dx, dw, db;
     if (need_dx) dx = farray({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
     if (need_params) {
-        dw = farray({w.shape(0), w.shape(1), w.shape(2), w.shape(3)});
-        db = farray({oc});
+        dw = grad_array(dw_obj, "dw_out", {w.shape(0), w.shape(1), w.shape(2), w.shape(3)}, accumulate);
+        db = grad_array(db_obj, "db_out", {oc}, accumulate);
     }
     {
         py::gil_scoped_release nogil;
@@ -217,9 +235,10 @@ py::tuple conv_backward(const py::handle& dy_obj, const py::handle& x_obj, const
         float* dwp = dw ? dw->mutable_data() : nullptr;
         float* dbp = db ? db->mutable_data() : nullptr;
         if (transposed)
-            pygan::conv_transpose2d_backward(s, dy.data(), x.data(), w.data(), y.data(), dxp, dwp, dbp, a, slope);
+            pygan::conv_transpose2d_backward(s, dy.data(), x.data(), w.data(), y.data(), dxp, dwp, dbp, a, slope,
+                                             accumulate);
         else
-            pygan::conv2d_backward(s, dy.data(), x.data(), w.data(), y.data(), dxp, dwp, dbp, a, slope);
+            pygan::conv2d_backward(s, dy.data(), x.data(), w.data(), y.data(), dxp, dwp, dbp, a, slope, accumulate);
     }
     auto opt = [](std::optional<farray>& v) -> py::object { return v ? py::object(*v) : py::none(); };
     return py::make_tuple(opt(dx), opt(dw), opt(db));
@@ -318,8 +337,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("act"),
           py::arg("slope"), "y = act(x @ w + b), float32, C-contiguous.");
     m.def("dense_backward", &dense_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"),
-          py::arg("act"), py::arg("slope"), py::arg("need_dx"), py::arg("need_params"),
-          "(dx, dw, db) of the fused dense op; None where not asked for.");
+          py::arg("act"), py::arg("slope"), py::arg("need_dx"), py::arg("need_params"), py::arg("dw_out") = py::none(),
+          py::arg("db_out") = py::none(), py::arg("accumulate") = false,
+          "(dx, dw, db) of the fused dense op; None where not asked for. dw and db are written into\n"
+          "dw_out/db_out when given (added to them with accumulate).");
     m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
           "C = op(a) @ op(b) on the GEMM core (float32, C-contiguous inputs).");
     m.def("conv_forward", &conv_forward, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
@@ -327,8 +348,10 @@ PYBIND11_MODULE(_core, m) {
           "conv2d (or conv_transpose2d) with bias and activation fused, NCHW float32.");
     m.def("conv_backward", &conv_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"),
           py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("act"), py::arg("slope"),
-          py::arg("need_dx"), py::arg("need_params"), py::arg("transposed"),
-          "(dx, dw, db) of conv2d or conv_transpose2d; None where not asked for.");
+          py::arg("need_dx"), py::arg("need_params"), py::arg("transposed"), py::arg("dw_out") = py::none(),
+          py::arg("db_out") = py::none(), py::arg("accumulate") = false,
+          "(dx, dw, db) of conv2d or conv_transpose2d; None where not asked for. dw and db are written\n"
+          "into dw_out/db_out when given (added to them with accumulate).");
     m.def("bn_stats", &bn_stats, py::arg("x"), "Per-channel mean and biased variance (two-pass).");
     m.def("bn_apply", &bn_apply, py::arg("x"), py::arg("mean"), py::arg("invstd"), py::arg("gamma"),
           py::arg("beta"), py::arg("act"), py::arg("slope"), "act(gamma * (x - mean) * invstd + beta).");

@@ -343,19 +343,19 @@ bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 }
 
 void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y, float* dx,
-                     float* dw, float* db, Act act, float slope) {
+                     float* dw, float* db, Act act, float slope, bool accumulate) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
     const idx G = chunk_images(s.n, spatial, std::max(s.c_in * s.h * s.w, s.c_out * spatial));
     const auto dz = scratch(s.c_out * G * spatial);
-    if (db) std::fill(db, db + s.c_out, 0.0f);
+    if (db && !accumulate) std::fill(db, db + s.c_out, 0.0f);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
         act_grad_chunk(dy, y, n0, g, s.c_out, spatial, act, slope, dz.get(), db);
-        if (dw) weight_grad_chunk(s, dz.get(), x, n0, g, dw, n0 > 0);
+        if (dw) weight_grad_chunk(s, dz.get(), x, n0, g, dw, accumulate || n0 > 0);
         // dz's chunk layout: channel co of image img at co * g*spatial + img * spatial
         if (dx) conv_adjoint(s, w, dz.get(), spatial, g * spatial, n0, g, nullptr, Act::Identity, 0.0f, dx);
     }
-    if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);
+    if (dw && s.n == 0 && !accumulate) std::fill(dw, dw + s.c_out * kk, 0.0f);
 }
 
 bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
@@ -370,7 +370,7 @@ bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w
 }
 
 void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y,
-                               float* dx, float* dw, float* db, Act act, float slope) {
+                               float* dx, float* dw, float* db, Act act, float slope, bool accumulate) {
     // dz = dy * act'(y) over the transposed conv's output (conv2d's input side); conv2d's forward on
     // dz gives dx, and dw accumulates x-chunk P(dz)^T.
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, plane = s.h * s.w;
@@ -392,7 +392,7 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
                 const float* p = z + (img * s.c_in + c) * plane;
                 sum += lane_sum(plane, [p](idx q) { return double(p[q]); });
             }
-            db[c] = static_cast<float>(sum);
+            db[c] = accumulate ? db[c] + static_cast<float>(sum) : static_cast<float>(sum);
         }
     }
     const idx G = chunk_images(s.n, spatial, std::max(s.c_in * plane, s.c_out * spatial));
@@ -405,10 +405,10 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
         }
         if (dw) {
             nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.get());
-            weight_grad_chunk(s, xz.get(), dz.get(), n0, g, dw, n0 > 0);
+            weight_grad_chunk(s, xz.get(), dz.get(), n0, g, dw, accumulate || n0 > 0);
         }
     }
-    if (dw && s.n == 0) std::fill(dw, dw + s.c_out * kk, 0.0f);
+    if (dw && s.n == 0 && !accumulate) std::fill(dw, dw + s.c_out * kk, 0.0f);
 }
 
 // ---- batch norm ------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ struct ConvShape {
 // conv2d: x (n, c_in, h, w), w (c_out, c_in, k, k), b (c_out) or null -> y (n, c_out, ho, wo).
 // Returns false when w holds NaN/Inf.
 bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act, float slope);
+// Backward: dx, dw, db may each be nullptr to skip it; with accumulate, dw and db are added to
+// what they hold instead of overwriting it.
 void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y, float* dx,
-                     float* dw, float* db, Act act, float slope);
+                     float* dw, float* db, Act act, float slope, bool accumulate);
 
 // conv_transpose2d, the adjoint of conv2d in its input: with s describing the conv2d that maps
 // (n, c_in=Cout_t, ho, wo) <- ..., i.e. s.c_in = transposed conv's output channels, s.c_out = its
@@ -29,7 +31,7 @@ void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const 
 bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
                               float slope);
 void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y,
-                               float* dx, float* dw, float* db, Act act, float slope);
+                               float* dx, float* dw, float* db, Act act, float slope, bool accumulate);
 
 // Batch norm over (n, c, inner) (inner = H*W, or 1 for (N, C)) with a fused activation.
 // Training: two-pass per-channel mean/var (biased) into mean/var; eval: pass them in.

@@ -38,8 +38,8 @@ bool head_forward(const float* x, const float* w, const float* b, float* y, idx 
 }
 
 void head_backward(const float* dy, const float* x, const float* w, const float* y, float* dx, float* dw, float* db,
-                   idx n, idx k, Act act, float slope) {
-    if (dw) std::fill(dw, dw + k, 0.0f);
+                   idx n, idx k, Act act, float slope, bool accumulate) {
+    if (dw && !accumulate) std::fill(dw, dw + k, 0.0f);
     float sum = 0.0f;
     for (idx i = 0; i < n; ++i) {
         const float dz = act_backward(act, dy[i], y[i], slope);
@@ -52,7 +52,7 @@ void head_backward(const float* dy, const float* x, const float* w, const float*
             for (idx p = 0; p < k; ++p) out[p] = dz * w[p];
         }
     }
-    if (db) db[0] = sum;
+    if (db) db[0] = accumulate ? db[0] + sum : sum;
 }
 
 }  // namespace
@@ -73,11 +73,11 @@ bool dense_forward(const float* x, const float* w, const float* b, float* y, idx
 }
 
 void dense_backward(const float* dy, const float* x, const float* w, const float* y, float* dx, float* dw, float* db,
-                    idx n, idx k, idx m, Act act, float slope) {
-    if (m == 1) return head_backward(dy, x, w, y, dx, dw, db, n, k, act, slope);
+                    idx n, idx k, idx m, Act act, float slope, bool accumulate) {
+    if (m == 1) return head_backward(dy, x, w, y, dx, dw, db, n, k, act, slope, accumulate);
     gemm::Prologue dz;
     if (act != Act::Identity) dz.y = y, dz.ldy = m, dz.act = act, dz.slope = slope;
-    if (db) std::fill(db, db + m, 0.0f);
+    if (db && !accumulate) std::fill(db, db + m, 0.0f);
     if (dw) {
         gemm::Problem p;  // dw (k x m) = x^T (k x n) @ dz (n x m)
         p.m = k, p.n = m, p.k = n;
@@ -85,7 +85,7 @@ void dense_backward(const float* dy, const float* x, const float* w, const float
         p.b = dy, p.ldb = m;
         p.pro_b = dz;
         p.pro_b.colsum = db;
-        p.c = dw, p.ldc = m;
+        p.c = dw, p.ldc = m, p.accumulate = accumulate;
         gemm::sgemm(p);
     }
     if (dx) {

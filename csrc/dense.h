@@ -12,9 +12,10 @@ namespace pygan {
 bool dense_forward(const float* x, const float* w, const float* b, float* y,
                    std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t m, Act act, float slope);
 
-// dy, y: (n, m). Any of dx (n, k), dw (k, m), db (m) may be nullptr to skip it.
+// dy, y: (n, m). Any of dx (n, k), dw (k, m), db (m) may be nullptr to skip it. With
+// accumulate, dw and db are added to what they hold instead of overwriting it.
 void dense_backward(const float* dy, const float* x, const float* w, const float* y,
                     float* dx, float* dw, float* db,
-                    std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t m, Act act, float slope);
+                    std::ptrdiff_t n, std::ptrdiff_t k, std::ptrdiff_t m, Act act, float slope, bool accumulate);
 
 }  // namespace pygan

@@ -175,3 +175,23 @@ def test_cupy_backend_says_what_is_missing():
     with pytest.raises((ImportError, RuntimeError), match="^name: the .cupy. backend"):
         pygan.set_backend("cupy")
     assert pygan.get_backend().name == "cpu"  # the failed switch left the backend as it was
+
+
+def test_param_grads_buffers(B):
+    """The buffers a backward op writes parameter gradients into must match the gradients."""
+    x, w, b = arrays()
+    y = B.dense_forward(x, w, b)
+    dy = np.ones_like(y)
+    with raises(ValueError, "param_grads[0]" if B.name == "numpy" else "dw_out"):
+        B.dense_backward(dy, x, w, y, param_grads=(np.zeros((2, 3), f32), np.zeros(2, f32)))
+    with raises(ValueError, "param_grads[1]" if B.name == "numpy" else "db_out"):
+        B.dense_backward(dy, x, w, y, param_grads=(np.zeros_like(w), np.zeros(3, f32)))
+    with raises(TypeError, "param_grads[0]" if B.name == "numpy" else "dw_out"):
+        B.dense_backward(dy, x, w, y, param_grads=(np.zeros(w.shape, np.float64), np.zeros(2, f32)))
+    if B.name == "cpu":  # the kernel writes through the pointer: layout and writeability matter
+        with raises(ValueError, "dw_out"):
+            B.dense_backward(dy, x, w, y, param_grads=(np.zeros((2, 3), f32).T, None))
+        frozen = np.zeros_like(w)
+        frozen.flags.writeable = False
+        with raises(ValueError, "dw_out"):
+            B.dense_backward(dy, x, w, y, param_grads=(frozen, None))

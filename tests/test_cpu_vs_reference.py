@@ -111,3 +111,45 @@ def test_backend_info_names_native_and_fallback_ops():
     assert "maxout_forward" in fallback and "conv2d_forward" not in fallback
     pygan.set_backend("numpy")
     assert "reference" in pygan.backend_info()
+
+
+def _layer_backward_cases(rng):
+    """(op name, positional arguments, shapes of w and b) for the three backward ops with weights."""
+    x = rng.standard_normal((5, 7)).astype(np.float32)
+    w = rng.standard_normal((7, 9)).astype(np.float32) * 0.3
+    y = REF.dense_forward(x, w, None, "tanh")
+    yield "dense_backward", (rng.standard_normal(y.shape).astype(np.float32), x, w, y, "tanh"), w.shape, (9,)
+    xc = rng.standard_normal((2, 9, 6, 6)).astype(np.float32)
+    wc = rng.standard_normal((10, 9, 3, 3)).astype(np.float32) * 0.2
+    yc = REF.conv2d_forward(xc, wc, None, 2, 1, "leaky_relu")
+    yield ("conv2d_backward", (rng.standard_normal(yc.shape).astype(np.float32), xc, wc, yc, 2, 1, "leaky_relu"),
+           wc.shape, (10,))
+    wt = rng.standard_normal((9, 10, 4, 4)).astype(np.float32) * 0.2
+    yt = REF.conv_transpose2d_forward(xc, wt, None, 2, 1, 0, "relu")
+    yield ("conv_transpose2d_backward", (rng.standard_normal(yt.shape).astype(np.float32), xc, wt, yt, 2, 1, 0, "relu"),
+           wt.shape, (10,))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_backward_writes_or_adds_into_param_grads(backend):
+    """With param_grads the weight and bias gradients land in the caller's buffers (returned in their
+    place): overwritten, or added to with accumulate; dx is unaffected."""
+    B = load_backend(backend)
+    rng = np.random.default_rng(3)
+    for name, args, wshape, bshape in _layer_backward_cases(rng):
+        op = getattr(B, name)
+        dx, dw, db = getattr(REF, name)(*(a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args))
+        gw, gb = np.full(wshape, 5.0, np.float32), np.full(bshape, 5.0, np.float32)
+        got = op(*args, param_grads=(gw, gb), accumulate=False)
+        assert got[1] is gw and got[2] is gb, name
+        assert_close(got[0], dx, 1e-4, 1e-4)
+        assert_close(gw, dw, 1e-4, 1e-4)
+        assert_close(gb, db, 1e-4, 1e-4)
+        op(*args, param_grads=(gw, gb), accumulate=True)
+        assert_close(gw, 2 * dw, 2e-4, 2e-4)
+        assert_close(gb, 2 * db, 2e-4, 2e-4)
+        gw2 = np.full(wshape, 1.0, np.float32)
+        _, w_only, b_new = op(*args, param_grads=(gw2, None), accumulate=True)  # a layer without bias
+        assert w_only is gw2 and b_new is not None
+        assert_close(gw2, dw + 1.0, 1e-4, 1e-4)
+        assert_close(b_new, db, 1e-4, 1e-4)

@@ -59,6 +59,11 @@ def test_dense(ops, standin, act, n, k, m):
         close(g, e, 1e-4)
     dx, dw, db = ops.dense_backward(device(dy), device(x), device(w), y, act, need_params=False)
     assert dw is None and db is None
+    gw, gb = device(np.ones((k, m), np.float32)), device(np.ones(m, np.float32))  # gradients into buffers
+    _, dw, db = ops.dense_backward(device(dy), device(x), device(w), y, act, param_grads=(gw, gb), accumulate=True)
+    assert dw is gw and db is gb
+    close(gw, want[1] + 1, 1e-4)
+    close(gb, want[2] + 1, 1e-4)
     close(ops.dense_forward(device(x), device(w), None, act), ref.dense_forward(x, w, None, act))
     assert {name for name, *_ in standin.launches} <= {"bias_act", "act_grad_bias_grad"}
 

@@ -62,10 +62,15 @@ def dense_backward(
     slope: float = 0.2,
     need_dx: bool = True,
     need_params: bool = True,
+    param_grads: tuple[np.ndarray, np.ndarray | None] | None = None,
+    accumulate: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Fused dense backward in C++: ``(dx, dw, db)``, None where not asked for (arguments checked in C++)."""
+    """Fused dense backward in C++: ``(dx, dw, db)``, None where not asked for (arguments checked in
+    C++); the kernel writes (or adds) dw and db straight into ``param_grads``'s buffers."""
     act, slope = C.check_activation(act, slope)
-    return tuple(_core.dense_backward(dy, x, w, y, ACT_CODES[act], slope, bool(need_dx), bool(need_params)))
+    dw_out, db_out = param_grads if param_grads is not None else (None, None)
+    return tuple(_core.dense_backward(dy, x, w, y, ACT_CODES[act], slope, bool(need_dx), bool(need_params),
+                                      dw_out, db_out, bool(accumulate)))
 
 
 def conv2d_forward(
@@ -82,20 +87,24 @@ def conv2d_forward(
 def conv2d_backward(
     dy: np.ndarray, x: np.ndarray, w: np.ndarray, y: np.ndarray, stride: int = 1, padding: int = 0,
     act: str = "identity", slope: float = 0.2, need_dx: bool = True, need_params: bool = True,
+    param_grads: tuple[np.ndarray, np.ndarray | None] | None = None, accumulate: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """``(dx, dw, db)`` of conv2d: dz and db in one sweep, dw and dx (via col2im) on the GEMM core."""
+    """``(dx, dw, db)`` of conv2d: dz and db in one sweep, dw (gathered patches) and dx (one GEMM per
+    stride phase) on the GEMM core; dw and db written (or added) straight into ``param_grads``."""
     act, slope = C.check_activation(act, slope)
     stride, padding = ref.check_conv_geometry(stride, padding)
     ref.conv2d_shapes(x, w, None, stride, padding, dtypes=F32)
+    dw_out, db_out = param_grads if param_grads is not None else (None, None)
     return tuple(_core.conv_backward(dy, x, w, y, stride, padding, 0, ACT_CODES[act], slope, bool(need_dx),
-                                     bool(need_params), False))
+                                     bool(need_params), False, dw_out, db_out, bool(accumulate)))
 
 
 def conv_transpose2d_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0, output_padding: int = 0,
     act: str = "identity", slope: float = 0.2,
 ) -> np.ndarray:
-    """conv_transpose2d (conv2d's data gradient: GEMM then col2im), bias and activation applied after."""
+    """conv_transpose2d (conv2d's data gradient): one GEMM per stride phase with bias and activation in its
+    epilogue (GEMM then col2im below 8 output channels)."""
     act, slope = C.check_activation(act, slope)
     stride, padding = ref.check_conv_geometry(stride, padding)
     ref.conv_transpose2d_shapes(x, w, b, stride, padding, output_padding, dtypes=F32)
@@ -105,13 +114,16 @@ def conv_transpose2d_forward(
 def conv_transpose2d_backward(
     dy: np.ndarray, x: np.ndarray, w: np.ndarray, y: np.ndarray, stride: int = 1, padding: int = 0,
     output_padding: int = 0, act: str = "identity", slope: float = 0.2, need_dx: bool = True, need_params: bool = True,
+    param_grads: tuple[np.ndarray, np.ndarray | None] | None = None, accumulate: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """``(dx, dw, db)`` of conv_transpose2d: conv2d's im2col and GEMMs on dz = dy * act'(y)."""
+    """``(dx, dw, db)`` of conv_transpose2d: conv2d's gathered-patch GEMMs on dz = dy * act'(y); dw
+    and db written (or added) straight into ``param_grads``."""
     act, slope = C.check_activation(act, slope)
     stride, padding = ref.check_conv_geometry(stride, padding)
     ref.conv_transpose2d_shapes(x, w, None, stride, padding, output_padding, dtypes=F32)
+    dw_out, db_out = param_grads if param_grads is not None else (None, None)
     return tuple(_core.conv_backward(dy, x, w, y, stride, padding, output_padding, ACT_CODES[act], slope,
-                                     bool(need_dx), bool(need_params), True))
+                                     bool(need_dx), bool(need_params), True, dw_out, db_out, bool(accumulate)))
 
 
 def batch_norm_forward(

@@ -172,7 +172,7 @@ class CupyOps:
 
     def dense_backward(
         self, dy: Any, x: Any, w: Any, y: Any, act: str = "identity", slope: float = 0.2,
-        need_dx: bool = True, need_params: bool = True,
+        need_dx: bool = True, need_params: bool = True, param_grads: Any = None, accumulate: bool = False,
     ) -> tuple[Any, Any, Any]:
         """``(dx, dw, db)``: one kernel makes dz and db, two cuBLAS GEMMs make dw and dx."""
         code, s = self._act(act, slope)
@@ -183,7 +183,7 @@ class CupyOps:
         dz, db = self._dz_db(dy, y, 1, w.shape[1], code, s)
         dx = self.cp.matmul(dz, w.T) if need_dx else None
         dw = self.cp.matmul(x.T, dz) if need_params else None
-        return dx, dw, (db if need_params else None)
+        return (dx, *ref.store_param_grads(dw, db if need_params else None, param_grads, accumulate))
 
     # -- convolutions ------------------------------------------------------------------------
     def _im2col(self, x: Any, k: int, stride: int, pad: int, ho: int, wo: int) -> Any:
@@ -240,7 +240,8 @@ class CupyOps:
 
     def conv2d_backward(
         self, dy: Any, x: Any, w: Any, y: Any, stride: int = 1, padding: int = 0, act: str = "identity",
-        slope: float = 0.2, need_dx: bool = True, need_params: bool = True,
+        slope: float = 0.2, need_dx: bool = True, need_params: bool = True, param_grads: Any = None,
+        accumulate: bool = False,
     ) -> tuple[Any, Any, Any]:
         """dz and db in one kernel; dw = dz cols^T and dx = col2im(w^T dz) through cuBLAS."""
         code, s = self._act(act, slope)
@@ -256,7 +257,7 @@ class CupyOps:
             dw = self.cp.matmul(dz2, self._im2col(x, k, stride, padding, ho, wo).T).reshape(w.shape)
         if need_dx:
             dx = self._col2im(self.cp.matmul(w.reshape(cout, -1).T, dz2), tuple(x.shape), k, stride, padding, ho, wo)
-        return dx, dw, (db if need_params else None)
+        return (dx, *ref.store_param_grads(dw, db if need_params else None, param_grads, accumulate))
 
     def conv_transpose2d_forward(
         self, x: Any, w: Any, b: Any, stride: int = 1, padding: int = 0, output_padding: int = 0,
@@ -273,6 +274,7 @@ class CupyOps:
     def conv_transpose2d_backward(
         self, dy: Any, x: Any, w: Any, y: Any, stride: int = 1, padding: int = 0, output_padding: int = 0,
         act: str = "identity", slope: float = 0.2, need_dx: bool = True, need_params: bool = True,
+        param_grads: Any = None, accumulate: bool = False,
     ) -> tuple[Any, Any, Any]:
         """dz and db in one kernel, im2col of dz, then dx and dw through cuBLAS."""
         code, s = self._act(act, slope)
@@ -288,7 +290,7 @@ class CupyOps:
             dx = self._to_nchw(self.cp.matmul(w.reshape(cin, -1), cols), x.shape[0], cin, x.shape[2], x.shape[3])
         if need_params:
             dw = self.cp.matmul(self._from_nchw(x), cols.T).reshape(w.shape)
-        return dx, dw, (db if need_params else None)
+        return (dx, *ref.store_param_grads(dw, db if need_params else None, param_grads, accumulate))
 
     # -- batch norm --------------------------------------------------------------------------
     def batch_norm_forward(

@@ -8,7 +8,11 @@ Conventions (the op contract, identical on every backend):
 - dense weights are ``(in_features, out_features)`` so that ``y = act(x @ w + b)``;
 - conv2d weights are ``(C_out, C_in, kh, kw)``; conv_transpose2d weights are ``(C_in, C_out, kh, kw)``;
 - activation backward passes read the op's output ``y`` (never the pre-activation);
-- losses are means over all elements and return ``(loss, gradient w.r.t. the logits)``.
+- losses are means over all elements and return ``(loss, gradient w.r.t. the logits)``;
+- the backward ops of layers with weights take ``param_grads=(dw_buf, db_buf | None)`` and
+  ``accumulate``: the weight and bias gradients are written into those buffers (added to them when
+  ``accumulate``) and returned in place of new arrays, so a layer's gradient lands in its
+  parameter's buffer with no extra pass.
 """
 
 from __future__ import annotations
@@ -113,6 +117,27 @@ def dense_forward(x: Array, w: Array, b: Array | None, act: str = "identity", sl
     return np.ascontiguousarray(_act(z, act, slope))
 
 
+def store_param_grads(dw: Any, db: Any, param_grads: Any, accumulate: bool) -> tuple[Any, Any]:
+    """Deliver a backward op's ``(dw, db)``: unchanged if ``param_grads`` is None, else each into its
+    buffer of ``param_grads = (dw_buf, db_buf or None)`` (added to it if ``accumulate``), and the
+    buffers returned in their place."""
+    if param_grads is None or dw is None:
+        return dw, db
+    out = []
+    for i, (g, buf) in enumerate(zip((dw, db), param_grads)):
+        if buf is None:
+            out.append(g)
+            continue
+        C.check_shape(f"param_grads[{i}]", buf, g.shape)
+        C.check_same_dtype(**{"gradient": g, f"param_grads[{i}]": buf})
+        if accumulate:
+            buf += g
+        else:
+            buf[...] = g
+        out.append(buf)
+    return out[0], out[1]
+
+
 def dense_backward(
     dy: Array,
     x: Array,
@@ -122,14 +147,17 @@ def dense_backward(
     slope: float = 0.2,
     need_dx: bool = True,
     need_params: bool = True,
+    param_grads: tuple[Array, Array | None] | None = None,
+    accumulate: bool = False,
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Return ``(dx, dw, db)``; ``dx`` is None unless need_dx, ``dw``/``db`` None unless need_params."""
+    """Return ``(dx, dw, db)``; ``dx`` is None unless need_dx, ``dw``/``db`` None unless need_params
+    (delivered into ``param_grads`` when given: see ``store_param_grads``)."""
     act, slope = check_dense_backward(dy, x, w, y, act, slope)
     dz = _act_grad(dy, y, act, slope)
     dx = np.ascontiguousarray(dz @ w.T) if need_dx else None
     dw = np.ascontiguousarray(x.T @ dz) if need_params else None
     db = dz.sum(axis=0) if need_params else None
-    return dx, dw, db
+    return (dx, *store_param_grads(dw, db, param_grads, accumulate))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +256,10 @@ def conv2d_backward(
     slope: float = 0.2,
     need_dx: bool = True,
     need_params: bool = True,
+    param_grads: tuple[Array, Array | None] | None = None,
+    accumulate: bool = False,
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Return ``(dx, dw, db)`` of a conv2d (None where not asked for)."""
+    """Return ``(dx, dw, db)`` of a conv2d (None where not asked for; ``param_grads``: as for dense)."""
     act, slope = C.check_activation(act, slope)
     stride, padding = check_conv_geometry(stride, padding)
     ho, wo = conv2d_shapes(x, w, None, stride, padding)
@@ -247,7 +277,7 @@ def conv2d_backward(
         cols = _im2col(x, w.shape[2], w.shape[3], stride, padding, ho, wo)
         dw = np.ascontiguousarray(np.einsum("nohw,ncijhw->ocij", dz, cols, optimize=True))
         db = dz.sum(axis=(0, 2, 3))
-    return dx, dw, db
+    return (dx, *store_param_grads(dw, db, param_grads, accumulate))
 
 
 def conv_transpose2d_forward(
@@ -283,8 +313,10 @@ def conv_transpose2d_backward(
     slope: float = 0.2,
     need_dx: bool = True,
     need_params: bool = True,
+    param_grads: tuple[Array, Array | None] | None = None,
+    accumulate: bool = False,
 ) -> tuple[Array | None, Array | None, Array | None]:
-    """Return ``(dx, dw, db)`` of a conv_transpose2d (None where not asked for)."""
+    """Return ``(dx, dw, db)`` of a conv_transpose2d (None where not asked for; ``param_grads``: as for dense)."""
     act, slope = C.check_activation(act, slope)
     stride, padding = check_conv_geometry(stride, padding)
     ho, wo = conv_transpose2d_shapes(x, w, None, stride, padding, output_padding)
@@ -301,7 +333,7 @@ def conv_transpose2d_backward(
     if need_params:
         dw = np.ascontiguousarray(np.einsum("nohw,ncijhw->ocij", x, cols, optimize=True))
         db = dz.sum(axis=(0, 2, 3))
-    return dx, dw, db
+    return (dx, *store_param_grads(dw, db, param_grads, accumulate))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backend import _checks as C
 from ..backend import get_backend
-from .module import Module, Parameter, accumulate, make_rng, to_backend
+from .module import Module, Parameter, accumulate, grad_buffers, make_rng, to_backend
 
 Seed = int | np.random.Generator | None
 
@@ -39,10 +39,12 @@ class _WeightBias(Module):
     w: Parameter
     b: Parameter | None
 
-    def _add_grads(self, dw: Any, db: Any) -> None:
-        accumulate(self.w, dw)
-        if self.b is not None:
-            accumulate(self.b, db)
+    def _param_grads(self, need_params: bool) -> dict[str, Any]:
+        """The backward op's arguments that make it write w's and b's gradients into their buffers."""
+        if not need_params:
+            return {}
+        buffers, add = grad_buffers(self.w, self.b)
+        return {"param_grads": buffers, "accumulate": add}
 
     def parameters(self) -> list[Parameter]:
         return [self.w] + ([self.b] if self.b is not None else [])
@@ -84,11 +86,10 @@ class Dense(_WeightBias):
         if self._y is None:
             raise RuntimeError("Dense.backward called before forward")
         B = get_backend()
-        dx, dw, db = B.dense_backward(
-            dy, self._x, self.w.data, self._y, self.act, self.slope, need_dx=need_dx, need_params=need_params
+        dx, _, _ = B.dense_backward(
+            dy, self._x, self.w.data, self._y, self.act, self.slope, need_dx=need_dx, need_params=need_params,
+            **self._param_grads(need_params),
         )
-        if need_params:
-            self._add_grads(dw, db)
         return dx
 
     def __repr__(self) -> str:
@@ -227,10 +228,8 @@ class _Conv(_WeightBias):
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         B = get_backend()
         op = B.conv_transpose2d_backward if self.transposed else B.conv2d_backward
-        dx, dw, db = op(dy, self._x, self.w.data, self._y, *self._geometry(), self.act, self.slope,
-                        need_dx=need_dx, need_params=need_params)
-        if need_params:
-            self._add_grads(dw, db)
+        dx, _, _ = op(dy, self._x, self.w.data, self._y, *self._geometry(), self.act, self.slope,
+                      need_dx=need_dx, need_params=need_params, **self._param_grads(need_params))
         return dx
 
     def __repr__(self) -> str:

@@ -52,13 +52,6 @@ class Parameter:
         """Mark the gradient as zero (the buffer is overwritten by the next gradient, not added to)."""
         self._grad_is_zero = True
 
-    def grad_target(self) -> tuple[Any, bool]:
-        """The buffer a backward pass writes this parameter's gradient into, and whether it must add
-        to it (False: overwrite, the buffer is marked zero). The caller then writes the gradient."""
-        fresh = self._grad_is_zero
-        self._grad_is_zero = False
-        return self._grad, not fresh
-
     def __repr__(self) -> str:
         return f"Parameter({self.name}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
@@ -120,9 +113,22 @@ class Module:
         return int(sum(p.data.size for p in self.parameters()))
 
 
+def grad_buffers(*params: Parameter | None) -> tuple[tuple[Any, ...], bool]:
+    """The gradient buffers of ``params`` (None stays None) for a backward op to write into, and
+    whether it must add to them. They are overwritten only if every one is marked zero; otherwise
+    the marked ones are filled with zeros first and all are added to. The caller then writes them."""
+    present = [p for p in params if p is not None]
+    add = not all(p._grad_is_zero for p in present)
+    for p in present:
+        if add:
+            p.settle_grad()
+        p._grad_is_zero = False
+    return tuple(None if p is None else p._grad for p in params), add
+
+
 def accumulate(p: Parameter, g: Any) -> None:
     """Add a computed gradient into a parameter's gradient buffer (a copy if it is marked zero)."""
-    buf, add = p.grad_target()
+    (buf,), add = grad_buffers(p)
     if add:
         buf += g
     else:
