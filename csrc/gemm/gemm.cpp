@@ -320,6 +320,10 @@ void sgemm(const Problem& p) {
     const idx n_panels = (p.n + K.nr - 1) / K.nr;
     const idx m_panels = (p.m + K.mr - 1) / K.mr;
     const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
+    // K blocks of equal depth (K = 784 runs as 2 x 392, not 384 + 384 + 16: a shallow last block
+    // costs a full pass over C for little work)
+    const idx k_blocks = (p.k + K.kc - 1) / K.kc;
+    const idx KC = (p.k + k_blocks - 1) / k_blocks;
     int T = std::min(g_threads.load(), 64);
     if (flops < 2e5) T = 1;
     const bool split_n = n_panels >= 2 * T || m_panels < 2 * T;
@@ -329,7 +333,7 @@ void sgemm(const Problem& p) {
     if (split_n) {
         // threads share the packed A block and own a slice of columns
         const idx mb_max = std::min<idx>(K.mb, p.m);
-        const idx kc_max = std::min<idx>(K.kc, p.k);
+        const idx kc_max = KC;
         const auto a_cap = static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max);
         float* abuf = tl_a.get(a_cap);
         bool bad[64] = {};  // one flag per thread (T <= 64 below), combined after the region
@@ -344,8 +348,8 @@ void sgemm(const Problem& p) {
             for (idx m0 = 0; m0 < p.m; m0 += K.mb) {
                 const idx mb = std::min<idx>(K.mb, p.m - m0);
                 const idx a_panels = (mb + K.mr - 1) / K.mr;
-                for (idx k0 = 0; k0 < p.k; k0 += K.kc) {
-                    const idx kc = std::min<idx>(K.kc, p.k - k0);
+                for (idx k0 = 0; k0 < p.k; k0 += KC) {
+                    const idx kc = std::min<idx>(KC, p.k - k0);
                     const idx lo = a_panels * t / nt, hi = a_panels * (t + 1) / nt;
                     pack_a_range(p, K, m0, lo, hi, mb, k0, kc, abuf, a_cap);
 #pragma omp barrier
@@ -372,8 +376,8 @@ void sgemm(const Problem& p) {
             for (idx m0 = i0; m0 < i1; m0 += K.mb) {
                 const idx mb = std::min<idx>(K.mb, i1 - m0);
                 const idx a_panels = (mb + K.mr - 1) / K.mr;
-                for (idx k0 = 0; k0 < p.k; k0 += K.kc) {
-                    const idx kc = std::min<idx>(K.kc, p.k - k0);
+                for (idx k0 = 0; k0 < p.k; k0 += KC) {
+                    const idx kc = std::min<idx>(KC, p.k - k0);
                     const auto a_cap = static_cast<std::size_t>(a_panels * K.mr * kc);
                     float* abuf = tl_a.get(a_cap);
                     pack_a_range(p, K, m0, 0, a_panels, mb, k0, kc, abuf, a_cap);
