@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 import pygan
 from pygan.backend import load_backend
 
+from helpers import assert_close
+
 REF = load_backend("numpy")
 CPU = load_backend("cpu")
 ACTS = ["identity", "relu", "leaky_relu", "tanh", "sigmoid"]
@@ -86,6 +88,33 @@ def test_conv_transpose2d_against_float64(isa, isa_name, g, op):
     within(dx, ex, sx, "dx")
     within(dw, ew, sw, "dw")
     within(db, eb, dz.sum(axis=(0, 2, 3)), "db")
+
+
+@pytest.mark.parametrize("isa_name", pygan._core.supported_isas())
+@pytest.mark.parametrize("n", [1, 5])
+def test_dcgan_geometry_against_float64(isa, isa_name, n):
+    """The DCGAN's k4 s2 p1 layers with enough channels for the phase GEMMs, whose patch rows are
+    runs of consecutive pixels (loaded as vectors, across image boundaries) rather than gathers."""
+    isa(isa_name)
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, 16, 14, 14)).astype(np.float32)
+    w = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    y = CPU.conv2d_forward(x, w, b, 2, 1, "leaky_relu")
+    assert_close(y, REF.conv2d_forward(*f64(x, w, b), 2, 1, "leaky_relu"), 1e-4, 1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    for got, want in zip(CPU.conv2d_backward(dy, x, w, y, 2, 1, "leaky_relu"),
+                         REF.conv2d_backward(*f64(dy, x, w, y), 2, 1, "leaky_relu")):
+        assert_close(got, want, 1e-4, 1e-4)
+    u = rng.standard_normal((n, 24, 7, 7)).astype(np.float32)  # convT(24 -> 16): 7x7 -> 14x14
+    wt = (rng.standard_normal((24, 16, 4, 4)) * 0.1).astype(np.float32)
+    bt = rng.standard_normal(16).astype(np.float32)
+    yt = CPU.conv_transpose2d_forward(u, wt, bt, 2, 1, 0, "relu")
+    assert_close(yt, REF.conv_transpose2d_forward(*f64(u, wt, bt), 2, 1, 0, "relu"), 1e-4, 1e-4)
+    dyt = rng.standard_normal(yt.shape).astype(np.float32)
+    for got, want in zip(CPU.conv_transpose2d_backward(dyt, u, wt, yt, 2, 1, 0, "relu"),
+                         REF.conv_transpose2d_backward(*f64(dyt, u, wt, yt), 2, 1, 0, "relu")):
+        assert_close(got, want, 1e-4, 1e-4)
 
 
 def test_conv_transpose_is_the_adjoint_of_conv():

@@ -3,6 +3,8 @@
 // a narrower instantiation of the same template.
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "kernel.h"
 #include "pack_avx.h"
 #include "simd_math.h"
@@ -94,24 +96,57 @@ inline __mmask16 inside(__m512i c, __m512i r, __m512i len) {
     return _mm512_cmplt_epu32_mask(_mm512_add_epi32(c, r), len);
 }
 
+// Where a vector's 16 column offsets form at most two runs of consecutive offsets (e.g. the pixels
+// of a stride-1 patch row, which may cross into the next image), two masked loads replace the
+// gather. Masked-off lanes are never read, so their addresses may lie outside the source; they are
+// formed as integers, never as out-of-range pointers.
 void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
     constexpr int V = NR / 16;
     __m512i co[V], ca[V], cb[V];
-    __mmask16 live[V];
+    __mmask16 live[V], first[V];  // first: the lanes of the first run (the rest form the second)
+    bool runs[V];                 // at most two runs
+    std::int64_t base1[V], base2[V];  // lane i of run r reads offset base_r + i
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int v = 0; v < V; ++v) {
         live[v] = lane_mask(nr, v);
         co[v] = _mm512_maskz_loadu_epi32(live[v], g.coff + j0 + 16 * v);
         ca[v] = _mm512_maskz_loadu_epi32(live[v], g.ca + j0 + 16 * v);
         cb[v] = _mm512_maskz_loadu_epi32(live[v], g.cb + j0 + 16 * v);
+        runs[v] = false;
+        if (!live[v]) continue;
+        // relative offsets coff - lane: constant along a run
+        const __m512i rel = _mm512_sub_epi32(co[v], iota);
+        base1[v] = _mm_cvtsi128_si32(_mm512_castsi512_si128(rel));
+        first[v] = _mm512_mask_cmpeq_epi32_mask(live[v], rel, _mm512_set1_epi32(static_cast<int>(base1[v])));
+        const __mmask16 rest = live[v] & static_cast<__mmask16>(~first[v]);
+        if (!rest) {
+            runs[v] = true, base2[v] = base1[v];
+            continue;
+        }
+        const int s = __builtin_ctz(rest);  // the second run starts here and must fill the rest
+        base2[v] = g.coff[j0 + 16 * v + s] - s;
+        const __mmask16 second = _mm512_mask_cmpeq_epi32_mask(live[v], rel, _mm512_set1_epi32(static_cast<int>(base2[v])));
+        runs[v] = (first[v] | second) == live[v] && first[v] == static_cast<__mmask16>((1u << s) - 1u);
     }
     const __m512i la = _mm512_set1_epi32(g.la), lb = _mm512_set1_epi32(g.lb);
+    const auto src = reinterpret_cast<std::uintptr_t>(g.src);
+    auto at = [src](std::int64_t off) {
+        return reinterpret_cast<const float*>(src + static_cast<std::uintptr_t>(off) * sizeof(float));
+    };
     for (idx kk = 0; kk < kc; ++kk) {
         const idx p = k0 + kk;
         const __m512i ra = _mm512_set1_epi32(g.ra[p]), rb = _mm512_set1_epi32(g.rb[p]);
         const __m512i ro = _mm512_set1_epi32(g.roff[p]);
         for (int v = 0; v < V; ++v) {
             const __mmask16 ok = live[v] & inside(ca[v], ra, la) & inside(cb[v], rb, lb);
-            const __m512 val = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, _mm512_add_epi32(co[v], ro), g.src, 4);
+            __m512 val = _mm512_setzero_ps();
+            if (!runs[v]) {
+                val = _mm512_mask_i32gather_ps(val, ok, _mm512_add_epi32(co[v], ro), g.src, 4);
+            } else {
+                const __mmask16 ok1 = ok & first[v], ok2 = ok & static_cast<__mmask16>(~first[v]);
+                if (ok1) val = _mm512_maskz_loadu_ps(ok1, at(g.roff[p] + base1[v]));
+                if (ok2) val = _mm512_mask_loadu_ps(val, ok2, at(g.roff[p] + base2[v]));
+            }
             _mm512_storeu_ps(dst + kk * NR + 16 * v, val);
         }
     }
