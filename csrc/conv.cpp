@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -227,51 +228,47 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
 
 // The same adjoint for images with few channels (C_in < kPhaseMinChannels), where a phase GEMM
 // would have too few rows to fill the register tile: cols (C_in*k*k x g*Ho*Wo) = W^T z on the
-// core, then each output plane sums the cols entries that land on it, (ki, kj) in order (col2im),
-// and takes bias and activation.
+// core (z gathered if it is not in chunk layout), then each output plane sums the cols entries that
+// land on it, (ki, kj) in order (col2im), and takes bias and activation.
 void adjoint_unfolded(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
                       idx g, const float* bias, Act act, float slope, float* out) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, ncols = g * spatial, plane = s.h * s.w;
     const auto cols = scratch(kk * ncols);
-    std::unique_ptr<float[]> zc;
-    if (ch_stride != ncols || img_stride != spatial) {  // into chunk layout (c_out x g*spatial)
-        zc = scratch(s.c_out * ncols);
-        for (idx co = 0; co < s.c_out; ++co)
-            for (idx img = 0; img < g; ++img)
-                std::memcpy(zc.get() + co * ncols + img * spatial, z + img * img_stride + co * ch_stride,
-                            sizeof(float) * spatial);
-        z = zc.get();
-    }
     gemm::Problem p;
     p.m = kk, p.n = ncols, p.k = s.c_out;
     p.a = w, p.lda = kk, p.trans_a = true;
-    p.b = z, p.ldb = ncols;
+    // z (c_out x g*spatial): read in place in chunk layout, else gathered (pixels in order: vector loads)
+    std::optional<Patches> zview;
+    if (ch_stride == ncols && img_stride == spatial) {
+        p.b = z, p.ldb = ncols;
+    } else {
+        zview.emplace(z, s.ho, s.wo, Patches::Taps{s.c_out, ch_stride, {0}, {0}},
+                      Patches::Pixels{g, img_stride, s.ho, s.wo, 1, 0, 0}, false);
+        p.gather_b = zview->operand();
+    }
     p.c = cols.get(), p.ldc = ncols;
     gemm::sgemm(p);
-    with_act(act, [&](auto tag) {
-        constexpr Act A = decltype(tag)::value;
-        FlushDenormals ftz;
+    FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(g * s.c_in * spatial * s.k * s.k)) schedule(static) firstprivate(ftz)
-        for (idx pl = 0; pl < g * s.c_in; ++pl) {
-            const idx img = pl / s.c_in, c = pl % s.c_in;
-            float* o = out + ((n0 + img) * s.c_in + c) * plane;
-            std::fill(o, o + plane, 0.0f);
-            for (idx ki = 0; ki < s.k; ++ki)
-                for (idx kj = 0; kj < s.k; ++kj) {
-                    const float* src = cols.get() + ((c * s.k + ki) * s.k + kj) * ncols + img * spatial;
-                    for (idx oh = 0; oh < s.ho; ++oh) {
-                        const idx ih = oh * s.stride - s.pad + ki;
-                        if (ih < 0 || ih >= s.h) continue;
-                        for (idx ow = 0; ow < s.wo; ++ow) {
-                            const idx iw = ow * s.stride - s.pad + kj;
-                            if (iw >= 0 && iw < s.w) o[ih * s.w + iw] += src[oh * s.wo + ow];
-                        }
-                    }
+    for (idx pl = 0; pl < g * s.c_in; ++pl) {
+        const idx img = pl / s.c_in, c = pl % s.c_in;
+        float* o = out + ((n0 + img) * s.c_in + c) * plane;
+        std::fill(o, o + plane, 0.0f);
+        for (idx ki = 0; ki < s.k; ++ki)
+            for (idx kj = 0; kj < s.k; ++kj) {
+                // the output columns whose input column ow*stride - pad + kj lies in [0, w)
+                const idx lo = std::min(s.wo, std::max<idx>(0, -floor_div(kj - s.pad, s.stride)));
+                const idx hi = std::max(lo, std::min(s.wo, floor_div(s.w - 1 + s.pad - kj, s.stride) + 1));
+                const float* src = cols.get() + ((c * s.k + ki) * s.k + kj) * ncols + img * spatial;
+                for (idx oh = 0; oh < s.ho; ++oh) {
+                    const idx ih = oh * s.stride - s.pad + ki;
+                    if (ih < 0 || ih >= s.h) continue;
+                    float* row = o + ih * s.w - s.pad + kj;  // row[ow * stride] for ow in [lo, hi)
+                    for (idx ow = lo; ow < hi; ++ow) row[ow * s.stride] += src[oh * s.wo + ow];
                 }
-            const float b = bias ? bias[c] : 0.0f;
-            for (idx q = 0; q < plane; ++q) o[q] = act_forward(A, o[q] + b, slope);
-        }
-    });
+            }
+        gemm::bias_act(o, plane, bias ? bias[c] : 0.0f, act, slope);
+    }
 }
 
 // out (images n0 .. n0 + g, NCHW) = act(bias + conv2d's adjoint applied to z): conv2d's data

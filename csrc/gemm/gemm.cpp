@@ -395,6 +395,8 @@ void sgemm(const Problem& p) {
     }
 }
 
+void bias_act(float* x, idx n, float bias, Act act, float slope) { active_kernel().bias_act(x, n, bias, act, slope); }
+
 void set_num_threads(int n) {
     if (n < 1) throw std::invalid_argument("n: the number of threads must be >= 1, got " + std::to_string(n));
     g_threads.store(n);

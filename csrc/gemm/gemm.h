@@ -72,6 +72,9 @@ struct Problem {
 
 void sgemm(const Problem& p);
 
+// x[i] = act(x[i] + bias) for i < n, vectorised on the ISA in use (the epilogue's activations).
+void bias_act(float* x, idx n, float bias, Act act, float slope);
+
 // Threads used by the macro-kernel loops (>= 1).
 void set_num_threads(int n);
 int num_threads();

@@ -40,6 +40,9 @@ using PackTransFn = void (*)(const float* b, idx ldb, idx k0, idx kc, idx j0, in
 // same pass (returns true if one is found); layout as above. Null: the portable packing.
 using PackCopyFn = bool (*)(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, float* dst);
 
+// x[i] = act(x[i] + bias) for i < n (an elementwise epilogue outside a GEMM).
+using BiasActFn = void (*)(float* x, idx n, float bias, Act act, float slope);
+
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
@@ -50,6 +53,7 @@ struct MicroKernel {
     GatherFn gather;
     PackTransFn pack_b_trans;
     PackCopyFn pack_b_checked;
+    BiasActFn bias_act;
 };
 
 const MicroKernel& kernel_generic();

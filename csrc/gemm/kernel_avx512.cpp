@@ -152,11 +152,21 @@ void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
     }
 }
 
+void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
+    const __m512 b = _mm512_set1_ps(bias);
+    idx i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, simd::activate(_mm512_add_ps(_mm512_loadu_ps(x + i), b), act, slope));
+    if (i < n) {
+        const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(x + i, m, simd::activate(_mm512_add_ps(_mm512_maskz_loadu_ps(m, x + i), b), act, slope));
+    }
+}
+
 }  // namespace
 
 const MicroKernel& kernel_avx512() {
     // A micro-panel 8 x 384 floats (12 KiB) in L1; packed B block 384 x 672 (1 MiB) in L2.
-    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>};
+    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act};
     return k;
 }
 

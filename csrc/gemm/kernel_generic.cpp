@@ -59,10 +59,14 @@ void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
     }
 }
 
+void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
+    for (idx i = 0; i < n; ++i) x[i] = act_forward(act, x[i] + bias, slope);
+}
+
 }  // namespace
 
 const MicroKernel& kernel_generic() {
-    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr};
+    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr, &apply_bias_act};
     return k;
 }
 

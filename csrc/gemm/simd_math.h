@@ -1,11 +1,13 @@
 // Vector exp/tanh/sigmoid for the epilogues (Cephes-style expf: range reduction by ln 2 in two
 // parts, degree-6 polynomial; relative error ~2e-7 on the clamped range). Included only by the ISA
-// translation units, which are compiled with the matching target flags.
+// translation units, which are compiled with the matching target flags; the functions have internal
+// linkage, so each unit keeps its own copy (the linker never swaps in another unit's instructions).
 #pragma once
 
 #include <immintrin.h>
 
 namespace pygan::gemm::simd {
+namespace {
 
 constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kLn2Hi = 0.693359375f;
@@ -93,4 +95,5 @@ inline __m256 activate(__m256 z, Act act, float slope) {
 }
 #endif
 
+}  // namespace
 }  // namespace pygan::gemm::simd
