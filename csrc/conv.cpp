@@ -191,50 +191,65 @@ idx floor_div(idx a, idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
                       idx g, const float* bias, Act act, float slope, float* out) {
     const idx S = s.stride, plane = s.h * s.w;
+    // phase rows rh: pixels ih = ih0[rh] + S*a (a < na[rh]) reached by the taps ki = rh + S*t (t < th[rh]);
+    // the same along the columns
+    std::vector<idx> q0h(S), ih0(S), na(S), th(S), q0w(S), iw0(S), nb(S), tw(S);
+    for (idx r = 0; r < S; ++r) {
+        q0h[r] = -floor_div(r - s.pad, S), ih0[r] = r - s.pad + S * q0h[r];
+        na[r] = ih0[r] < s.h ? (s.h - 1 - ih0[r]) / S + 1 : 0;
+        th[r] = r < s.k ? (s.k - 1 - r) / S + 1 : 0;
+        q0w[r] = q0h[r], iw0[r] = ih0[r];
+        nb[r] = iw0[r] < s.w ? (s.w - 1 - iw0[r]) / S + 1 : 0;
+        tw[r] = th[r];
+    }
+    // every phase's output block stays until all are computed, so that each output row is then
+    // written in one go (a phase at a time, the stride-S stores would sweep the whole output S*S times)
+    std::vector<idx> start(static_cast<std::size_t>(S * S) + 1, 0);
+    for (idx ph = 0; ph < S * S; ++ph) start[ph + 1] = start[ph] + s.c_in * g * na[ph / S] * nb[ph % S];
+    const auto c = scratch(start[S * S]);
     std::vector<float> wp;
-    const idx most = (s.h + S - 1) / S * ((s.w + S - 1) / S);  // pixels in the largest phase
-    const auto c = scratch(s.c_in * g * most);
     for (idx rh = 0; rh < S; ++rh)
         for (idx rw = 0; rw < S; ++rw) {
-            // the phase's pixels: ih = ih0 + S*a (a < na), whose taps are ki = rh + S*t (t < th)
-            const idx qh0 = -floor_div(rh - s.pad, S), qw0 = -floor_div(rw - s.pad, S);
-            const idx ih0 = rh - s.pad + S * qh0, iw0 = rw - s.pad + S * qw0;
-            const idx na = ih0 < s.h ? (s.h - 1 - ih0) / S + 1 : 0, nb = iw0 < s.w ? (s.w - 1 - iw0) / S + 1 : 0;
-            if (na == 0 || nb == 0) continue;
-            const idx th = rh < s.k ? (s.k - 1 - rh) / S + 1 : 0, tw = rw < s.k ? (s.k - 1 - rw) / S + 1 : 0;
-            const idx kp = s.c_out * th * tw, cols = g * na * nb;
+            if (na[rh] == 0 || nb[rw] == 0) continue;
+            const idx kp = s.c_out * th[rh] * tw[rw], cols = g * na[rh] * nb[rw];
             // W_phase (c_in x kp): row c, column (co, t, u) = w[co][c][rh + S*t][rw + S*u]
             wp.resize(static_cast<std::size_t>(std::max<idx>(1, s.c_in * kp)));
             for (idx ch = 0; ch < s.c_in; ++ch)
                 for (idx co = 0; co < s.c_out; ++co)
-                    for (idx t = 0; t < th; ++t)
-                        for (idx u = 0; u < tw; ++u)
-                            wp[ch * kp + (co * th + t) * tw + u] =
+                    for (idx t = 0; t < th[rh]; ++t)
+                        for (idx u = 0; u < tw[rw]; ++u)
+                            wp[ch * kp + (co * th[rh] + t) * tw[rw] + u] =
                                 w[((co * s.c_in + ch) * s.k + rh + S * t) * s.k + rw + S * u];
-            // P_phase: row (co, t, u), column (img, a, b) = z[img][co][qh0 + a - t][qw0 + b - u]
+            // P_phase: row (co, t, u), column (img, a, b) = z[img][co][q0h + a - t][q0w + b - u]
             Patches::Taps taps{s.c_out, ch_stride, {}, {}};
-            for (idx t = 0; t < th; ++t)
-                for (idx u = 0; u < tw; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
-            const Patches::Pixels px{g, img_stride, na, nb, 1, qh0, qw0};
+            for (idx t = 0; t < th[rh]; ++t)
+                for (idx u = 0; u < tw[rw]; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
+            const Patches::Pixels px{g, img_stride, na[rh], nb[rw], 1, q0h[rh], q0w[rw]};
             const Patches patches(z, s.ho, s.wo, taps, px, false);
             gemm::Problem p;
             p.m = s.c_in, p.n = cols, p.k = kp;
             p.a = wp.data(), p.lda = std::max<idx>(1, kp);
             p.gather_b = patches.operand();
-            p.c = c.get(), p.ldc = cols;
+            p.c = c.get() + start[rh * S + rw], p.ldc = cols;
             p.epi.bias_row = bias, p.epi.act = act, p.epi.slope = slope;
             gemm::sgemm(p);
-            // scatter the phase's pixels into the NCHW planes
-            const float* cp = c.get();
-            FlushDenormals ftz;
-#pragma omp parallel for num_threads(threads_for(s.c_in * cols)) schedule(static) firstprivate(ftz)
-            for (idx pl = 0; pl < g * s.c_in; ++pl) {
-                const idx img = pl / s.c_in, ch = pl % s.c_in;
-                float* o = out + ((n0 + img) * s.c_in + ch) * plane + ih0 * s.w + iw0;
-                const float* src = cp + ch * cols + img * na * nb;
-                for (idx a = 0; a < na; ++a)
-                    for (idx b = 0; b < nb; ++b) o[a * S * s.w + b * S] = src[a * nb + b];
-            }
+        }
+    // write the NCHW planes row by row, each row's phases back to back
+    const float* cp = c.get();
+    FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(s.c_in * g * plane)) schedule(static) firstprivate(ftz)
+    for (idx ch = 0; ch < s.c_in; ++ch)
+        for (idx img = 0; img < g; ++img) {
+            float* o = out + ((n0 + img) * s.c_in + ch) * plane;
+            for (idx rh = 0; rh < S; ++rh)
+                for (idx a = 0; a < na[rh]; ++a) {
+                    float* row = o + (ih0[rh] + S * a) * s.w;
+                    for (idx rw = 0; rw < S; ++rw) {
+                        const idx cols = g * na[rh] * nb[rw];
+                        const float* src = cp + start[rh * S + rw] + ch * cols + (img * na[rh] + a) * nb[rw];
+                        for (idx b = 0; b < nb[rw]; ++b) row[iw0[rw] + S * b] = src[b];
+                    }
+                }
         }
 }
 
