@@ -335,12 +335,17 @@ void sgemm(const Problem& p) {
         const idx mb_max = std::min<idx>(K.mb, p.m);
         const idx kc_max = KC;
         const auto a_cap = static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max);
-        float* abuf = tl_a.get(a_cap);
+        // A small A (one M block, at most 256K elements, 1 MiB: a batch of 256 through a layer) is packed by
+        // every thread for itself, so the threads never wait for each other; a larger one is packed
+        // once, the threads sharing the work, with a barrier on each side of its use.
+        const bool private_a = p.m <= K.mb && p.m * p.k <= (idx{1} << 18);
+        float* shared_a = private_a ? nullptr : tl_a.get(a_cap);
         bool bad[64] = {};  // one flag per thread (T <= 64 below), combined after the region
         FlushDenormals ftz;
 #pragma omp parallel num_threads(T) firstprivate(ftz)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            float* abuf = private_a ? tl_a.get(a_cap) : shared_a;
             bool* nonfinite = p.b_nonfinite ? &bad[t] : nullptr;
             // column slices on 16-column boundaries; a narrow last panel costs only its vectors
             const idx n16 = (p.n + 15) / 16;
@@ -350,15 +355,19 @@ void sgemm(const Problem& p) {
                 const idx a_panels = (mb + K.mr - 1) / K.mr;
                 for (idx k0 = 0; k0 < p.k; k0 += KC) {
                     const idx kc = std::min<idx>(KC, p.k - k0);
-                    const idx lo = a_panels * t / nt, hi = a_panels * (t + 1) / nt;
+                    const idx lo = private_a ? 0 : a_panels * t / nt, hi = private_a ? a_panels : a_panels * (t + 1) / nt;
                     pack_a_range(p, K, m0, lo, hi, mb, k0, kc, abuf, a_cap);
+                    if (!private_a) {
 #pragma omp barrier
+                    }
                     for (idx n0 = j0; n0 < j1; n0 += K.nb) {
                         const idx nb = std::min<idx>(K.nb, j1 - n0);
                         b_block_and_compute(p, K, m0, mb, abuf, k0, kc, n0, nb, m0 == 0 ? p.pro_b.colsum : nullptr,
                                             nonfinite);
                     }
+                    if (!private_a) {
 #pragma omp barrier
+                    }
                 }
             }
         }
