@@ -43,6 +43,11 @@ using PackCopyFn = bool (*)(const float* b, idx ldb, idx k0, idx kc, idx j0, int
 // x[i] = act(x[i] + bias) for i < n (an elementwise epilogue outside a GEMM).
 using BiasActFn = void (*)(float* x, idx n, float bias, Act act, float slope);
 
+// One A micro-panel (MR == 8) with no prologue: A(i, p) = a[i * lda + p], or a[p * lda + i] when
+// trans; rows [i0, i0 + mr), columns [k0, k0 + kc) into dst[kk * 8 + r], rows mr .. 8 zero. Null:
+// the portable packing.
+using PackAFn = void (*)(const float* a, idx lda, bool trans, idx i0, int mr, idx k0, idx kc, float* dst);
+
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
@@ -54,6 +59,7 @@ struct MicroKernel {
     PackTransFn pack_b_trans;
     PackCopyFn pack_b_checked;
     BiasActFn bias_act;
+    PackAFn pack_a;
 };
 
 const MicroKernel& kernel_generic();

@@ -79,5 +79,47 @@ bool pack_b_copy_avx(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, fl
     return !_mm256_testz_si256(bad, bad);
 }
 
+// One A micro-panel of 8 rows with no prologue: A(i, p) = a[i * lda + p] (or a[p * lda + i] when
+// trans), rows [i0, i0 + mr) and columns [k0, k0 + kc) into dst[kk * 8 + r], rows mr .. 8 zero.
+inline void pack_a8_avx(const float* a, idx lda, bool trans, idx i0, int mr, idx k0, idx kc, float* dst) {
+    if (trans) {  // each k's 8 rows are contiguous in a
+        const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(mr), lanes);
+        for (idx kk = 0; kk < kc; ++kk)
+            _mm256_storeu_ps(dst + kk * 8, _mm256_maskload_ps(a + (k0 + kk) * lda + i0, rows));
+        return;
+    }
+    if (mr < 8) {
+        for (idx kk = 0; kk < kc; ++kk)
+            for (int r = 0; r < 8; ++r) dst[kk * 8 + r] = r < mr ? a[(i0 + r) * lda + k0 + kk] : 0.0f;
+        return;
+    }
+    // 8 x 8 blocks: each source row's 8 values become one column of the panel
+    idx kk = 0;
+    for (; kk + 8 <= kc; kk += 8) {
+        __m256 r[8], t[8];
+        for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(a + (i0 + q) * lda + k0 + kk);
+        for (int q = 0; q < 8; q += 2) {
+            t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+            t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+        }
+        const __m256 s0 = _mm256_shuffle_ps(t[0], t[2], 0x44), s1 = _mm256_shuffle_ps(t[0], t[2], 0xEE);
+        const __m256 s2 = _mm256_shuffle_ps(t[1], t[3], 0x44), s3 = _mm256_shuffle_ps(t[1], t[3], 0xEE);
+        const __m256 s4 = _mm256_shuffle_ps(t[4], t[6], 0x44), s5 = _mm256_shuffle_ps(t[4], t[6], 0xEE);
+        const __m256 s6 = _mm256_shuffle_ps(t[5], t[7], 0x44), s7 = _mm256_shuffle_ps(t[5], t[7], 0xEE);
+        float* d = dst + kk * 8;
+        _mm256_storeu_ps(d + 0, _mm256_permute2f128_ps(s0, s4, 0x20));
+        _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(s1, s5, 0x20));
+        _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(s2, s6, 0x20));
+        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(s3, s7, 0x20));
+        _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(s0, s4, 0x31));
+        _mm256_storeu_ps(d + 40, _mm256_permute2f128_ps(s1, s5, 0x31));
+        _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(s2, s6, 0x31));
+        _mm256_storeu_ps(d + 56, _mm256_permute2f128_ps(s3, s7, 0x31));
+    }
+    for (; kk < kc; ++kk)
+        for (int r = 0; r < 8; ++r) dst[kk * 8 + r] = a[(i0 + r) * lda + k0 + kk];
+}
+
 }  // namespace
 }  // namespace pygan::gemm
