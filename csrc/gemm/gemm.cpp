@@ -217,10 +217,11 @@ void pack_a_range(const Problem& p, const MicroKernel& K, idx m0, idx panel_lo, 
                   float* abuf, std::size_t capacity) {
     PYGAN_CHECK(panel_hi * K.mr * kc <= static_cast<idx>(capacity) && m0 + mb <= p.m, "A block outside its buffer");
     (void)capacity;
-    if (!p.pro_a.active() && K.pack_a) {
+    if (K.pack_a) {
         for (idx ip = panel_lo; ip < panel_hi; ++ip) {
             const int mr = static_cast<int>(std::min<idx>(K.mr, mb - ip * K.mr));
-            K.pack_a(p.a, p.lda, p.trans_a, m0 + ip * K.mr, mr, k0, kc, abuf + ip * K.mr * kc);
+            K.pack_a(p.a, p.lda, p.pro_a.y, p.pro_a.ldy, p.pro_a.act, p.pro_a.slope, p.trans_a, m0 + ip * K.mr, mr, k0,
+                     kc, abuf + ip * K.mr * kc);
         }
         return;
     }

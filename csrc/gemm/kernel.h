@@ -43,10 +43,11 @@ using PackCopyFn = bool (*)(const float* b, idx ldb, idx k0, idx kc, idx j0, int
 // x[i] = act(x[i] + bias) for i < n (an elementwise epilogue outside a GEMM).
 using BiasActFn = void (*)(float* x, idx n, float bias, Act act, float slope);
 
-// One A micro-panel (MR == 8) with no prologue: A(i, p) = a[i * lda + p], or a[p * lda + i] when
-// trans; rows [i0, i0 + mr), columns [k0, k0 + kc) into dst[kk * 8 + r], rows mr .. 8 zero. Null:
-// the portable packing.
-using PackAFn = void (*)(const float* a, idx lda, bool trans, idx i0, int mr, idx k0, idx kc, float* dst);
+// One A micro-panel (MR == 8): A(i, p) = a[i * lda + p], or a[p * lda + i] when trans, with the
+// prologue dz = dy * act'(y) when y is not null (y laid out like a, stride ldy); rows [i0, i0 + mr),
+// columns [k0, k0 + kc) into dst[kk * 8 + r], rows mr .. 8 zero. Null: the portable packing.
+using PackAFn = void (*)(const float* a, idx lda, const float* y, idx ldy, Act act, float slope, bool trans, idx i0,
+                         int mr, idx k0, idx kc, float* dst);
 
 struct MicroKernel {
     const char* isa;

@@ -79,46 +79,88 @@ bool pack_b_copy_avx(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, fl
     return !_mm256_testz_si256(bad, bad);
 }
 
-// One A micro-panel of 8 rows with no prologue: A(i, p) = a[i * lda + p] (or a[p * lda + i] when
-// trans), rows [i0, i0 + mr) and columns [k0, k0 + kc) into dst[kk * 8 + r], rows mr .. 8 zero.
-inline void pack_a8_avx(const float* a, idx lda, bool trans, idx i0, int mr, idx k0, idx kc, float* dst) {
-    if (trans) {  // each k's 8 rows are contiguous in a
+// dz = dy * act'(y) on 8 lanes, in the same operations as act_backward (so the same bits).
+template <Act A>
+inline __m256 act_grad8(__m256 dy, __m256 y, float slope) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    if constexpr (A == Act::Identity) {
+        (void)y, (void)slope;
+        return dy;
+    } else if constexpr (A == Act::Relu) {
+        (void)slope;
+        return _mm256_and_ps(dy, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ));
+    } else if constexpr (A == Act::LeakyRelu) {
+        return _mm256_blendv_ps(_mm256_mul_ps(dy, _mm256_set1_ps(slope)), dy, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ));
+    } else if constexpr (A == Act::Tanh) {
+        (void)slope;
+        return _mm256_mul_ps(dy, _mm256_sub_ps(one, _mm256_mul_ps(y, y)));
+    } else {
+        (void)slope;
+        return _mm256_mul_ps(_mm256_mul_ps(dy, y), _mm256_sub_ps(one, y));
+    }
+}
+
+// The 8 x 8 block at src (row stride ld) transposed: out[c] = (src[0][c], ..., src[7][c]).
+inline void transpose8(const float* src, idx ld, __m256 out[8]) {
+    __m256 r[8], t[8];
+    for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + q * ld);
+    for (int q = 0; q < 8; q += 2) {
+        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+    }
+    const __m256 s0 = _mm256_shuffle_ps(t[0], t[2], 0x44), s1 = _mm256_shuffle_ps(t[0], t[2], 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(t[1], t[3], 0x44), s3 = _mm256_shuffle_ps(t[1], t[3], 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(t[4], t[6], 0x44), s5 = _mm256_shuffle_ps(t[4], t[6], 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(t[5], t[7], 0x44), s7 = _mm256_shuffle_ps(t[5], t[7], 0xEE);
+    out[0] = _mm256_permute2f128_ps(s0, s4, 0x20), out[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    out[2] = _mm256_permute2f128_ps(s2, s6, 0x20), out[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    out[4] = _mm256_permute2f128_ps(s0, s4, 0x31), out[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    out[6] = _mm256_permute2f128_ps(s2, s6, 0x31), out[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// One A micro-panel of 8 rows: A(i, p) = a[i * lda + p] (or a[p * lda + i] when trans), with the
+// prologue dz = dy * act'(y) when y is given (same layout, stride ldy); rows [i0, i0 + mr) and
+// columns [k0, k0 + kc) into dst[kk * 8 + r], rows mr .. 8 zero.
+template <Act A>
+void pack_a8(const float* a, idx lda, const float* y, idx ldy, float slope, bool trans, idx i0, int mr, idx k0, idx kc,
+             float* dst) {
+    if (trans) {  // each k's 8 rows are contiguous
         const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(mr), lanes);
-        for (idx kk = 0; kk < kc; ++kk)
-            _mm256_storeu_ps(dst + kk * 8, _mm256_maskload_ps(a + (k0 + kk) * lda + i0, rows));
-        return;
-    }
-    if (mr < 8) {
-        for (idx kk = 0; kk < kc; ++kk)
-            for (int r = 0; r < 8; ++r) dst[kk * 8 + r] = r < mr ? a[(i0 + r) * lda + k0 + kk] : 0.0f;
-        return;
-    }
-    // 8 x 8 blocks: each source row's 8 values become one column of the panel
-    idx kk = 0;
-    for (; kk + 8 <= kc; kk += 8) {
-        __m256 r[8], t[8];
-        for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(a + (i0 + q) * lda + k0 + kk);
-        for (int q = 0; q < 8; q += 2) {
-            t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
-            t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+        for (idx kk = 0; kk < kc; ++kk) {
+            const __m256 dy = _mm256_maskload_ps(a + (k0 + kk) * lda + i0, rows);
+            const __m256 yv = y ? _mm256_maskload_ps(y + (k0 + kk) * ldy + i0, rows) : dy;
+            _mm256_storeu_ps(dst + kk * 8, act_grad8<A>(dy, yv, slope));
         }
-        const __m256 s0 = _mm256_shuffle_ps(t[0], t[2], 0x44), s1 = _mm256_shuffle_ps(t[0], t[2], 0xEE);
-        const __m256 s2 = _mm256_shuffle_ps(t[1], t[3], 0x44), s3 = _mm256_shuffle_ps(t[1], t[3], 0xEE);
-        const __m256 s4 = _mm256_shuffle_ps(t[4], t[6], 0x44), s5 = _mm256_shuffle_ps(t[4], t[6], 0xEE);
-        const __m256 s6 = _mm256_shuffle_ps(t[5], t[7], 0x44), s7 = _mm256_shuffle_ps(t[5], t[7], 0xEE);
-        float* d = dst + kk * 8;
-        _mm256_storeu_ps(d + 0, _mm256_permute2f128_ps(s0, s4, 0x20));
-        _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(s1, s5, 0x20));
-        _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(s2, s6, 0x20));
-        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(s3, s7, 0x20));
-        _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(s0, s4, 0x31));
-        _mm256_storeu_ps(d + 40, _mm256_permute2f128_ps(s1, s5, 0x31));
-        _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(s2, s6, 0x31));
-        _mm256_storeu_ps(d + 56, _mm256_permute2f128_ps(s3, s7, 0x31));
+        return;
     }
+    idx kk = 0;
+    if (mr == 8)
+        for (; kk + 8 <= kc; kk += 8) {
+            __m256 d[8], yv[8];
+            transpose8(a + i0 * lda + k0 + kk, lda, d);
+            if constexpr (A != Act::Identity) transpose8(y + i0 * ldy + k0 + kk, ldy, yv);
+            for (int c = 0; c < 8; ++c) {
+                if constexpr (A != Act::Identity) d[c] = act_grad8<A>(d[c], yv[c], slope);
+                _mm256_storeu_ps(dst + (kk + c) * 8, d[c]);
+            }
+        }
     for (; kk < kc; ++kk)
-        for (int r = 0; r < 8; ++r) dst[kk * 8 + r] = a[(i0 + r) * lda + k0 + kk];
+        for (int r = 0; r < 8; ++r) {
+            float v = 0.0f;
+            if (r < mr) {
+                v = a[(i0 + r) * lda + k0 + kk];
+                if constexpr (A != Act::Identity) v = act_backward(A, v, y[(i0 + r) * ldy + k0 + kk], slope);
+            }
+            dst[kk * 8 + r] = v;
+        }
+}
+
+// The kernel table's entry: the activation picked at run time (Identity when y is null).
+inline void pack_a8_avx(const float* a, idx lda, const float* y, idx ldy, Act act, float slope, bool trans, idx i0,
+                        int mr, idx k0, idx kc, float* dst) {
+    if (!y) act = Act::Identity;
+    with_act(act, [&](auto tag) { pack_a8<decltype(tag)::value>(a, lda, y, ldy, slope, trans, i0, mr, k0, kc, dst); });
 }
 
 }  // namespace
