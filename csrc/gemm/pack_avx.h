@@ -1,5 +1,5 @@
-// Transposing B packing with 8 x 8 AVX register transposes, for the AVX2 and AVX-512 translation
-// units (internal linkage: each is compiled with its own unit's target flags).
+// Packing with 8-wide AVX vectors (8 x 8 register transposes, masked copies), for the AVX2 and
+// AVX-512 translation units (internal linkage: each is compiled with its own unit's target flags).
 #pragma once
 
 #include <immintrin.h>
@@ -8,6 +8,24 @@
 
 namespace pygan::gemm {
 namespace {
+
+// The 8 x 8 block at src (row stride ld) transposed: out[c] = (src[0][c], ..., src[7][c]).
+inline void transpose8(const float* src, idx ld, __m256 out[8]) {
+    __m256 r[8], t[8];
+    for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + q * ld);
+    for (int q = 0; q < 8; q += 2) {
+        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+    }
+    const __m256 s0 = _mm256_shuffle_ps(t[0], t[2], 0x44), s1 = _mm256_shuffle_ps(t[0], t[2], 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(t[1], t[3], 0x44), s3 = _mm256_shuffle_ps(t[1], t[3], 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(t[4], t[6], 0x44), s5 = _mm256_shuffle_ps(t[4], t[6], 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(t[5], t[7], 0x44), s7 = _mm256_shuffle_ps(t[5], t[7], 0xEE);
+    out[0] = _mm256_permute2f128_ps(s0, s4, 0x20), out[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    out[2] = _mm256_permute2f128_ps(s2, s6, 0x20), out[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    out[4] = _mm256_permute2f128_ps(s0, s4, 0x31), out[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    out[6] = _mm256_permute2f128_ps(s2, s6, 0x31), out[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
 
 // B(p, j) = b[j * ldb + p]: rows [k0, k0 + kc), columns [j0, j0 + nr) into dst[kk * NR + jj],
 // columns nr .. NR zero-filled.
@@ -18,25 +36,9 @@ void pack_b_trans_avx(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, f
         const float* src = b + (j0 + jj) * ldb + k0;
         idx kk = 0;
         for (; kk + 8 <= kc; kk += 8) {
-            __m256 r[8], t[8];
-            for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + q * ldb + kk);
-            for (int q = 0; q < 8; q += 2) {
-                t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
-                t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
-            }
-            const __m256 s0 = _mm256_shuffle_ps(t[0], t[2], 0x44), s1 = _mm256_shuffle_ps(t[0], t[2], 0xEE);
-            const __m256 s2 = _mm256_shuffle_ps(t[1], t[3], 0x44), s3 = _mm256_shuffle_ps(t[1], t[3], 0xEE);
-            const __m256 s4 = _mm256_shuffle_ps(t[4], t[6], 0x44), s5 = _mm256_shuffle_ps(t[4], t[6], 0xEE);
-            const __m256 s6 = _mm256_shuffle_ps(t[5], t[7], 0x44), s7 = _mm256_shuffle_ps(t[5], t[7], 0xEE);
-            float* d = dst + kk * NR + jj;
-            _mm256_storeu_ps(d + 0 * NR, _mm256_permute2f128_ps(s0, s4, 0x20));
-            _mm256_storeu_ps(d + 1 * NR, _mm256_permute2f128_ps(s1, s5, 0x20));
-            _mm256_storeu_ps(d + 2 * NR, _mm256_permute2f128_ps(s2, s6, 0x20));
-            _mm256_storeu_ps(d + 3 * NR, _mm256_permute2f128_ps(s3, s7, 0x20));
-            _mm256_storeu_ps(d + 4 * NR, _mm256_permute2f128_ps(s0, s4, 0x31));
-            _mm256_storeu_ps(d + 5 * NR, _mm256_permute2f128_ps(s1, s5, 0x31));
-            _mm256_storeu_ps(d + 6 * NR, _mm256_permute2f128_ps(s2, s6, 0x31));
-            _mm256_storeu_ps(d + 7 * NR, _mm256_permute2f128_ps(s3, s7, 0x31));
+            __m256 col[8];
+            transpose8(src + kk, ldb, col);
+            for (int c = 0; c < 8; ++c) _mm256_storeu_ps(dst + (kk + c) * NR + jj, col[c]);
         }
         for (; kk < kc; ++kk)
             for (int q = 0; q < 8; ++q) dst[kk * NR + jj + q] = src[q * ldb + kk];
@@ -98,24 +100,6 @@ inline __m256 act_grad8(__m256 dy, __m256 y, float slope) {
         (void)slope;
         return _mm256_mul_ps(_mm256_mul_ps(dy, y), _mm256_sub_ps(one, y));
     }
-}
-
-// The 8 x 8 block at src (row stride ld) transposed: out[c] = (src[0][c], ..., src[7][c]).
-inline void transpose8(const float* src, idx ld, __m256 out[8]) {
-    __m256 r[8], t[8];
-    for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + q * ld);
-    for (int q = 0; q < 8; q += 2) {
-        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
-        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
-    }
-    const __m256 s0 = _mm256_shuffle_ps(t[0], t[2], 0x44), s1 = _mm256_shuffle_ps(t[0], t[2], 0xEE);
-    const __m256 s2 = _mm256_shuffle_ps(t[1], t[3], 0x44), s3 = _mm256_shuffle_ps(t[1], t[3], 0xEE);
-    const __m256 s4 = _mm256_shuffle_ps(t[4], t[6], 0x44), s5 = _mm256_shuffle_ps(t[4], t[6], 0xEE);
-    const __m256 s6 = _mm256_shuffle_ps(t[5], t[7], 0x44), s7 = _mm256_shuffle_ps(t[5], t[7], 0xEE);
-    out[0] = _mm256_permute2f128_ps(s0, s4, 0x20), out[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    out[2] = _mm256_permute2f128_ps(s2, s6, 0x20), out[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    out[4] = _mm256_permute2f128_ps(s0, s4, 0x31), out[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    out[6] = _mm256_permute2f128_ps(s2, s6, 0x31), out[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
 // One A micro-panel of 8 rows: A(i, p) = a[i * lda + p] (or a[p * lda + i] when trans), with the
