@@ -1,4 +1,4 @@
-// Convolutions on the GEMM core, with no unfolded (im2col) buffer anywhere.
+// Convolutions on the GEMM core, with no unfolded (im2col) copy of their input.
 //
 // conv2d is one GEMM per chunk of images,  Z (C_out x G*Ho*Wo) = W (C_out x C_in*k*k) P,  where P
 // is the chunk's unfolded patch matrix: the core gathers it straight from the image into its packed
@@ -10,7 +10,9 @@
 // the output pixels (ih, iw) with the same (ih + pad, iw + pad) mod stride are reached by the same
 // kernel taps, so each phase is one dense GEMM  out_phase (C_in x pixels) = W_phase P_phase  over a
 // stride-1 patch matrix of the input, with no overlapping adds (no col2im) and with bias and
-// activation in the epilogue. Chunks are fixed by the shape, never by the thread count, and every
+// activation in the epilogue. (With fewer than 8 channels on the adjoint's output side a phase
+// GEMM could not fill the register tile; there one GEMM unfolds the result and col2im folds it.)
+// Chunks are fixed by the shape, never by the thread count, and every
 // sum runs in one fixed order, so results are identical for any number of threads; the threads
 // work inside each GEMM.
 #include "conv.h"
@@ -99,9 +101,11 @@ std::unique_ptr<float[]> scratch(idx n) {
 
 // A gathered GEMM operand: a patch matrix over a stack of images (see gemm::GatherB), with rows
 // (channel, tap i, tap j) and columns (image, output row, output column):
-//   element = src[ch * ch_stride + img * img_stride + (oh * step + di) * width + ow * step + dj]
-// when that pixel lies inside the height x width plane, 0 outside; di and dj come from the taps.
-// With transpose, rows and columns swap roles.
+//   element = src[ch * ch_stride + img * img_stride + r * width + c],
+//   r = row0 + oh * step + di,  c = col0 + ow * step + dj,
+// when (r, c) lies inside the height x width plane, 0 outside; (di, dj) is the tap's offset. With
+// transpose, rows and columns swap roles. The operand points into the object, which is therefore
+// never copied.
 class Patches {
 public:
     struct Taps {
@@ -139,6 +143,8 @@ public:
         op_.la = i32(height), op_.lb = i32(width);
         op_.len = (px.images - 1) * px.img_stride + (taps.channels - 1) * taps.ch_stride + height * width;
     }
+    Patches(const Patches&) = delete;
+    Patches& operator=(const Patches&) = delete;
     const gemm::GatherB* operand() const { return &op_; }
 
 private:

@@ -2,8 +2,9 @@
 //
 // Loop nest (row-major view of BLIS's five loops; A is the broadcast side, B the vector side):
 //   m0 (MB rows of A, packed once per K block, shared by the threads)
-//     k0 (KC)
-//       pack A block                       (threads split its micro-panels)
+//     k0 (KC, the K blocks of equal depth)
+//       pack A block                       (threads split its micro-panels; a small A is packed
+//                                           by every thread for itself, with no barriers)
 //       n0 (NB columns of this thread's slice)
 //         pack B block KC x NB (stays in L2)
 //         for each A micro-panel (MR x KC, stays in L1)

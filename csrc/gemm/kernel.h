@@ -1,6 +1,8 @@
-// The micro-kernel interface: one register-blocked MR x NR tile of C += A_panel * B_panel, with the
-// epilogue (bias, activation) applied to the registers before the store. One implementation per ISA,
-// each in its own translation unit compiled with that ISA's target flags.
+// The per-ISA kernel table: the micro-kernel (one register-blocked MR x NR tile of C += A_panel *
+// B_panel, with the epilogue (bias, activation) applied to the registers before the store), the
+// packers that can use that ISA's vectors, and an elementwise epilogue. One table per ISA, each in
+// its own translation unit compiled with that ISA's target flags; a null packer means the portable
+// one in gemm.cpp.
 #pragma once
 
 #include <cstddef>
@@ -54,7 +56,7 @@ struct MicroKernel {
     int mr, nr;   // register tile
     idx kc;       // K block (A micro-panel MR x KC stays in L1)
     idx nb;       // N block of packed B (KC x NB stays in L2)
-    idx mb;       // M block of packed A shared by the threads
+    idx mb;       // M block of packed A
     TileFn tile;
     GatherFn gather;
     PackTransFn pack_b_trans;
