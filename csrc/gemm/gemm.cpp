@@ -335,7 +335,9 @@ void sgemm(const Problem& p) {
     const idx KC = (p.k + k_blocks - 1) / k_blocks;
     int T = std::min(g_threads.load(), 64);
     if (flops < 2e5) T = 1;
-    const bool split_n = n_panels >= 2 * T || m_panels < 2 * T;
+    // threads split the columns, unless K is one shallow block and there are rows enough: then each
+    // thread takes a slice of rows (a weight gradient at batch 64: 1024 x 784 x 64 ran 13% faster)
+    const bool split_n = (n_panels >= 2 * T || m_panels < 2 * T) && !(p.k <= K.kc && m_panels >= 8 * T);
     T = static_cast<int>(std::min<idx>(T, split_n ? n_panels : m_panels));
     T = std::max(T, 1);
 
