@@ -51,6 +51,12 @@ using BiasActFn = void (*)(float* x, idx n, float bias, Act act, float slope);
 using PackAFn = void (*)(const float* a, idx lda, const float* y, idx ldy, Act act, float slope, bool trans, idx i0,
                          int mr, idx k0, idx kc, float* dst);
 
+// One B micro-panel of a row-major B with the prologue dz = dy * act'(y) when y is not null, and
+// colsum[jj] += the panel's column sums when colsum is not null (offset to column j0); layout as
+// above. Null: the portable packing.
+using PackRowsFn = void (*)(const float* b, idx ldb, const float* y, idx ldy, Act act, float slope, idx k0, idx kc,
+                            idx j0, int nr, float* colsum, float* dst);
+
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
@@ -63,6 +69,7 @@ struct MicroKernel {
     PackCopyFn pack_b_checked;
     BiasActFn bias_act;
     PackAFn pack_a;
+    PackRowsFn pack_b_rows;
 };
 
 const MicroKernel& kernel_generic();

@@ -117,7 +117,7 @@ void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
 }  // namespace
 
 const MicroKernel& kernel_avx2() {
-    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, nullptr};
+    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, nullptr, &pack_b_rows_avx<NR>};
     return k;
 }
 

@@ -66,7 +66,7 @@ void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
 }  // namespace
 
 const MicroKernel& kernel_generic() {
-    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr, &apply_bias_act, nullptr};
+    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr, &apply_bias_act, nullptr, nullptr};
     return k;
 }
 

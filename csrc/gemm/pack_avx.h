@@ -140,6 +140,35 @@ void pack_a8(const float* a, idx lda, const float* y, idx ldy, float slope, bool
         }
 }
 
+// One B micro-panel of a row-major B, B(p, j) = b[p * ldb + j], with the prologue dz = dy * act'(y)
+// when y is not null (stride ldy): rows [k0, k0 + kc), columns [j0, j0 + nr) into dst[kk * NR + jj],
+// columns nr .. NR zero-filled; with colsum, colsum[jj] += each row's values, row after row (the
+// same order as the portable packing).
+template <int NR, Act A>
+void pack_b_rows(const float* b, idx ldb, const float* y, idx ldy, float slope, idx k0, idx kc, idx j0, int nr,
+                 float* colsum, float* dst) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (idx kk = 0; kk < kc; ++kk) {
+        const float* src = b + (k0 + kk) * ldb + j0;
+        const float* ys = y ? y + (k0 + kk) * ldy + j0 : nullptr;
+        float* d = dst + kk * NR;
+        for (int jj = 0; jj < NR; jj += 8) {
+            const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - jj), lanes);
+            const __m256 dy = _mm256_maskload_ps(src + jj, live);
+            const __m256 v = act_grad8<A>(dy, A == Act::Identity ? dy : _mm256_maskload_ps(ys + jj, live), slope);
+            _mm256_storeu_ps(d + jj, v);
+            if (colsum) _mm256_maskstore_ps(colsum + jj, live, _mm256_add_ps(_mm256_maskload_ps(colsum + jj, live), v));
+        }
+    }
+}
+
+template <int NR>
+void pack_b_rows_avx(const float* b, idx ldb, const float* y, idx ldy, Act act, float slope, idx k0, idx kc, idx j0,
+                     int nr, float* colsum, float* dst) {
+    if (!y) act = Act::Identity;
+    with_act(act, [&](auto tag) { pack_b_rows<NR, decltype(tag)::value>(b, ldb, y, ldy, slope, k0, kc, j0, nr, colsum, dst); });
+}
+
 // The kernel table's entry: the activation picked at run time (Identity when y is null).
 inline void pack_a8_avx(const float* a, idx lda, const float* y, idx ldy, Act act, float slope, bool trans, idx i0,
                         int mr, idx k0, idx kc, float* dst) {
