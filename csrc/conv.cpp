@@ -32,53 +32,10 @@
 #include <vector>
 
 #include "gemm/gemm.h"
+#include "lane_sum.h"
 
 namespace pygan {
 namespace {
-
-// Sum of f(q) over q in [0, n) in eight independent lanes of type T, within blocks of 128 terms
-// (at most 16 per lane) whose sums are added in double: vectorisable without reassociation flags,
-// and the same order on every run and thread count. Float lanes run at twice the SIMD width; each
-// block's rounding error stays near 16 float ulps of its terms, and the blocks meet in double.
-template <class T, class F>
-double lane_sum(idx n, F&& f) {
-    double total = 0.0;
-    for (idx q0 = 0; q0 < n; q0 += 128) {
-        const idx q1 = std::min(n, q0 + 128);
-        T acc[8] = {};
-        idx q = q0;
-        for (; q + 8 <= q1; q += 8)
-            for (int j = 0; j < 8; ++j) acc[j] += f(q + j);
-        for (int j = 0; q < q1; ++q, ++j) acc[j] += f(q);
-        total += double(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
-    }
-    return total;
-}
-
-// Two such float sums in one pass: f(q) returns both terms.
-template <class F>
-std::pair<double, double> lane_sum2(idx n, F&& f) {
-    double ta = 0.0, tb = 0.0;
-    for (idx q0 = 0; q0 < n; q0 += 128) {
-        const idx q1 = std::min(n, q0 + 128);
-        float a[8] = {}, b[8] = {};
-        idx q = q0;
-        for (; q + 8 <= q1; q += 8)
-            for (int j = 0; j < 8; ++j) {
-                const auto [u, v] = f(q + j);
-                a[j] += u;
-                b[j] += v;
-            }
-        for (int j = 0; q < q1; ++q, ++j) {
-            const auto [u, v] = f(q);
-            a[j] += u;
-            b[j] += v;
-        }
-        ta += double(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
-        tb += double(((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7])));
-    }
-    return {ta, tb};
-}
 
 // Images per chunk: about 8,192 GEMM columns (the chunk buffers are C_out x columns), and few
 // enough that every gathered offset inside a chunk of `image` floats per image fits in int32.
@@ -197,16 +154,14 @@ idx floor_div(idx a, idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
                       idx g, const float* bias, Act act, float slope, float* out) {
     const idx S = s.stride, plane = s.h * s.w;
-    // phase rows rh: pixels ih = ih0[rh] + S*a (a < na[rh]) reached by the taps ki = rh + S*t (t < th[rh]);
-    // the same along the columns
-    std::vector<idx> q0h(S), ih0(S), na(S), th(S), q0w(S), iw0(S), nb(S), tw(S);
+    // phase r (along either axis; the kernel is square): pixels i = i0[r] + S*a for a < na[r] (rows) or
+    // nb[r] (columns), reached by the taps r + S*t for t < nt[r], which read the input at q0[r] + a - t
+    std::vector<idx> q0(S), i0(S), na(S), nb(S), nt(S);
     for (idx r = 0; r < S; ++r) {
-        q0h[r] = -floor_div(r - s.pad, S), ih0[r] = r - s.pad + S * q0h[r];
-        na[r] = ih0[r] < s.h ? (s.h - 1 - ih0[r]) / S + 1 : 0;
-        th[r] = r < s.k ? (s.k - 1 - r) / S + 1 : 0;
-        q0w[r] = q0h[r], iw0[r] = ih0[r];
-        nb[r] = iw0[r] < s.w ? (s.w - 1 - iw0[r]) / S + 1 : 0;
-        tw[r] = th[r];
+        q0[r] = -floor_div(r - s.pad, S), i0[r] = r - s.pad + S * q0[r];
+        na[r] = i0[r] < s.h ? (s.h - 1 - i0[r]) / S + 1 : 0;
+        nb[r] = i0[r] < s.w ? (s.w - 1 - i0[r]) / S + 1 : 0;
+        nt[r] = r < s.k ? (s.k - 1 - r) / S + 1 : 0;
     }
     // every phase's output block stays until all are computed, so that each output row is then
     // written in one go (a phase at a time, the stride-S stores would sweep the whole output S*S times)
@@ -217,20 +172,20 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
     for (idx rh = 0; rh < S; ++rh)
         for (idx rw = 0; rw < S; ++rw) {
             if (na[rh] == 0 || nb[rw] == 0) continue;
-            const idx kp = s.c_out * th[rh] * tw[rw], cols = g * na[rh] * nb[rw];
+            const idx kp = s.c_out * nt[rh] * nt[rw], cols = g * na[rh] * nb[rw];
             // W_phase (c_in x kp): row c, column (co, t, u) = w[co][c][rh + S*t][rw + S*u]
             wp.resize(static_cast<std::size_t>(std::max<idx>(1, s.c_in * kp)));
             for (idx ch = 0; ch < s.c_in; ++ch)
                 for (idx co = 0; co < s.c_out; ++co)
-                    for (idx t = 0; t < th[rh]; ++t)
-                        for (idx u = 0; u < tw[rw]; ++u)
-                            wp[ch * kp + (co * th[rh] + t) * tw[rw] + u] =
+                    for (idx t = 0; t < nt[rh]; ++t)
+                        for (idx u = 0; u < nt[rw]; ++u)
+                            wp[ch * kp + (co * nt[rh] + t) * nt[rw] + u] =
                                 w[((co * s.c_in + ch) * s.k + rh + S * t) * s.k + rw + S * u];
-            // P_phase: row (co, t, u), column (img, a, b) = z[img][co][q0h + a - t][q0w + b - u]
+            // P_phase: row (co, t, u), column (img, a, b) = z[img][co][q0[rh] + a - t][q0[rw] + b - u]
             Patches::Taps taps{s.c_out, ch_stride, {}, {}};
-            for (idx t = 0; t < th[rh]; ++t)
-                for (idx u = 0; u < tw[rw]; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
-            const Patches::Pixels px{g, img_stride, na[rh], nb[rw], 1, q0h[rh], q0w[rw]};
+            for (idx t = 0; t < nt[rh]; ++t)
+                for (idx u = 0; u < nt[rw]; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
+            const Patches::Pixels px{g, img_stride, na[rh], nb[rw], 1, q0[rh], q0[rw]};
             const Patches patches(z, s.ho, s.wo, taps, px, false);
             gemm::Problem p;
             p.m = s.c_in, p.n = cols, p.k = kp;
@@ -249,11 +204,11 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
             float* o = out + ((n0 + img) * s.c_in + ch) * plane;
             for (idx rh = 0; rh < S; ++rh)
                 for (idx a = 0; a < na[rh]; ++a) {
-                    float* row = o + (ih0[rh] + S * a) * s.w;
+                    float* row = o + (i0[rh] + S * a) * s.w;
                     for (idx rw = 0; rw < S; ++rw) {
                         const idx cols = g * na[rh] * nb[rw];
                         const float* src = cp + start[rh * S + rw] + ch * cols + (img * na[rh] + a) * nb[rw];
-                        for (idx b = 0; b < nb[rw]; ++b) row[iw0[rw] + S * b] = src[b];
+                        for (idx b = 0; b < nb[rw]; ++b) row[i0[rw] + S * b] = src[b];
                     }
                 }
         }

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "gemm/gemm.h"
+#include "lane_sum.h"
 
 namespace pygan {
 
@@ -24,19 +25,9 @@ bool head_forward(const float* x, const float* w, const float* b, float* y, idx 
     if (!finite) return false;
     for (idx i = 0; i < n; ++i) {
         const float* row = x + i * k;
-        // a long dot product in blocks of 128 terms: eight float partial sums per block (at most 16
-        // terms each, added in a fixed order, which also breaks the add-latency chain), the blocks
-        // summed in double, which keeps any k inside the 1e-5 contract
-        double acc = 0.0;
-        for (idx p0 = 0; p0 < k; p0 += 128) {
-            const idx p1 = std::min(k, p0 + 128);
-            float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            idx p = p0;
-            for (; p + 8 <= p1; p += 8)
-                for (int q = 0; q < 8; ++q) part[q] += row[p + q] * w[p + q];
-            for (int q = 0; p < p1; ++p, ++q) part[q] += row[p] * w[p];
-            acc += double(((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])));
-        }
+        // a long dot product: float lanes within 128-term blocks, the blocks in double, which keeps any
+        // k inside the 1e-5 contract
+        const double acc = lane_sum<float>(k, [row, w](idx p) { return row[p] * w[p]; });
         y[i] = act_forward(act, static_cast<float>(acc) + (b ? b[0] : 0.0f), slope);
     }
     return true;
