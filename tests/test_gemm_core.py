@@ -126,6 +126,59 @@ def test_dense_forward_finds_any_nonfinite_weight(isa, isa_name, thread_count, t
 
 
 @pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(3, 17, 61), (64, 784, 512), (200, 33, 70)])
+def test_dense_forward_nonfinite_input_is_not_blamed_on_weights(isa, isa_name, thread_count, threads, shape):
+    """A NaN or Inf in x (or a bias) with finite weights is no error: it flows into y as in the
+    reference, and nowhere else. A weight Inf meeting only zeros of x is still found."""
+    isa(isa_name)
+    pygan.set_num_threads(threads)
+    n, k, m = shape
+    rng = np.random.default_rng(n + k)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    w = rng.standard_normal((k, m)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    x[n // 2, k // 3] = np.nan
+    x[n - 1, k - 1] = np.inf
+    b_bad = b.copy()
+    b_bad[m - 1] = np.nan
+    y = CPU.dense_forward(x, w, b_bad, "tanh")
+    with np.errstate(invalid="ignore"):
+        ref = REF.dense_forward(x.astype(np.float64), w.astype(np.float64), b_bad.astype(np.float64), "tanh")
+    assert np.array_equal(np.isnan(y), np.isnan(ref))
+    # everywhere the NaN and Inf do not reach, y is what the same data without them gives
+    x_clean = np.where(np.isfinite(x), x, np.float32(0))
+    y_clean = CPU.dense_forward(x_clean, w, b, "tanh")
+    rows = [i for i in range(n) if i not in (n // 2, n - 1)]
+    assert np.array_equal(y[rows, : m - 1], y_clean[rows, : m - 1])
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    x[:, k // 2] = 0.0
+    w_bad = w.copy()
+    w_bad[k // 2, m // 2] = np.inf
+    with pytest.raises(ValueError, match="^w: contains NaN or Inf"):
+        CPU.dense_forward(x, w_bad, b, "relu")
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "tanh", "sigmoid"])
+def test_epilogue_activations_keep_nan(isa, isa_name, act):
+    """A NaN reaching an activation stays NaN in the vector epilogues (the GEMM tile's and the
+    elementwise one after a col2im), as in the reference: tanh and sigmoid once clamped it to +-1."""
+    isa(isa_name)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 20)).astype(np.float32)
+    w = rng.standard_normal((20, 37)).astype(np.float32)
+    b = np.zeros(37, np.float32)
+    b[[0, 17, 36]] = np.nan
+    y = CPU.dense_forward(x, w, b, act)
+    assert np.isnan(y[:, [0, 17, 36]]).all() and np.isfinite(np.delete(y, [0, 17, 36], axis=1)).all()
+    xi = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    wi = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
+    yi = CPU.conv_transpose2d_forward(xi, wi, np.array([np.nan], np.float32), 2, 1, 0, act)
+    assert np.isnan(yi).all()
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
 @pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0)])
 def test_zero_sizes(isa, isa_name, shape):
     isa(isa_name)

@@ -1,5 +1,5 @@
 // Vector exp/tanh/sigmoid for the epilogues (Cephes-style expf: range reduction by ln 2 in two
-// parts, degree-6 polynomial; relative error ~2e-7 on the clamped range). Included only by the ISA
+// parts, degree-6 polynomial; relative error ~2e-7 on the clamped range; a NaN stays NaN). Included only by the ISA
 // translation units, which are compiled with the matching target flags; the functions have internal
 // linkage, so each unit keeps its own copy (the linker never swaps in another unit's instructions).
 #pragma once
@@ -17,7 +17,8 @@ constexpr float kP0 = 1.9875691500e-4f, kP1 = 1.3981999507e-3f, kP2 = 8.33345190
 
 #ifdef __AVX512F__
 inline __m512 exp(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    // the clamp keeps a NaN (min/max return their second operand when one is NaN)
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
@@ -56,7 +57,7 @@ inline __m512 activate(__m512 z, Act act, float slope) {
 
 #ifdef __AVX2__
 inline __m256 exp(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));  // keeps a NaN
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
