@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "gemm/gemm.h"
+#include "gemm/kernel.h"
 #include "lane_sum.h"
 
 namespace pygan {
@@ -427,22 +428,15 @@ void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, floa
         }
         return;
     }
+    // (N, C, H, W): a channel's planes, image by image, through the ISA's row kernels
+    const gemm::BnRows& rows = gemm::active_kernel().bn;
 #pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
     for (idx ch = 0; ch < c; ++ch) {
         double sum = 0.0;
-        for (idx img = 0; img < n; ++img) {
-            const float* p = x + (img * c + ch) * inner;
-            sum += lane_sum<float>(inner, [p](idx q) { return p[q]; });
-        }
+        for (idx img = 0; img < n; ++img) sum += rows.sum(x + (img * c + ch) * inner, inner);
         const double m = sum / count;
         double sq = 0.0;
-        for (idx img = 0; img < n; ++img) {
-            const float* p = x + (img * c + ch) * inner;
-            sq += lane_sum<double>(inner, [p, m](idx q) {  // double: x - mean must not cancel
-                const double d = p[q] - m;
-                return d * d;
-            });
-        }
+        for (idx img = 0; img < n; ++img) sq += rows.sqdev(x + (img * c + ch) * inner, inner, m);
         mean[ch] = static_cast<float>(m);
         var[ch] = static_cast<float>(sq / count);
     }
@@ -468,15 +462,11 @@ void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean
                 for (idx ch = 0; ch < c; ++ch) o[ch] = act_forward(A, p[ch] * sc[ch] + sh[ch], slope);
             }
         } else {
+            const gemm::BnRows& rows = gemm::active_kernel().bn;
             FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
-            for (idx row = 0; row < n * c; ++row) {
-                const idx ch = row % c;
-                const float a = sc[ch], b = sh[ch];
-                const float* p = x + row * inner;
-                float* o = y + row * inner;
-                for (idx q = 0; q < inner; ++q) o[q] = act_forward(A, p[q] * a + b, slope);
-            }
+            for (idx row = 0; row < n * c; ++row)
+                rows.affine_act(x + row * inner, y + row * inner, inner, sc[row % c], sh[row % c], A, slope);
         }
     });
 }
@@ -534,32 +524,27 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
             }
             return;
         }
+        // (N, C, H, W): a channel's planes, image by image, through the ISA's row kernels (the
+        // channel's data stays in cache between the two sweeps)
+        const gemm::BnRows& rows = gemm::active_kernel().bn;
         FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
         for (idx ch = 0; ch < c; ++ch) {
             double sb = 0.0, sg = 0.0;
-            const float mu = mean[ch];
             for (idx img = 0; img < n; ++img) {
                 const idx off = (img * c + ch) * inner;
-                const auto [b_sum, g_sum] = lane_sum2(inner, [&](idx q) {
-                    const float g = act_backward(A, dy[off + q], y[off + q], slope);
-                    return std::pair<float, float>{g, g * (x[off + q] - mu)};
-                });
+                const auto [b_sum, g_sum] = rows.grad_sums(dy + off, y + off, x + off, inner, mean[ch], A, slope);
                 sb += b_sum;
                 sg += g_sum;
             }
             sg *= invstd[ch];
             dbeta[ch] = static_cast<float>(sb);
             dgamma[ch] = static_cast<float>(sg);
-            const float scale = gamma[ch] * invstd[ch];
-            const float mb = training ? dbeta[ch] / count : 0.0f, mg = training ? dgamma[ch] / count : 0.0f;
+            gemm::BnDxTerms t{mean[ch], invstd[ch], gamma[ch] * invstd[ch], 0.0f, 0.0f};
+            if (training) t.mean_b = dbeta[ch] / count, t.mean_g = dgamma[ch] / count;
             for (idx img = 0; img < n; ++img) {
                 const idx off = (img * c + ch) * inner;
-                for (idx q = 0; q < inner; ++q) {
-                    const float g = act_backward(A, dy[off + q], y[off + q], slope);
-                    const float xhat = (x[off + q] - mean[ch]) * invstd[ch];
-                    dx[off + q] = scale * (g - mb - xhat * mg);
-                }
+                rows.grad_dx(dy + off, y + off, x + off, dx + off, inner, t, A, slope);
             }
         }
     });

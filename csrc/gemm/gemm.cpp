@@ -65,16 +65,6 @@ const MicroKernel& kernel_for(const std::string& isa) {
     return kernel_generic();
 }
 
-const MicroKernel& active_kernel() {
-    const MicroKernel* k = g_kernel.load(std::memory_order_acquire);
-    if (!k) {
-        const auto isas = supported_isas();
-        k = &kernel_for(isas.back());
-        g_kernel.store(k, std::memory_order_release);
-    }
-    return *k;
-}
-
 // ---- scratch buffers: 64-byte aligned, grown on demand, one set per thread -------------------
 struct FreeDeleter {
     void operator()(float* p) const { std::free(p); }
@@ -418,6 +408,16 @@ void sgemm(const Problem& p) {
         if (p.b_nonfinite)
             for (int t = 0; t < T; ++t) *p.b_nonfinite = *p.b_nonfinite || bad[t];
     }
+}
+
+const MicroKernel& active_kernel() {
+    const MicroKernel* k = g_kernel.load(std::memory_order_acquire);
+    if (!k) {
+        const auto isas = supported_isas();
+        k = &kernel_for(isas.back());
+        g_kernel.store(k, std::memory_order_release);
+    }
+    return *k;
 }
 
 void bias_act(float* x, idx n, float bias, Act act, float slope) { active_kernel().bias_act(x, n, bias, act, slope); }

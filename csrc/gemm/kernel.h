@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <utility>
 
 #include "../activation.h"
 #include "gemm.h"
@@ -57,6 +58,24 @@ using PackAFn = void (*)(const float* a, idx lda, const float* y, idx ldy, Act a
 using PackRowsFn = void (*)(const float* b, idx ldb, const float* y, idx ldy, Act act, float slope, idx k0, idx kc,
                             idx j0, int nr, float* colsum, float* dst);
 
+// dx = scale * (g - mean_b - (x - mu) * invstd * mean_g) for one channel (batch norm's backward)
+struct BnDxTerms {
+    float mu, invstd, scale, mean_b, mean_g;
+};
+
+// Batch norm over one contiguous row of len floats (one channel's plane of one image). Sums run in
+// the order of lane_sum / lane_sum2, and elements in the same operations, on every ISA.
+struct BnRows {
+    double (*sum)(const float* x, idx len);                 // sum of x
+    double (*sqdev)(const float* x, idx len, double mean);  // sum of (x - mean)^2, in double
+    void (*affine_act)(const float* x, float* y, idx len, float a, float b, Act act, float slope);  // act(x * a + b)
+    // sums of g = dy * act'(y) and of g * (x - mu)
+    std::pair<double, double> (*grad_sums)(const float* dy, const float* y, const float* x, idx len, float mu, Act act,
+                                           float slope);
+    void (*grad_dx)(const float* dy, const float* y, const float* x, float* dx, idx len, const BnDxTerms& t, Act act,
+                    float slope);
+};
+
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
@@ -70,7 +89,11 @@ struct MicroKernel {
     BiasActFn bias_act;
     PackAFn pack_a;
     PackRowsFn pack_b_rows;
+    BnRows bn;
 };
+
+// The table of the ISA in use (see set_isa).
+const MicroKernel& active_kernel();
 
 const MicroKernel& kernel_generic();
 const MicroKernel& kernel_avx2();

@@ -4,6 +4,7 @@
 
 #include "kernel.h"
 #include "pack_avx.h"
+#include "rows_avx.h"
 #include "simd_math.h"
 
 namespace pygan::gemm {
@@ -117,7 +118,7 @@ void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
 }  // namespace
 
 const MicroKernel& kernel_avx2() {
-    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, nullptr, &pack_b_rows_avx<NR>};
+    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, nullptr, &pack_b_rows_avx<NR>, kBnRowsAvx};
     return k;
 }
 

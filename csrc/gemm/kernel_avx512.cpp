@@ -7,6 +7,7 @@
 
 #include "kernel.h"
 #include "pack_avx.h"
+#include "rows_avx.h"
 #include "simd_math.h"
 
 namespace pygan::gemm {
@@ -166,7 +167,7 @@ void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
 
 const MicroKernel& kernel_avx512() {
     // A micro-panel 8 x 384 floats (12 KiB) in L1; packed B block 384 x 672 (1 MiB) in L2.
-    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>};
+    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx};
     return k;
 }
 

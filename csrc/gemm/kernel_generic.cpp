@@ -1,5 +1,6 @@
 // Portable micro-kernel: plain C++ over a 4 x 16 register tile (the compiler vectorises what it can).
 #include "kernel.h"
+#include "../lane_sum.h"
 
 namespace pygan::gemm {
 namespace {
@@ -63,10 +64,50 @@ void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
     for (idx i = 0; i < n; ++i) x[i] = act_forward(act, x[i] + bias, slope);
 }
 
+// ---- batch norm rows (the order and operations the vector kernels reproduce) ------------------
+double bn_sum(const float* x, idx len) { return lane_sum<float>(len, [x](idx q) { return x[q]; }); }
+
+double bn_sqdev(const float* x, idx len, double mean) {
+    return lane_sum<double>(len, [x, mean](idx q) {  // double: x - mean must not cancel
+        const double d = x[q] - mean;
+        return d * d;
+    });
+}
+
+void bn_affine_act(const float* x, float* y, idx len, float a, float b, Act act, float slope) {
+    with_act(act, [&](auto tag) {
+        for (idx q = 0; q < len; ++q) y[q] = act_forward(decltype(tag)::value, x[q] * a + b, slope);
+    });
+}
+
+std::pair<double, double> bn_grad_sums(const float* dy, const float* y, const float* x, idx len, float mu, Act act,
+                                       float slope) {
+    std::pair<double, double> out;
+    with_act(act, [&](auto tag) {
+        out = lane_sum2(len, [=](idx q) {
+            const float g = act_backward(decltype(tag)::value, dy[q], y[q], slope);
+            return std::pair<float, float>{g, g * (x[q] - mu)};
+        });
+    });
+    return out;
+}
+
+void bn_grad_dx(const float* dy, const float* y, const float* x, float* dx, idx len, const BnDxTerms& t, Act act,
+                float slope) {
+    with_act(act, [&](auto tag) {
+        for (idx q = 0; q < len; ++q) {
+            const float g = act_backward(decltype(tag)::value, dy[q], y[q], slope);
+            const float xhat = (x[q] - t.mu) * t.invstd;
+            dx[q] = t.scale * (g - t.mean_b - xhat * t.mean_g);
+        }
+    });
+}
+
 }  // namespace
 
 const MicroKernel& kernel_generic() {
-    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr, &apply_bias_act, nullptr, nullptr};
+    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr, &apply_bias_act, nullptr, nullptr,
+                               {&bn_sum, &bn_sqdev, &bn_affine_act, &bn_grad_sums, &bn_grad_dx}};
     return k;
 }
 
