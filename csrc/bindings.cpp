@@ -154,7 +154,8 @@ farray gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool
     return c;
 }
 
-// ---- convolutions and batch norm (geometry and dtypes are checked by the Python caller too) ----
+// ---- convolutions and batch norm (geometry and dtypes are checked by the Python caller too; NaN/Inf in
+// the weights only here) ----
 pygan::ConvShape conv_shape(const farray& x, const farray& w, int stride, int padding, bool transposed,
                             int output_padding) {
     if (stride < 1) throw py::value_error("stride: must be >= 1");
@@ -228,6 +229,12 @@ py::tuple conv_backward(const py::handle& dy_obj, const py::handle& x_obj, const
         dw = grad_array(dw_obj, "dw_out", {w.shape(0), w.shape(1), w.shape(2), w.shape(3)}, accumulate);
         db = grad_array(db_obj, "db_out", {oc}, accumulate);
     }
+    bool finite = true;
+    {
+        py::gil_scoped_release nogil;
+        finite = pygan::all_finite(w.data(), w.size());
+    }
+    if (!finite) throw py::value_error("w: contains NaN or Inf");
     {
         py::gil_scoped_release nogil;
         const pygan::FlushDenormals ftz;

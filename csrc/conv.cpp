@@ -306,18 +306,24 @@ void act_grad_chunk(const float* dy, const float* y, idx n0, idx g, idx channels
     });
 }
 
-bool finite_all(const float* w, idx n) {
-    bool ok = true;
-    for (idx i = 0; i < n; ++i) ok = ok && std::isfinite(w[i]);
-    return ok;
-}
-
 }  // namespace
+
+bool all_finite(const float* p, idx n) {
+    // the top bit of (exponent bits + one exponent step) is set only for an all-ones exponent: integer
+    // operations with no early exit, so the loop vectorises (a `ok && isfinite` loop stays scalar)
+    std::uint32_t top = 0;
+    for (idx i = 0; i < n; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, p + i, sizeof bits);
+        top |= ((bits & 0x7f800000u) + 0x00800000u) & 0x80000000u;
+    }
+    return top == 0;
+}
 
 bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
                     float slope) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
-    if (!finite_all(w, s.c_out * kk)) return false;
+    if (!all_finite(w, s.c_out * kk)) return false;
     const idx G = chunk_images(s.n, spatial, s.c_in * s.h * s.w);
     const auto z = scratch(s.c_out * G * spatial);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
@@ -347,7 +353,7 @@ void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const 
 bool conv_transpose2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
                               float slope) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
-    if (!finite_all(w, s.c_out * kk)) return false;
+    if (!all_finite(w, s.c_out * kk)) return false;
     const idx G = chunk_images(s.n, spatial, std::max(s.c_in * s.h * s.w, s.c_out * spatial));
     for (idx n0 = 0; n0 < s.n; n0 += G)
         conv_adjoint(s, w, x + n0 * s.c_out * spatial, s.c_out * spatial, spatial, n0, std::min(G, s.n - n0), b, act,

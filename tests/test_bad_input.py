@@ -84,6 +84,28 @@ def test_nan_in_weights(B):
         B.dense_forward(x, w, b)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_conv_weights_in_every_op(B, bad):
+    """conv2d and conv_transpose2d, forward and backward, name NaN/Inf weights (the native backend
+    checks them in its kernels, not in Python)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y = B.conv2d_forward(x, w, None, 1, 1)
+    yt = B.conv_transpose2d_forward(y, w, None, 1, 1)
+    w[3, 2, 2, 2] = bad
+    calls = [
+        lambda: B.conv2d_forward(x, w, None, 1, 1),
+        lambda: B.conv2d_backward(y, x, w, y, 1, 1),
+        lambda: B.conv2d_backward(y, x, w, y, 1, 1, need_dx=False),
+        lambda: B.conv_transpose2d_forward(y, w, None, 1, 1),
+        lambda: B.conv_transpose2d_backward(yt, y, w, yt, 1, 1),
+    ]
+    for call in calls:
+        with raises(ValueError, "w"):
+            call()
+
+
 def test_unknown_activation(B):
     x, w, b = arrays()
     with raises(ValueError, "act"):

@@ -80,7 +80,7 @@ def conv2d_forward(
     """conv2d with bias and activation fused, on the GEMM core (image patches packed straight into its B panels)."""
     act, slope = C.check_activation(act, slope)
     stride, padding = ref.check_conv_geometry(stride, padding)
-    ref.conv2d_shapes(x, w, b, stride, padding, dtypes=F32)
+    ref.conv2d_shapes(x, w, b, stride, padding, dtypes=F32, check_weights=False)
     return _core.conv_forward(x, w, b, stride, padding, 0, ACT_CODES[act], slope, False)
 
 
@@ -93,7 +93,7 @@ def conv2d_backward(
     stride phase) on the GEMM core; dw and db written (or added) straight into ``param_grads``."""
     act, slope = C.check_activation(act, slope)
     stride, padding = ref.check_conv_geometry(stride, padding)
-    ref.conv2d_shapes(x, w, None, stride, padding, dtypes=F32)
+    ref.conv2d_shapes(x, w, None, stride, padding, dtypes=F32, check_weights=False)
     dw_out, db_out = param_grads if param_grads is not None else (None, None)
     return tuple(_core.conv_backward(dy, x, w, y, stride, padding, 0, ACT_CODES[act], slope, bool(need_dx),
                                      bool(need_params), False, dw_out, db_out, bool(accumulate)))
@@ -107,7 +107,7 @@ def conv_transpose2d_forward(
     epilogue (GEMM then col2im below 8 output channels)."""
     act, slope = C.check_activation(act, slope)
     stride, padding = ref.check_conv_geometry(stride, padding)
-    ref.conv_transpose2d_shapes(x, w, b, stride, padding, output_padding, dtypes=F32)
+    ref.conv_transpose2d_shapes(x, w, b, stride, padding, output_padding, dtypes=F32, check_weights=False)
     return _core.conv_forward(x, w, b, stride, padding, output_padding, ACT_CODES[act], slope, True)
 
 
@@ -120,7 +120,7 @@ def conv_transpose2d_backward(
     and db written (or added) straight into ``param_grads``."""
     act, slope = C.check_activation(act, slope)
     stride, padding = ref.check_conv_geometry(stride, padding)
-    ref.conv_transpose2d_shapes(x, w, None, stride, padding, output_padding, dtypes=F32)
+    ref.conv_transpose2d_shapes(x, w, None, stride, padding, output_padding, dtypes=F32, check_weights=False)
     dw_out, db_out = param_grads if param_grads is not None else (None, None)
     return tuple(_core.conv_backward(dy, x, w, y, stride, padding, output_padding, ACT_CODES[act], slope,
                                      bool(need_dx), bool(need_params), True, dw_out, db_out, bool(accumulate)))

@@ -192,8 +192,13 @@ def check_conv_geometry(stride: Any, padding: Any) -> tuple[int, int]:
     return C.check_int("stride", stride, 1), C.check_int("padding", padding, 0)
 
 
-def conv2d_shapes(x: Array, w: Array, b: Array | None, stride: int, padding: int, dtypes: Any = FLOATS) -> tuple[int, int]:
-    """Validate a conv2d's arrays and return its output size ``(ho, wo)``."""
+def conv2d_shapes(
+    x: Array, w: Array, b: Array | None, stride: int, padding: int, dtypes: Any = FLOATS, check_weights: bool = True
+) -> tuple[int, int]:
+    """Validate a conv2d's arrays and return its output size ``(ho, wo)``.
+
+    ``check_weights=False`` leaves the NaN/Inf check of ``w`` to a caller whose kernel makes it.
+    """
     C.check_array("x", x, ndim=4, dtypes=dtypes)
     C.check_array("w", w, ndim=4, dtypes=dtypes)
     if x.shape[1] != w.shape[1]:
@@ -202,16 +207,19 @@ def conv2d_shapes(x: Array, w: Array, b: Array | None, stride: int, padding: int
         C.check_array("b", b, ndim=1, dtypes=dtypes)
         C.check_shape("b", b, (w.shape[0],))
     C.check_same_dtype(x=x, w=w, b=b)
-    C.check_finite("w", w)
+    if check_weights:
+        C.check_finite("w", w)
     ho = C.conv_out_size("x", x.shape[2], w.shape[2], stride, padding)
     wo = C.conv_out_size("x", x.shape[3], w.shape[3], stride, padding)
     return ho, wo
 
 
 def conv_transpose2d_shapes(
-    x: Array, w: Array, b: Array | None, stride: int, padding: int, output_padding: int, dtypes: Any = FLOATS
+    x: Array, w: Array, b: Array | None, stride: int, padding: int, output_padding: int, dtypes: Any = FLOATS,
+    check_weights: bool = True,
 ) -> tuple[int, int]:
-    """Validate a conv_transpose2d's arrays and return its output size ``(ho, wo)``."""
+    """Validate a conv_transpose2d's arrays and return its output size ``(ho, wo)`` (``check_weights``
+    as for :func:`conv2d_shapes`)."""
     C.check_array("x", x, ndim=4, dtypes=dtypes)
     C.check_array("w", w, ndim=4, dtypes=dtypes)
     output_padding = C.check_int("output_padding", output_padding, 0)
@@ -223,7 +231,8 @@ def conv_transpose2d_shapes(
         C.check_array("b", b, ndim=1, dtypes=dtypes)
         C.check_shape("b", b, (w.shape[1],))
     C.check_same_dtype(x=x, w=w, b=b)
-    C.check_finite("w", w)
+    if check_weights:
+        C.check_finite("w", w)
     ho = (x.shape[2] - 1) * stride - 2 * padding + w.shape[2] + output_padding
     wo = (x.shape[3] - 1) * stride - 2 * padding + w.shape[3] + output_padding
     if ho <= 0 or wo <= 0:
