@@ -1,6 +1,7 @@
 // The per-ISA kernel table: the micro-kernel (one register-blocked MR x NR tile of C += A_panel *
 // B_panel, with the epilogue (bias, activation) applied to the registers before the store), the
-// packers that can use that ISA's vectors, and an elementwise epilogue. One table per ISA, each in
+// packers that can use that ISA's vectors, an elementwise epilogue, and batch norm's row kernels
+// (not GEMM work, but per-ISA loops belong here, where PYGAN_ISA reaches them). One table per ISA, each in
 // its own translation unit compiled with that ISA's target flags; a null packer means the portable
 // one in gemm.cpp.
 #pragma once

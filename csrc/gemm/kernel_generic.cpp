@@ -1,4 +1,5 @@
-// Portable micro-kernel: plain C++ over a 4 x 16 register tile (the compiler vectorises what it can).
+// Portable kernel table: a micro-kernel of plain C++ over a 4 x 16 register tile (the compiler
+// vectorises what it can), and batch norm's row kernels (the reference order the vector ones keep).
 #include "kernel.h"
 #include "../lane_sum.h"
 
