@@ -147,8 +147,10 @@ def test_conv_results_do_not_depend_on_thread_count(thread_count):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("isa_name", pygan._core.supported_isas())
 @pytest.mark.parametrize("shape", [(64, 6272), (64, 1000), (64, 128, 7, 7)])
-def test_batch_norm_results_do_not_depend_on_thread_count(thread_count, shape):
+def test_batch_norm_results_do_not_depend_on_thread_count(isa, isa_name, thread_count, shape):
+    isa(isa_name)
     rng = np.random.default_rng(2)
     x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
     c = shape[1]
