@@ -434,16 +434,30 @@ void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, floa
         }
         return;
     }
-    // (N, C, H, W): a channel's planes, image by image, through the ISA's row kernels
+    // (N, C, H, W): every plane's sum through the ISA's row kernels, the planes split between the
+    // threads in memory order (a channel's planes lie C*H*W floats apart, a stride the prefetchers
+    // do not follow); then each channel adds its planes in image order, so the bits do not depend
+    // on the threads. The same for the centred squares.
     const gemm::BnRows& rows = gemm::active_kernel().bn;
-#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
+    const idx planes = n * c;
+    std::vector<double> part(static_cast<std::size_t>(planes)), mu(static_cast<std::size_t>(c));
+#pragma omp parallel num_threads(threads_for(planes * inner)) firstprivate(ftz)
+    {
+#pragma omp for schedule(static)
+        for (idx pl = 0; pl < planes; ++pl) part[pl] = rows.sum(x + pl * inner, inner);
+#pragma omp single
+        for (idx ch = 0; ch < c; ++ch) {
+            double sum = 0.0;
+            for (idx img = 0; img < n; ++img) sum += part[img * c + ch];
+            mu[ch] = sum / count;
+        }
+#pragma omp for schedule(static)
+        for (idx pl = 0; pl < planes; ++pl) part[pl] = rows.sqdev(x + pl * inner, inner, mu[pl % c]);
+    }
     for (idx ch = 0; ch < c; ++ch) {
-        double sum = 0.0;
-        for (idx img = 0; img < n; ++img) sum += rows.sum(x + (img * c + ch) * inner, inner);
-        const double m = sum / count;
         double sq = 0.0;
-        for (idx img = 0; img < n; ++img) sq += rows.sqdev(x + (img * c + ch) * inner, inner, m);
-        mean[ch] = static_cast<float>(m);
+        for (idx img = 0; img < n; ++img) sq += part[img * c + ch];
+        mean[ch] = static_cast<float>(mu[ch]);
         var[ch] = static_cast<float>(sq / count);
     }
 }
@@ -530,27 +544,37 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
             }
             return;
         }
-        // (N, C, H, W): a channel's planes, image by image, through the ISA's row kernels (the
-        // channel's data stays in cache between the two sweeps)
+        // (N, C, H, W): two sweeps over the planes in memory order through the ISA's row kernels, as
+        // in batch_norm_stats; each channel adds its planes' sums in image order between them
         const gemm::BnRows& rows = gemm::active_kernel().bn;
+        const idx planes = n * c;
+        std::vector<double> part_b(static_cast<std::size_t>(planes)), part_g(part_b.size());
+        std::vector<gemm::BnDxTerms> terms(static_cast<std::size_t>(c));
         FlushDenormals ftz;
-#pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
-        for (idx ch = 0; ch < c; ++ch) {
-            double sb = 0.0, sg = 0.0;
-            for (idx img = 0; img < n; ++img) {
-                const idx off = (img * c + ch) * inner;
-                const auto [b_sum, g_sum] = rows.grad_sums(dy + off, y + off, x + off, inner, mean[ch], A, slope);
-                sb += b_sum;
-                sg += g_sum;
+#pragma omp parallel num_threads(threads_for(planes * inner)) firstprivate(ftz)
+        {
+#pragma omp for schedule(static)
+            for (idx pl = 0; pl < planes; ++pl) {
+                const idx off = pl * inner;
+                const auto [b_sum, g_sum] = rows.grad_sums(dy + off, y + off, x + off, inner, mean[pl % c], A, slope);
+                part_b[pl] = b_sum;
+                part_g[pl] = g_sum;
             }
-            sg *= invstd[ch];
-            dbeta[ch] = static_cast<float>(sb);
-            dgamma[ch] = static_cast<float>(sg);
-            gemm::BnDxTerms t{mean[ch], invstd[ch], gamma[ch] * invstd[ch], 0.0f, 0.0f};
-            if (training) t.mean_b = dbeta[ch] / count, t.mean_g = dgamma[ch] / count;
-            for (idx img = 0; img < n; ++img) {
-                const idx off = (img * c + ch) * inner;
-                rows.grad_dx(dy + off, y + off, x + off, dx + off, inner, t, A, slope);
+#pragma omp single
+            for (idx ch = 0; ch < c; ++ch) {
+                double sb = 0.0, sg = 0.0;
+                for (idx img = 0; img < n; ++img) sb += part_b[img * c + ch], sg += part_g[img * c + ch];
+                sg *= invstd[ch];
+                dbeta[ch] = static_cast<float>(sb);
+                dgamma[ch] = static_cast<float>(sg);
+                gemm::BnDxTerms& t = terms[ch];
+                t = {mean[ch], invstd[ch], gamma[ch] * invstd[ch], 0.0f, 0.0f};
+                if (training) t.mean_b = dbeta[ch] / count, t.mean_g = dgamma[ch] / count;
+            }
+#pragma omp for schedule(static)
+            for (idx pl = 0; pl < planes; ++pl) {
+                const idx off = pl * inner;
+                rows.grad_dx(dy + off, y + off, x + off, dx + off, inner, terms[pl % c], A, slope);
             }
         }
     });
