@@ -15,6 +15,7 @@
 
 #include "denormal.h"
 #include "conv.h"
+#include "finite.h"
 #include "dense.h"
 #include "gemm/gemm.h"
 

@@ -17,6 +17,7 @@
 // work inside each GEMM.
 #include "conv.h"
 #include "denormal.h"
+#include "finite.h"
 
 #include <omp.h>
 
@@ -307,18 +308,6 @@ void act_grad_chunk(const float* dy, const float* y, idx n0, idx g, idx channels
 }
 
 }  // namespace
-
-bool all_finite(const float* p, idx n) {
-    // the top bit of (exponent bits + one exponent step) is set only for an all-ones exponent: integer
-    // operations with no early exit, so the loop vectorises (a `ok && isfinite` loop stays scalar)
-    std::uint32_t top = 0;
-    for (idx i = 0; i < n; ++i) {
-        std::uint32_t bits;
-        std::memcpy(&bits, p + i, sizeof bits);
-        top |= ((bits & 0x7f800000u) + 0x00800000u) & 0x80000000u;
-    }
-    return top == 0;
-}
 
 bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act,
                     float slope) {

@@ -16,9 +16,6 @@ struct ConvShape {
     idx ho, wo;            // output of the convolution
 };
 
-// No NaN or Inf among p[0 .. n).
-bool all_finite(const float* p, idx n);
-
 // conv2d: x (n, c_in, h, w), w (c_out, c_in, k, k), b (c_out) or null -> y (n, c_out, ho, wo).
 // Returns false when w holds NaN/Inf.
 bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, Act act, float slope);

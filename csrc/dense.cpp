@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "finite.h"
 #include "gemm/gemm.h"
 #include "lane_sum.h"
 
@@ -20,9 +21,7 @@ namespace {
 // One output unit (m == 1, a discriminator's head): a dot product per row is all there is, so the
 // GEMM core's packing and threading would only cost time. Plain loops the compiler vectorises.
 bool head_forward(const float* x, const float* w, const float* b, float* y, idx n, idx k, Act act, float slope) {
-    bool finite = true;
-    for (idx p = 0; p < k; ++p) finite = finite && std::isfinite(w[p]);
-    if (!finite) return false;
+    if (!all_finite(w, k)) return false;
     for (idx i = 0; i < n; ++i) {
         const float* row = x + i * k;
         // a long dot product: float lanes within 128-term blocks, the blocks in double, which keeps any

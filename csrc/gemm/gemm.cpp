@@ -27,6 +27,7 @@
 
 #include "kernel.h"
 #include "../denormal.h"
+#include "../finite.h"
 
 // Debug assertion mode (-DPYGAN_CHECK_BOUNDS, on in sanitizer builds): every packing call checks
 // that it reads inside the operands and writes inside its panel buffer.
@@ -88,13 +89,6 @@ struct Scratch {
 thread_local Scratch tl_a, tl_b;
 
 // ---- packing ---------------------------------------------------------------------------------
-// The top bit is set when v is NaN or Inf: an all-ones exponent carries into it. Integer ops, so
-// loops over it vectorise.
-inline std::uint32_t nonfinite_bit(float v) {
-    std::uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    return ((bits & 0x7f800000u) + 0x00800000u) & 0x80000000u;
-}
 
 template <Act A>
 inline float transform(float v, const float* y, idx off, float slope) {

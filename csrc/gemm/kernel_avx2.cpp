@@ -105,15 +105,7 @@ void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
     }
 }
 
-void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
-    const __m256 b = _mm256_set1_ps(bias);
-    idx i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, simd::activate(_mm256_add_ps(_mm256_loadu_ps(x + i), b), act, slope));
-    if (i < n) {
-        const __m256i m = lane_mask(static_cast<int>(n - i), 0);
-        _mm256_maskstore_ps(x + i, m, simd::activate(_mm256_add_ps(_mm256_maskload_ps(x + i, m), b), act, slope));
-    }
-}
+void apply_bias_act(float* x, idx n, float bias, Act act, float slope) { affine_act_avx(x, x, n, 1.0f, bias, act, slope); }
 
 }  // namespace
 

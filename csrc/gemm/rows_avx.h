@@ -1,4 +1,5 @@
-// Batch norm's row kernels with 8-wide AVX vectors, for the AVX2 and AVX-512 translation units
+// Batch norm's row kernels (and the affine + activation sweep AVX2's bias epilogue reuses) with 8-wide AVX
+// vectors, for the AVX2 and AVX-512 translation units
 // (internal linkage, as pack_avx.h). A row is one channel's plane of one image. Every sum keeps the
 // order of lane_sum / lane_sum2 (eight lanes within blocks of 128 terms, the same tree, the blocks
 // in double) and every element the operations of the portable kernels, with no fused multiply-adds,
@@ -91,7 +92,8 @@ double bn_sqdev_avx(const float* x, idx len, double mean) {
     return total;
 }
 
-void bn_affine_act_avx(const float* x, float* y, idx len, float a, float b, Act act, float slope) {
+// y = act(x * a + b) (y may be x); AVX2's bias epilogue is this with a = 1 (x * 1 is exact)
+void affine_act_avx(const float* x, float* y, idx len, float a, float b, Act act, float slope) {
     const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
     row_steps(0, len, [&](idx q, __m256i live, auto tail) {
         const __m256 z = _mm256_add_ps(_mm256_mul_ps(ld(x + q, live, tail), av), bv);
@@ -139,7 +141,7 @@ void bn_grad_dx_avx(const float* dy, const float* y, const float* x, float* dx, 
     with_act(act, [&](auto tag) { bn_grad_dx_t<decltype(tag)::value>(dy, y, x, dx, len, t, slope); });
 }
 
-constexpr BnRows kBnRowsAvx{&bn_sum_avx, &bn_sqdev_avx, &bn_affine_act_avx, &bn_grad_sums_avx, &bn_grad_dx_avx};
+constexpr BnRows kBnRowsAvx{&bn_sum_avx, &bn_sqdev_avx, &affine_act_avx, &bn_grad_sums_avx, &bn_grad_dx_avx};
 
 }  // namespace
 }  // namespace pygan::gemm
