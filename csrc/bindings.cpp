@@ -370,5 +370,15 @@ PYBIND11_MODULE(_core, m) {
     m.def("num_threads", &pygan::gemm::num_threads, "Threads the GEMM core uses.");
     m.def("supported_isas", &pygan::gemm::supported_isas, "ISA paths this CPU can run.");
     m.def("current_isa", &pygan::gemm::current_isa, "The ISA path in use.");
+    m.def(
+        "gemm_blocking",
+        [] {
+            const auto b = pygan::gemm::current_blocking();
+            py::dict d;
+            d["mr"] = b.mr, d["nr"] = b.nr, d["kc"] = b.kc, d["nb"] = b.nb, d["mb"] = b.mb, d["l1d"] = b.l1d, d["l2"] = b.l2;
+            return d;
+        },
+        "The GEMM core's register tile (mr, nr) and cache blocking (kc, nb, mb) for the ISA in use, and the "
+        "L1d/L2 sizes in bytes the blocking was derived from (0 where the system does not report them).");
     m.def("set_isa", &set_isa, py::arg("name"), "Force an ISA path: avx512, avx2 or generic.");
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -27,6 +28,9 @@ GENERATOR_LAYERS = [(100, 128, "leaky_relu"), (128, 256, "leaky_relu"), (256, 51
 DISCRIMINATOR_LAYERS = [(784, 512, "leaky_relu"), (512, 256, "leaky_relu"), (256, 1, "identity")]
 BATCHES = (64, 256)
 SLOPE = 0.2
+# seconds of untimed calls before each column's turn (see median_times): OpenBLAS's and OpenMP's
+# idle threads spin for up to tens of milliseconds after a call (0.01 s was too short here)
+SETTLE_S = 0.1
 
 
 @dataclass
@@ -47,17 +51,56 @@ class Row:
         return min(others) / self.seconds["pygan"] if others and "pygan" in self.seconds else None
 
 
-def median_time(fn: Callable[[], Any], min_time: float, max_reps: int = 200) -> float:
-    """Median wall time of ``fn`` over repeats (after two warm-up calls) filling about ``min_time``."""
-    fn()
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 5 or (time.perf_counter() - start < min_time and len(times) < max_reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def median_times(fns: dict[str, Callable[[], Any]], min_time: float, max_reps: int = 200, rounds: int = 3,
+                 settle: float = SETTLE_S) -> dict[str, float]:
+    """Median wall time of each column's ``fn``, the columns taking turns so that a drift in the
+    machine's speed reaches all of them alike.
+
+    Each of ``rounds`` rounds gives every column one turn: untimed calls for ``settle`` seconds (the
+    previous column's idle threads spin for a while before they sleep, and would take cores from
+    this one), then timed calls filling ``min_time / rounds`` (at least 2, at most ``max_reps / rounds``).
+    """
+    times: dict[str, list[float]] = {column: [] for column in fns}
+    per_turn = min_time / rounds
+    for _ in range(rounds):
+        for column, fn in fns.items():
+            until = time.perf_counter() + settle
+            fn()
+            while time.perf_counter() < until:
+                fn()
+            turn = times[column]
+            start, n = time.perf_counter(), 0
+            while n < 2 or (time.perf_counter() - start < per_turn and n < max_reps // rounds):
+                t0 = time.perf_counter()
+                fn()
+                turn.append(time.perf_counter() - t0)
+                n += 1
+    return {column: statistics.median(t) for column, t in times.items()}
+
+
+def openblas_core() -> str | None:
+    """The kernel family NumPy's OpenBLAS runs on this CPU (e.g. 'SkylakeX', or what
+    OPENBLAS_CORETYPE forces), or None where NumPy is not linked against an OpenBLAS that says."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename64_",
+                       "openblas_get_corename"):
+            fn = getattr(lib, symbol, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                name = fn()
+                return name.decode() if name else None
+    return None
 
 
 def load_torch(threads: int) -> Any:
@@ -317,8 +360,7 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
     rows: list[Row] = []
     g = gemm_cases(gemm_size, torch, gpu)
     row = Row("gemm", f"{gemm_size}^3", 2.0 * gemm_size**3)
-    for column, fn in g.items():
-        row.seconds[column] = median_time(fn, min_time)
+    row.seconds = median_times(g, min_time)
     rows.append(row)
     for batch in batches:
         for side, layers in (("G", GENERATOR_LAYERS), ("D", DISCRIMINATOR_LAYERS)):
@@ -327,25 +369,25 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
                 for op, fns in cases.items():
                     mult = 1 if op == "forward" else 3
                     r = Row(f"dense {op}", f"{side} {batch}x{fan_in}x{fan_out} {act}", mult * 2.0 * batch * fan_in * fan_out)
-                    for column, fn in fns.items():
-                        r.seconds[column] = median_time(fn, min_time)
+                    r.seconds = median_times(fns, min_time)
                     rows.append(r)
     conv_flops = 2.0 * 64 * 128 * 64 * 16 * 7 * 7  # both layers: 64 images x 7x7 positions x 128x64x16 MACs
     for transposed, label in ((False, "conv 64->128 k4 s2 p1 on 64x64x14x14"), (True, "convT 128->64 k4 s2 p1 on 64x128x7x7")):
         for op, fns in conv_cases(transposed, torch, gpu).items():
             r = Row(f"{'convT' if transposed else 'conv'} {op}", label, conv_flops * (1 if op == "forward" else 3))
-            for column, fn in fns.items():
-                r.seconds[column] = median_time(fn, min_time, max_reps=50)
+            r.seconds = median_times(fns, min_time, max_reps=50)
             rows.append(r)
     for name, batch in (("mlp", 64), ("mlp", 256), ("dcgan", 64)):
         r = Row("train step", f"{name} GAN batch {batch}", step_flops(name, batch))
-        for column, fn in step_cases(name, batch, torch).items():
-            r.seconds[column] = median_time(fn, min_time, max_reps=50)
+        r.seconds = median_times(step_cases(name, batch, torch), min_time, max_reps=50)
         rows.append(r)
     meta = {
         "threads": threads,
         "isa": pygan._core.current_isa(),
         "numpy": np.__version__,
+        "openblas_core": openblas_core(),
+        "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
+        "gemm_blocking": pygan._core.gemm_blocking(),
         "torch": getattr(torch, "__version__", None),
         "gpu": gpu.details if gpu is not None else None,
         "machine": platform.processor() or platform.machine(),
@@ -359,11 +401,16 @@ def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
     columns = [c for c in ("numpy", "pygan", "torch") if any(c in r.seconds for r in rows)] + ["cupy"]
     head = f"{'op':<22}{'shape':<32}" + "".join(f"{c + ' ms':>12}{c + ' GF/s':>13}" for c in columns) + f"{'pygan/best':>12}"
     lines = [
-        f"pygan benchmark: {meta['threads']} threads, ISA {meta['isa']}, numpy {meta['numpy']}, "
-        f"torch {meta['torch'] or 'not installed'}, GPU: {meta.get('gpu') or 'no GPU'}; medians of repeated timings in one run",
+        f"pygan benchmark: {meta['threads']} threads, ISA {meta['isa']}, numpy {meta['numpy']}"
+        f"{' (OpenBLAS core ' + meta['openblas_core'] + ')' if meta.get('openblas_core') else ''}, "
+        f"torch {meta['torch'] or 'not installed'}, GPU: {meta.get('gpu') or 'no GPU'}; medians of repeated timings "
+        f"in one run, the columns taking turns",
         head,
         "-" * len(head),
     ]
+    if meta.get("openblas_coretype_env"):
+        lines.insert(1, f"note: OPENBLAS_CORETYPE={meta['openblas_coretype_env']} is set, so NumPy runs that core, not "
+                        "the best one for this CPU; unset it (and OPENBLAS_L2_SIZE) for the fair NumPy column")
     for r in rows:
         cells = "".join(
             f"{1e3 * r.seconds[c]:>12.3f}{r.gflops(c):>13.1f}" if c in r.seconds

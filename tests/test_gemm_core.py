@@ -58,6 +58,38 @@ def test_gemm_against_float64(isa, isa_name, m, n, k, trans_a, trans_b, seed):
 
 
 @pytest.mark.parametrize("isa_name", ISAS)
+def test_blocking_follows_the_cache_sizes(isa, isa_name):
+    isa(isa_name)
+    blk = _core.gemm_blocking()
+    assert blk["kc"] % 16 == 0 and 128 <= blk["kc"] <= 1024 and blk["nb"] >= 1 and blk["mb"] >= 1
+    if blk["l1d"] > 0:  # an A micro-panel (mr x kc) in half of L1d
+        assert blk["mr"] * blk["kc"] * 4 <= blk["l1d"] // 2 or blk["kc"] == 128
+    if blk["l2"] > 0:  # a packed B block in about 60% of L2, in whole panels (at least one)
+        assert blk["nb"] % blk["nr"] == 0
+        assert blk["kc"] * blk["nb"] * 4 <= 0.6 * blk["l2"] or blk["nb"] == blk["nr"]
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_across_block_boundaries(isa, isa_name, thread_count, trans_a, trans_b):
+    """Shapes past this CPU's blocking on every ISA: several K blocks (the later ones accumulate),
+    several B blocks per thread and an M block and a bit, so every loop of the driver turns."""
+    isa(isa_name)
+    blk = _core.gemm_blocking()
+    m, k, n = blk["mb"] + 9, 2 * blk["kc"] + 17, 4 * blk["nb"] + 5
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    opa = (a.T if trans_a else a).astype(np.float64)
+    opb = (b.T if trans_b else b).astype(np.float64)
+    exact, scale = opa @ opb, np.abs(opa) @ np.abs(opb)
+    for threads in (1, 2):
+        pygan.set_num_threads(threads)
+        within(_core.gemm(a, b, trans_a, trans_b), exact, scale)
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (3, 17, 61), (64, 127, 1000), (17, 1000, 3), (61, 3, 127)])

@@ -82,6 +82,15 @@ int num_threads();
 // Instruction-set paths: the ones this CPU runs, the one in use, and forcing one.
 std::vector<std::string> supported_isas();
 std::string current_isa();
+
+// The register tile and cache blocking of the ISA in use on this CPU, and the cache sizes (bytes,
+// 0 if unknown) the blocking was derived from.
+struct BlockingInfo {
+    int mr, nr;
+    idx kc, nb, mb;
+    long l1d, l2;
+};
+BlockingInfo current_blocking();
 void set_isa(const std::string& name);  // throws std::invalid_argument
 
 }  // namespace pygan::gemm

@@ -80,6 +80,7 @@ struct BnRows {
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
+    // blocking where the cache sizes are unknown (see blocking_for)
     idx kc;       // K block (A micro-panel MR x KC stays in L1)
     idx nb;       // N block of packed B (KC x NB stays in L2)
     idx mb;       // M block of packed A
@@ -95,6 +96,13 @@ struct MicroKernel {
 
 // The table of the ISA in use (see set_isa).
 const MicroKernel& active_kernel();
+
+// The cache blocking a kernel runs with on this CPU: KC and NB derived from the L1d and L2 sizes,
+// the kernel's own figures where the system does not report them.
+struct Blocking {
+    idx kc, nb, mb;
+};
+Blocking blocking_for(const MicroKernel& K);
 
 const MicroKernel& kernel_generic();
 const MicroKernel& kernel_avx2();

@@ -220,8 +220,11 @@ class CpuBackend(Backend):
 
     def info(self) -> str:
         line = super().info()
+        blk = _core.gemm_blocking()
+        caches = f"L1d {blk['l1d'] // 1024} KiB, L2 {blk['l2'] // 1024} KiB" if blk["l1d"] and blk["l2"] else "cache sizes unknown"
         head = (
             f"backend cpu; GEMM core ISA {_core.current_isa()} (this CPU runs: {', '.join(_core.supported_isas())}), "
+            f"tile {blk['mr']}x{blk['nr']}, blocks KC {blk['kc']} NB {blk['nb']} MB {blk['mb']} ({caches}), "
             f"{get_num_threads()} threads"
         )
         return line.replace("backend cpu", head, 1)
