@@ -379,6 +379,6 @@ PYBIND11_MODULE(_core, m) {
             return d;
         },
         "The GEMM core's register tile (mr, nr) and cache blocking (kc, nb, mb) for the ISA in use, and the "
-        "L1d/L2 sizes in bytes the blocking was derived from (0 where the system does not report them).");
+        "L1d/L2 sizes in bytes (0 where the system does not report them); nb follows L2, kc and mb are the ISA's.");
     m.def("set_isa", &set_isa, py::arg("name"), "Force an ISA path: avx512, avx2 or generic.");
 }

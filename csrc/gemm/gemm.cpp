@@ -314,12 +314,12 @@ static std::pair<long, long> cache_sizes() {
 }
 
 Blocking blocking_for(const MicroKernel& K) {
-    const auto [l1, l2] = cache_sizes();
+    // KC is the kernel's own: it fixes the order in which a dot product is summed (one K block
+    // after another), so results depend on the ISA and the shape only, never on the machine. NB
+    // follows L2: a packed B block (KC x NB) fills about 60% of it, in whole NR panels; the rest
+    // holds the A micro-panels and C tiles streaming past. NB and MB change no result.
+    const long l2 = cache_sizes().second;
     Blocking b{K.kc, K.nb, K.mb};
-    // an A micro-panel (MR x KC) fills half of L1d, a multiple of 16 deep
-    if (l1 > 0) b.kc = std::clamp<idx>(l1 / 2 / (K.mr * idx{sizeof(float)}) / 16 * 16, 128, 1024);
-    // a packed B block (KC x NB) fills about 60% of L2, in whole NR panels; the rest holds the A
-    // micro-panels and C tiles streaming past it
     if (l2 > 0) b.nb = std::max<idx>(K.nr, l2 * 3 / 5 / (b.kc * idx{sizeof(float)}) / K.nr * K.nr);
     return b;
 }

@@ -84,7 +84,7 @@ std::vector<std::string> supported_isas();
 std::string current_isa();
 
 // The register tile and cache blocking of the ISA in use on this CPU, and the cache sizes (bytes,
-// 0 if unknown) the blocking was derived from.
+// 0 if unknown) that NB was derived from.
 struct BlockingInfo {
     int mr, nr;
     idx kc, nb, mb;

@@ -80,9 +80,8 @@ struct BnRows {
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
-    // blocking where the cache sizes are unknown (see blocking_for)
-    idx kc;       // K block (A micro-panel MR x KC stays in L1)
-    idx nb;       // N block of packed B (KC x NB stays in L2)
+    idx kc;       // K block (A micro-panel MR x KC stays in L1); sets the summation order
+    idx nb;       // N block of packed B (KC x NB stays in L2), where the L2 size is unknown
     idx mb;       // M block of packed A
     TileFn tile;
     GatherFn gather;
@@ -97,8 +96,8 @@ struct MicroKernel {
 // The table of the ISA in use (see set_isa).
 const MicroKernel& active_kernel();
 
-// The cache blocking a kernel runs with on this CPU: KC and NB derived from the L1d and L2 sizes,
-// the kernel's own figures where the system does not report them.
+// The cache blocking a kernel runs with on this CPU: its own KC and MB, NB derived from the L2 size
+// (the kernel's figure where the system does not report it).
 struct Blocking {
     idx kc, nb, mb;
 };

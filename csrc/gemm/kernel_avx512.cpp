@@ -166,8 +166,10 @@ void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
 }  // namespace
 
 const MicroKernel& kernel_avx512() {
-    // A micro-panel 8 x 384 floats (12 KiB) in L1; packed B block 384 x 672 (1 MiB) in L2.
-    static const MicroKernel k{"avx512", MR, NR, 384, 672, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx};
+    // A micro-panel 8 x 768 floats (24 KiB) in L1: on a 48 KiB L1d, measured at 2 threads (in-process A/B
+    // against 384), 2048^3 +0-3%, the MLP GAN's batch-64 forward layers up to +12%; packed B block
+    // 768 x 192 (576 KiB) where the L2 size is unknown.
+    static const MicroKernel k{"avx512", MR, NR, 768, 192, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx};
     return k;
 }
 
