@@ -28,31 +28,27 @@ void tile_rv(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc,
         for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
     __mmask16 masks[V];
     for (int v = 0; v < V; ++v) masks[v] = lane_mask(nr, v);
-    if (nr == 16 * V) {
-        for (idx k = 0; k < kc; ++k) {
-            const float* bk = b + k * ldb;
-            const char* pf = reinterpret_cast<const char*>(bk + 8 * ldb);
-            _mm_prefetch(pf, _MM_HINT_T0);
-            if constexpr (V > 1) _mm_prefetch(pf + 64, _MM_HINT_T0);
-            if constexpr (V > 2) _mm_prefetch(pf + 128, _MM_HINT_T0);
-            __m512 bv[V];
-            for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
-            const float* ak = a + k * MR;
-            for (int r = 0; r < R; ++r) {
-                const __m512 av = _mm512_set1_ps(ak[r]);
-                for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-            }
-        }
-    } else {
-        for (idx k = 0; k < kc; ++k) {
-            const float* bk = b + k * ldb;
-            __m512 bv[V];
-            for (int v = 0; v < V; ++v) bv[v] = _mm512_maskz_loadu_ps(masks[v], bk + 16 * v);
-            const float* ak = a + k * MR;
-            for (int r = 0; r < R; ++r) {
-                const __m512 av = _mm512_set1_ps(ak[r]);
-                for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-            }
+    // the C tile's lines are fetched while the k loop runs, so its stores (and loads, when
+    // accumulating) do not wait for them: with a shallow K (a weight gradient over a batch of 64)
+    // they would otherwise stall every tile
+    for (int r = 0; r < R; ++r) {
+        const char* cr = reinterpret_cast<const char*>(c + r * ldc);
+        for (int v = 0; v < V; ++v) _mm_prefetch(cr + 64 * v, _MM_HINT_T0);
+        _mm_prefetch(cr + 4 * (nr - 1), _MM_HINT_T0);  // the last line of an unaligned row
+    }
+    // One loop for full and partial panels: a packed panel is zero beyond nr, so its V vectors are
+    // read whole (only the stores are masked). (With a second, masked loop GCC 12 kept acc[][] in
+    // memory there and stored all of it on every k step.)
+    for (idx k = 0; k < kc; ++k) {
+        const float* bk = b + k * ldb;
+        const char* pf = reinterpret_cast<const char*>(bk + 8 * ldb);
+        for (int v = 0; v < V; ++v) _mm_prefetch(pf + 64 * v, _MM_HINT_T0);
+        __m512 bv[V];
+        for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
+        const float* ak = a + k * MR;
+        for (int r = 0; r < R; ++r) {
+            const __m512 av = _mm512_set1_ps(ak[r]);
+            for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
         }
     }
     for (int r = 0; r < R; ++r) {
@@ -153,6 +149,28 @@ void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
     }
 }
 
+// The forward's weight panel (B(p, j) = b[p * ldb + j], rows [k0, k0 + kc), columns [j0, j0 + nr),
+// columns nr .. NR zero-filled) copied 16 lanes at a time and checked for NaN/Inf in the same pass
+// (an all-ones exponent); true if one is found.
+bool pack_b_copy(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, float* dst) {
+    constexpr int V = NR / 16;
+    const __m512i exponent = _mm512_set1_epi32(0x7f800000);
+    __mmask16 live[V];
+    for (int v = 0; v < V; ++v) live[v] = lane_mask(nr, v);
+    __mmask16 bad = 0;
+    for (idx kk = 0; kk < kc; ++kk) {
+        const float* src = b + (k0 + kk) * ldb + j0;
+        float* d = dst + kk * NR;
+        for (int v = 0; v < V; ++v) {
+            const __m512 x = _mm512_maskz_loadu_ps(live[v], src + 16 * v);
+            const __m512i e = _mm512_and_si512(_mm512_castps_si512(x), exponent);
+            bad = static_cast<__mmask16>(bad | _mm512_cmpeq_epi32_mask(e, exponent));
+            _mm512_storeu_ps(d + 16 * v, x);
+        }
+    }
+    return bad != 0;
+}
+
 void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
     const __m512 b = _mm512_set1_ps(bias);
     idx i = 0;
@@ -169,7 +187,7 @@ const MicroKernel& kernel_avx512() {
     // A micro-panel 8 x 768 floats (24 KiB) in L1: on a 48 KiB L1d, measured at 2 threads (in-process A/B
     // against 384), 2048^3 +0-3%, the MLP GAN's batch-64 forward layers up to +12%; packed B block
     // 768 x 192 (576 KiB) where the L2 size is unknown.
-    static const MicroKernel k{"avx512", MR, NR, 768, 192, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx};
+    static const MicroKernel k{"avx512", MR, NR, 768, 192, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx};
     return k;
 }
 
