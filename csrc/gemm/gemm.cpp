@@ -304,24 +304,22 @@ void colsum_only(const Problem& p) {
         }
 }
 
-}  // namespace
-
 // L1d and L2 sizes of this CPU in bytes (0 where the system does not say), read once.
-static std::pair<long, long> cache_sizes() {
+std::pair<long, long> cache_sizes() {
     static const std::pair<long, long> sizes{std::max(0L, sysconf(_SC_LEVEL1_DCACHE_SIZE)),
                                              std::max(0L, sysconf(_SC_LEVEL2_CACHE_SIZE))};
     return sizes;
 }
 
-Blocking blocking_for(const MicroKernel& K) {
+}  // namespace
+
+idx n_block(const MicroKernel& K) {
     // KC is the kernel's own: it fixes the order in which a dot product is summed (one K block
     // after another), so results depend on the ISA and the shape only, never on the machine. NB
     // follows L2: a packed B block (KC x NB) fills about 60% of it, in whole NR panels; the rest
-    // holds the A micro-panels and C tiles streaming past. NB and MB change no result.
+    // holds the A micro-panels and C tiles streaming past. NB changes no result.
     const long l2 = cache_sizes().second;
-    Blocking b{K.kc, K.nb, K.mb};
-    if (l2 > 0) b.nb = std::max<idx>(K.nr, l2 * 3 / 5 / (b.kc * idx{sizeof(float)}) / K.nr * K.nr);
-    return b;
+    return l2 > 0 ? std::max<idx>(K.nr, l2 * 3 / 5 / (K.kc * idx{sizeof(float)}) / K.nr * K.nr) : K.nb;
 }
 
 void sgemm(const Problem& p) {
@@ -334,31 +332,31 @@ void sgemm(const Problem& p) {
     }
     if (p.k == 0) return empty_k(p);
     const MicroKernel& K = active_kernel();
-    const Blocking bl = blocking_for(K);
+    const idx NB = n_block(K);
     const idx n_panels = (p.n + K.nr - 1) / K.nr;
     const idx m_panels = (p.m + K.mr - 1) / K.mr;
     const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
     // K blocks of equal depth (K = 784 runs as 2 x 392, not 384 + 384 + 16: a shallow last block
     // costs a full pass over C for little work)
-    const idx k_blocks = (p.k + bl.kc - 1) / bl.kc;
+    const idx k_blocks = (p.k + K.kc - 1) / K.kc;
     const idx KC = (p.k + k_blocks - 1) / k_blocks;
     int T = std::min(g_threads.load(), 64);
     if (flops < 2e5) T = 1;
     // threads split the columns, unless K is one shallow block and there are rows enough: then each
     // thread takes a slice of rows (a weight gradient at batch 64: 1024 x 784 x 64 ran 13% faster)
-    const bool split_n = (n_panels >= 2 * T || m_panels < 2 * T) && !(p.k <= bl.kc && m_panels >= 8 * T);
+    const bool split_n = (n_panels >= 2 * T || m_panels < 2 * T) && !(p.k <= K.kc && m_panels >= 8 * T);
     T = static_cast<int>(std::min<idx>(T, split_n ? n_panels : m_panels));
     T = std::max(T, 1);
 
     if (split_n) {
         // threads share the packed A block and own a slice of columns
-        const idx mb_max = std::min<idx>(bl.mb, p.m);
+        const idx mb_max = std::min<idx>(K.mb, p.m);
         const idx kc_max = KC;
         const auto a_cap = static_cast<std::size_t>(((mb_max + K.mr - 1) / K.mr) * K.mr * kc_max);
         // A small A (one M block, at most 256K elements, 1 MiB: a batch of 256 through a layer) is packed by
         // every thread for itself, so the threads never wait for each other; a larger one is packed
         // once, the threads sharing the work, with a barrier on each side of its use.
-        const bool private_a = p.m <= bl.mb && p.m * p.k <= (idx{1} << 18);
+        const bool private_a = p.m <= K.mb && p.m * p.k <= (idx{1} << 18);
         float* shared_a = private_a ? nullptr : tl_a.get(a_cap);
         bool bad[64] = {};  // one flag per thread (T <= 64 below), combined after the region
         FlushDenormals ftz;
@@ -370,8 +368,8 @@ void sgemm(const Problem& p) {
             // column slices on 16-column boundaries; a narrow last panel costs only its vectors
             const idx n16 = (p.n + 15) / 16;
             const idx j0 = std::min<idx>((n16 * t / nt) * 16, p.n), j1 = std::min<idx>((n16 * (t + 1) / nt) * 16, p.n);
-            for (idx m0 = 0; m0 < p.m; m0 += bl.mb) {
-                const idx mb = std::min<idx>(bl.mb, p.m - m0);
+            for (idx m0 = 0; m0 < p.m; m0 += K.mb) {
+                const idx mb = std::min<idx>(K.mb, p.m - m0);
                 const idx a_panels = (mb + K.mr - 1) / K.mr;
                 for (idx k0 = 0; k0 < p.k; k0 += KC) {
                     const idx kc = std::min<idx>(KC, p.k - k0);
@@ -380,8 +378,8 @@ void sgemm(const Problem& p) {
                     if (!private_a) {
 #pragma omp barrier
                     }
-                    for (idx n0 = j0; n0 < j1; n0 += bl.nb) {
-                        const idx nb = std::min<idx>(bl.nb, j1 - n0);
+                    for (idx n0 = j0; n0 < j1; n0 += NB) {
+                        const idx nb = std::min<idx>(NB, j1 - n0);
                         b_block_and_compute(p, K, m0, mb, abuf, k0, kc, n0, nb, m0 == 0 ? p.pro_b.colsum : nullptr,
                                             nonfinite);
                     }
@@ -402,16 +400,16 @@ void sgemm(const Problem& p) {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             bool* nonfinite = p.b_nonfinite ? &bad[t] : nullptr;
             const idx i0 = (m_panels * t / nt) * K.mr, i1 = std::min<idx>((m_panels * (t + 1) / nt) * K.mr, p.m);
-            for (idx m0 = i0; m0 < i1; m0 += bl.mb) {
-                const idx mb = std::min<idx>(bl.mb, i1 - m0);
+            for (idx m0 = i0; m0 < i1; m0 += K.mb) {
+                const idx mb = std::min<idx>(K.mb, i1 - m0);
                 const idx a_panels = (mb + K.mr - 1) / K.mr;
                 for (idx k0 = 0; k0 < p.k; k0 += KC) {
                     const idx kc = std::min<idx>(KC, p.k - k0);
                     const auto a_cap = static_cast<std::size_t>(a_panels * K.mr * kc);
                     float* abuf = tl_a.get(a_cap);
                     pack_a_range(p, K, m0, 0, a_panels, mb, k0, kc, abuf, a_cap);
-                    for (idx n0 = 0; n0 < p.n; n0 += bl.nb) {
-                        const idx nb = std::min<idx>(bl.nb, p.n - n0);
+                    for (idx n0 = 0; n0 < p.n; n0 += NB) {
+                        const idx nb = std::min<idx>(NB, p.n - n0);
                         // the column sums are the first row slice's job, so each is summed once
                         float* colsum = (t == 0 && m0 == 0) ? p.pro_b.colsum : nullptr;
                         b_block_and_compute(p, K, m0, mb, abuf, k0, kc, n0, nb, colsum, nonfinite);
@@ -454,9 +452,8 @@ std::string current_isa() { return active_kernel().isa; }
 
 BlockingInfo current_blocking() {
     const MicroKernel& K = active_kernel();
-    const Blocking b = blocking_for(K);
     const auto [l1, l2] = cache_sizes();
-    return {K.mr, K.nr, b.kc, b.nb, b.mb, l1, l2};
+    return {K.mr, K.nr, K.kc, n_block(K), K.mb, l1, l2};
 }
 
 void set_isa(const std::string& name) {

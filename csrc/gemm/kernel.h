@@ -96,12 +96,9 @@ struct MicroKernel {
 // The table of the ISA in use (see set_isa).
 const MicroKernel& active_kernel();
 
-// The cache blocking a kernel runs with on this CPU: its own KC and MB, NB derived from the L2 size
-// (the kernel's figure where the system does not report it).
-struct Blocking {
-    idx kc, nb, mb;
-};
-Blocking blocking_for(const MicroKernel& K);
+// The N block a kernel runs with on this CPU: derived from the L2 size (the kernel's nb where the
+// system does not report it). KC and MB are the kernel's own.
+idx n_block(const MicroKernel& K);
 
 const MicroKernel& kernel_generic();
 const MicroKernel& kernel_avx2();
