@@ -261,11 +261,12 @@ void b_block_and_compute(const Problem& p, const MicroKernel& K, idx m0, idx mb,
 #endif
         for (idx j = 0; j < nb; j += K.nr)
             K.gather(*p.gather_b, k0, kc, n0 + j, static_cast<int>(std::min<idx>(K.nr, nb - j)), bbuf + j * kc);
-    } else if (!p.trans_b && !p.pro_b.active() && !colsum && nonfinite && K.pack_b_checked) {
+    } else if (!p.trans_b && !p.pro_b.active() && !colsum && K.pack_b_checked) {
+        // a plain row-major B takes the vector copy too; its NaN/Inf check costs next to nothing
         bool bad = false;
         for (idx j = 0; j < nb; j += K.nr)
             bad = K.pack_b_checked(p.b, p.ldb, k0, kc, n0 + j, static_cast<int>(std::min<idx>(K.nr, nb - j)), bbuf + j * kc) || bad;
-        if (bad) *nonfinite = true;
+        if (bad && nonfinite) *nonfinite = true;
     } else if (!p.trans_b && (p.pro_b.active() || colsum) && !nonfinite && K.pack_b_rows) {
         for (idx j = 0; j < nb; j += K.nr)
             K.pack_b_rows(p.b, p.ldb, p.pro_b.y, p.pro_b.ldy, p.pro_b.act, p.pro_b.slope, k0, kc, n0 + j,
