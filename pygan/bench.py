@@ -56,9 +56,10 @@ def median_times(fns: dict[str, Callable[[], Any]], min_time: float, max_reps: i
     """Median wall time of each column's ``fn``, the columns taking turns so that a drift in the
     machine's speed reaches all of them alike.
 
-    Each of ``rounds`` rounds gives every column one turn: untimed calls for ``settle`` seconds (the
-    previous column's idle threads spin for a while before they sleep, and would take cores from
-    this one), then timed calls filling ``min_time / rounds`` (at least 2, at most ``max_reps / rounds``).
+    Each of ``rounds`` rounds gives every column one turn: untimed calls for ``settle`` seconds and at
+    least two (the previous column's idle threads spin for a while before they sleep, and would take
+    cores from this one), then timed calls filling ``min_time / rounds`` (at least 3, at most
+    ``max_reps / rounds``).
     """
     times: dict[str, list[float]] = {column: [] for column in fns}
     per_turn = min_time / rounds
@@ -66,11 +67,12 @@ def median_times(fns: dict[str, Callable[[], Any]], min_time: float, max_reps: i
         for column, fn in fns.items():
             until = time.perf_counter() + settle
             fn()
+            fn()
             while time.perf_counter() < until:
                 fn()
             turn = times[column]
             start, n = time.perf_counter(), 0
-            while n < 2 or (time.perf_counter() - start < per_turn and n < max_reps // rounds):
+            while n < 3 or (time.perf_counter() - start < per_turn and n < max_reps // rounds):
                 t0 = time.perf_counter()
                 fn()
                 turn.append(time.perf_counter() - t0)

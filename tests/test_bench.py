@@ -13,7 +13,7 @@ def test_columns_take_turns_and_each_gets_its_own_median():
     # turns come in the columns' order, round after round: numpy's calls, then pygan's, then torch's, again
     turns = [c for i, c in enumerate(calls) if i == 0 or calls[i - 1] != c]
     assert turns == ["numpy", "pygan", "torch"] * 3
-    assert all(calls.count(c) >= 3 * 3 for c in fns)  # per turn: one settle call and at least two timed
+    assert all(calls.count(c) >= 3 * 5 for c in fns)  # per turn: two settle calls and at least three timed
 
 
 def test_a_slow_column_is_timed_as_slow():
