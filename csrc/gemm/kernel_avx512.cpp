@@ -184,9 +184,9 @@ void apply_bias_act(float* x, idx n, float bias, Act act, float slope) {
 }  // namespace
 
 const MicroKernel& kernel_avx512() {
-    // A micro-panel 8 x 768 floats (24 KiB) in L1: on a 48 KiB L1d, measured at 2 threads (in-process A/B
-    // against 384), 2048^3 +0-3%, the MLP GAN's batch-64 forward layers up to +12%; packed B block
-    // 768 x 192 (576 KiB) where the L2 size is unknown.
+    // A micro-panel 8 x 768 floats (24 KiB) in L1. On a 48 KiB L1d and 1 MiB L2, KC 768 with NB 192 against
+    // the earlier 384 with 672 (in-process A/B at 2 threads): 2048^3 +0-3%, the MLP GAN's batch-64 forward
+    // layers up to +12%. Packed B block 768 x 192 (576 KiB) where the L2 size is unknown.
     static const MicroKernel k{"avx512", MR, NR, 768, 192, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx};
     return k;
 }
