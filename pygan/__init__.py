@@ -6,7 +6,8 @@ and ``cupy`` (GPU, optional).
 
 from .backend import backend_info, from_dlpack, from_numpy, get_backend, load_backend, set_backend, to_numpy, use_backend
 from .backend import cpu_backend
-from .gan import GAN
+from .autograd import Parameter, Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor
+from .gan import GAN, GAN2014, Player
 from .models import mlp_discriminator, mlp_generator
 from .optim import SGD, Adam
 
@@ -26,6 +27,15 @@ def get_num_threads() -> int:
 
 __all__ = [
     "GAN",
+    "GAN2014",
+    "Parameter",
+    "Player",
+    "Tensor",
+    "enable_grad",
+    "grad",
+    "is_grad_enabled",
+    "no_grad",
+    "tensor",
     "SGD",
     "Adam",
     "backend_info",

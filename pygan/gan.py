@@ -1,4 +1,5 @@
-"""The GAN: generator, discriminator, loss, optimizers, and Algorithm 1 of Goodfellow et al. 2014."""
+"""The trainer: players (module + optimizer) and an objective; Algorithm 1 of Goodfellow et al. 2014
+(k discriminator steps per generator step, or simultaneous updates), fit, resume, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any, Callable, Iterable, Protocol
 import numpy as np
 
 from . import losses
+from .autograd import Tensor, as_tensor, no_grad
 from .backend import _checks as C
 from .backend import get_backend, to_numpy
+from .nn import functional as F
 from .nn.layers import VirtualBatchNorm
 from .nn.module import Module
 from .optim import Optimizer, Schedule, clip_column_norms
@@ -21,7 +24,11 @@ INTERPOLATIONS: tuple[str, ...] = ("linear", "spherical")
 
 
 class Callback(Protocol):
-    """What ``GAN.fit`` calls: after every step and after every epoch (both optional)."""
+    """What ``GAN.fit`` calls (every method optional): after each player's optimizer step (between
+    the discriminator's and the generator's, say), after every train step and after every epoch."""
+
+    def on_player_step(self, gan: "GAN", player: str) -> None:
+        """Called right after player ``player``'s optimizer stepped."""
 
     def on_step(self, gan: "GAN", stats: dict[str, float]) -> None:
         """Called after each ``train_step`` with its statistics."""
@@ -42,12 +49,74 @@ class FitResult:
     interrupted: bool = False
 
 
-class GAN:
-    """A generator/discriminator pair trained with k discriminator steps per generator step.
+@dataclass
+class Player:
+    """A module, the optimizer over its parameters, how many updates it takes per iteration, and
+    the name its loss is logged under."""
 
-    The discriminator outputs logits ``(N / pack, 1)``. The generator step back-propagates through
-    the discriminator's backward (asking it for the input gradient only), so the discriminator's
-    parameters and gradients stay untouched.
+    module: Module
+    optimizer: Optimizer
+    steps: int = 1
+    stat: str = ""
+
+
+#: An objective: ``objective(gan, real, labels, wants) -> {name: value}``. It returns the loss (a 0-d
+#: Tensor) of every player named in ``wants`` (a tuple of player names) under that name; any other
+#: entry (a 0-d tensor or array) is logged as a statistic of the step.
+Objective = Callable[["GAN", Any, Any, tuple], dict]
+
+
+class GAN2014:
+    """The 2014 family as an objective: the discriminator's binary cross-entropy on real and
+    generated batches (real target ``real_target``: one-sided label smoothing below 1) and the
+    generator's ``loss`` (minimax, non-saturating or maximum-likelihood).
+
+    Asked for the discriminator alone it generates without recording (the generator gets no
+    gradient from that step); asked for both players at once (simultaneous updates) one generated
+    batch and one discriminator forward serve both losses.
+    """
+
+    def __init__(self, loss: str = "non_saturating", real_target: float = 1.0) -> None:
+        if loss not in C.GENERATOR_LOSSES:
+            raise ValueError(f"loss: unknown generator loss {loss!r}; expected one of {', '.join(C.GENERATOR_LOSSES)}")
+        self.loss = loss
+        self.real_target = C.check_prob("real_target", real_target, low_open=True, high_open=False)
+
+    def __call__(self, gan: "GAN", real: Any, labels: Any, wants: tuple) -> dict:
+        n = int(real.shape[0])
+        out: dict[str, Any] = {}
+        if "discriminator" in wants:
+            if "generator" in wants:
+                fake, fake_labels = gan.generate_fake(n)
+            else:
+                with no_grad():
+                    fake, fake_labels = gan.generate_fake(n)
+            real_logits = gan.discriminate(real, labels)
+            fake_logits = gan.discriminate(fake, fake_labels)
+            out["discriminator"] = losses.discriminator_loss(real_logits, fake_logits, self.real_target)
+            xp = get_backend().xp
+            out["d_x"] = _sigmoid_mean(xp, real_logits.data)
+            out["d_acc_real"] = (real_logits.data > 0).mean()
+            out["d_acc_fake"] = (fake_logits.data < 0).mean()
+        if "generator" in wants:
+            if "discriminator" not in wants:  # same samples, same dropout masks when simultaneous
+                fake, fake_labels = gan.generate_fake(n)
+                fake_logits = gan.discriminate(fake, fake_labels)
+            out["generator"] = losses.generator_loss(fake_logits, self.loss)
+            out["d_g_z"] = _sigmoid_mean(get_backend().xp, fake_logits.data)
+        return out
+
+
+class GAN:
+    """Players (a generator and a discriminator, each a module and its optimizer) and an objective
+    that returns each player's loss for a batch; the trainer runs the schedule (``d_steps``
+    discriminator updates per generator update, or both at once), steps the optimizers, and owns
+    fit / resume / Ctrl-C. Each player's loss is differentiated with respect to its own parameters
+    only, so a generator step leaves the discriminator's gradients untouched.
+
+    The discriminator outputs logits ``(N / pack, 1)``. The default objective is :class:`GAN2014`
+    with ``loss`` and ``real_target``; pass ``objective`` for another (a Wasserstein critic with a
+    gradient penalty is a few lines: see the README).
 
     - ``num_classes > 0`` makes it a conditional GAN (Mirza & Osindero 2014): a one-hot label is
       joined to z, and to the discriminator's input (as extra features for flat data, as extra
@@ -59,9 +128,9 @@ class GAN:
       the reference statistics are refreshed before every generator forward.
     - ``d_max_norm`` caps each discriminator unit's weight-vector norm after every update
       (pylearn2's ``max_col_norm``).
-    - ``updates="simultaneous"`` is how the 2014 paper's code trains (k = 1): one generated batch
-      and one discriminator forward serve both players, the discriminator's gradient and the
-      generator's are taken at the same parameters, and both optimizers step together.
+    - ``updates="simultaneous"`` is how the 2014 paper's code trains (k = 1): both players' losses
+      come from one objective call (one generated batch, one discriminator forward), both
+      gradients are taken at the same parameters, and both optimizers step together.
       ``"alternating"`` (the default) is Algorithm 1 as printed: the generator step draws a fresh
       batch and sees the discriminator already updated.
     """
@@ -83,33 +152,37 @@ class GAN:
         d_max_norm: float | None = None,
         updates: str = "alternating",
         seed: int | None = None,
+        objective: Objective | None = None,
     ) -> None:
-        self.generator = generator
-        self.discriminator = discriminator
-        self.g_optimizer = g_optimizer
-        self.d_optimizer = d_optimizer
         self.latent_dim = C.check_int("latent_dim", latent_dim, 1)
-        if loss not in C.GENERATOR_LOSSES:
-            raise ValueError(f"loss: unknown generator loss {loss!r}; expected one of {', '.join(C.GENERATOR_LOSSES)}")
+        d_steps = C.check_int("d_steps", d_steps, 1)
+        self.objective: Objective = objective if objective is not None else GAN2014(loss, real_target)
+        if objective is not None and not callable(objective):
+            raise TypeError(f"objective: expected a callable (gan, real, labels, wants) -> losses, got {type(objective).__name__}")
         self.loss = loss
-        self.d_steps = C.check_int("d_steps", d_steps, 1)
+        self.real_target = real_target
         if prior not in PRIORS:
             raise ValueError(f"prior: unknown prior {prior!r}; expected one of {', '.join(PRIORS)}")
         self.prior = prior
-        self.real_target = C.check_prob("real_target", real_target, low_open=True, high_open=False)
         self.num_classes = C.check_int("num_classes", num_classes, 0)
         self.pack = C.check_int("pack", pack, 1)
         self.d_max_norm = d_max_norm
         if updates not in UPDATES:
             raise ValueError(f"updates: unknown update order {updates!r}; expected one of {', '.join(UPDATES)}")
-        if updates == "simultaneous" and self.d_steps != 1:
+        if updates == "simultaneous" and d_steps != 1:
             raise ValueError(f"updates: simultaneous updates take one discriminator step (d_steps=1), got d_steps={d_steps}")
         self.updates = updates
+        #: the players in the order they update within an iteration
+        self.players: dict[str, Player] = {
+            "discriminator": Player(discriminator, d_optimizer, d_steps, "d_loss"),
+            "generator": Player(generator, g_optimizer, 1, "g_loss"),
+        }
         self.rng = np.random.default_rng(seed)
         self.dtype = g_optimizer.flat.dtype
         self.steps = 0
         self.epoch = 0
         self.batch_in_epoch = 0
+        self.callbacks: list[Any] = []
         self._vbn = [m for m in generator.modules() if isinstance(m, VirtualBatchNorm)]
         self.reference_z: Any = None
         self.reference_labels: np.ndarray | None = None
@@ -119,6 +192,36 @@ class GAN:
             self.reference_z = self.noise(n, ref_rng)
             if self.num_classes:
                 self.reference_labels = np.arange(n) % self.num_classes
+
+    # -- the players ---------------------------------------------------------------------------
+    @property
+    def generator(self) -> Module:
+        """The generator module."""
+        return self.players["generator"].module
+
+    @property
+    def discriminator(self) -> Module:
+        """The discriminator (critic) module."""
+        return self.players["discriminator"].module
+
+    @property
+    def g_optimizer(self) -> Optimizer:
+        """The generator's optimizer."""
+        return self.players["generator"].optimizer
+
+    @property
+    def d_optimizer(self) -> Optimizer:
+        """The discriminator's optimizer."""
+        return self.players["discriminator"].optimizer
+
+    @property
+    def d_steps(self) -> int:
+        """Discriminator updates per generator update (k; 0 runs the generator's updates alone)."""
+        return self.players["discriminator"].steps
+
+    @d_steps.setter
+    def d_steps(self, k: int) -> None:
+        self.players["discriminator"].steps = C.check_int("d_steps", k, 0)
 
     # -- inputs ------------------------------------------------------------------------------
     def noise(self, n: int, rng: np.random.Generator | None = None) -> Any:
@@ -151,7 +254,7 @@ class GAN:
         eye = np.eye(self.num_classes, dtype=self.dtype)
         return get_backend().xp.asarray(eye[labels])
 
-    def _generate(self, z: Any, labels: np.ndarray | None) -> Any:
+    def _generate(self, z: Any, labels: np.ndarray | None) -> Tensor:
         """The generator's forward on ``z`` (joined with one-hot labels), after refreshing VBN statistics."""
         xp = get_backend().xp
         if self._vbn:
@@ -161,94 +264,89 @@ class GAN:
             for layer in self._vbn:
                 layer.recording = True
             try:
-                self.generator.forward(ref)
+                with no_grad():
+                    self.generator(ref)
             finally:
                 for layer in self._vbn:
                     layer.recording = False
         if labels is not None:
             z = xp.concatenate([z, self._one_hot(labels)], axis=1)
-        return self.generator.forward(z)
+        return as_tensor(self.generator(z))
 
-    def _d_input(self, x: Any, labels: np.ndarray | None) -> Any:
-        """Join labels to the samples, then group ``pack`` samples per discriminator input."""
+    def generate_fake(self, n: int) -> tuple[Tensor, np.ndarray | None]:
+        """A generated batch for an objective: ``n`` samples from fresh noise (with labels drawn
+        uniformly for a conditional GAN), recorded unless inside ``pygan.no_grad()``; returns
+        ``(samples, labels or None)``."""
+        labels = self.rng.integers(self.num_classes, size=n) if self.num_classes else None
+        return self._generate(self.noise(n), labels), labels
+
+    def discriminate(self, x: Any, labels: Any = None) -> Tensor:
+        """The discriminator's logits on samples ``x`` (a tensor or array): labels joined for a
+        conditional GAN, then ``pack`` samples grouped per input."""
         xp = get_backend().xp
+        x = as_tensor(x)
         if labels is not None:
             hot = self._one_hot(labels)
             if x.ndim == 2:
-                x = xp.concatenate([x, hot], axis=1)
+                x = F.concat([x, hot], axis=1)
             else:
-                planes = xp.broadcast_to(hot[:, :, None, None], (x.shape[0], self.num_classes, *x.shape[2:]))
-                x = xp.concatenate([x, planes], axis=1)
+                planes = xp.ascontiguousarray(
+                    xp.broadcast_to(hot[:, :, None, None], (x.shape[0], self.num_classes, *x.shape[2:])))
+                x = F.concat([x, planes], axis=1)
         if self.pack > 1:
-            x = xp.ascontiguousarray(x).reshape((x.shape[0] // self.pack, x.shape[1] * self.pack, *x.shape[2:]))
-        return x
-
-    def _d_input_grad(self, dx: Any, shape: tuple[int, ...]) -> Any:
-        """Undo ``_d_input`` on a gradient: unpack, then drop the label features."""
-        n = shape[0]
-        dx = dx.reshape((n, -1, *dx.shape[2:])) if self.pack > 1 else dx
-        return get_backend().xp.ascontiguousarray(dx[:, : shape[1]])
+            x = x.reshape(x.shape[0] // self.pack, x.shape[1] * self.pack, *x.shape[2:])
+        return as_tensor(self.discriminator(x))
 
     # -- training ----------------------------------------------------------------------------
     def train_step(self, real: Any, labels: Any = None) -> dict[str, float]:
-        """One iteration of Algorithm 1: ``d_steps`` discriminator updates, then one generator update
-        (or, with ``updates="simultaneous"``, one update of both from the same batch).
+        """One iteration: each player in turn takes its updates (``d_steps`` discriminator updates,
+        then one generator update), or with ``updates="simultaneous"`` both update from one batch.
 
         ``real`` is a batch on the active backend (its size a multiple of ``pack``); ``labels`` its
-        integer classes for a conditional GAN. Generated batches of a conditional GAN use labels
-        drawn uniformly. Returns the last discriminator loss, the generator loss, the means of D(x)
-        and D(G(z)), and the discriminator's accuracy on the real and the generated batch.
+        integer classes for a conditional GAN. Returns the statistics the objective reported (for
+        the default one: the last discriminator loss, the generator loss, the means of D(x) and
+        D(G(z)), and the discriminator's accuracy on the real and the generated batch).
         """
         xp = get_backend().xp
         n = int(real.shape[0])
         if n == 0 or n % self.pack:
             raise ValueError(f"real: batch size {n} must be a positive multiple of pack={self.pack}")
         real_labels = self._labels(labels, n)
-        G, D = self.generator, self.discriminator
         dev: dict[str, Any] = {}  # statistics stay on the device until one transfer at the end
-        for _ in range(self.d_steps):
-            fake_labels = self._random_labels(n)
-            fake = self._generate(self.noise(n), fake_labels)
-            self.d_optimizer.zero_grad()
-            real_logits = D.forward(self._d_input(real, real_labels))
-            loss_r, d_real = losses.bce(real_logits, xp.full_like(real_logits, self.real_target))
-            D.backward(d_real, need_dx=False)
-            fake_logits = D.forward(self._d_input(fake, fake_labels))
-            loss_f, d_fake = losses.bce(fake_logits, xp.zeros_like(fake_logits))
-            D.backward(d_fake, need_dx=False)
-            dev["d_loss"] = loss_r + loss_f
-            dev["d_x"] = _sigmoid_mean(xp, real_logits)
-            dev["d_acc_real"] = (real_logits > 0).mean()
-            dev["d_acc_fake"] = (fake_logits < 0).mean()
-            if self.updates == "alternating":  # simultaneous: D steps after G's gradient is taken
-                self._d_update(D)
         if self.updates == "simultaneous":
-            logits = fake_logits  # same samples, same dropout masks, discriminator not yet updated
+            self._play(tuple(self.players), real, real_labels, dev)
         else:
-            fake_labels = self._random_labels(n)
-            fake = self._generate(self.noise(n), fake_labels)
-            logits = D.forward(self._d_input(fake, fake_labels))
-        g_loss, d_logits = losses.generator_loss(logits, self.loss)
-        d_joined = D.backward(d_logits, need_dx=True, need_params=False)
-        self.g_optimizer.zero_grad()
-        G.backward(self._d_input_grad(d_joined, tuple(fake.shape)), need_dx=False)
-        if self.updates == "simultaneous":
-            self._d_update(D)
-        self.g_optimizer.step()
-        dev["g_loss"] = g_loss
-        dev["d_g_z"] = _sigmoid_mean(xp, logits)
-        values = to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in dev.values()]))
+            for name, player in self.players.items():
+                for _ in range(player.steps):
+                    self._play((name,), real, real_labels, dev)
+        values = to_numpy(xp.stack([xp.asarray(v.data if isinstance(v, Tensor) else v, dtype=xp.float64)
+                                    for v in dev.values()]))
         stats = {k: float(v) for k, v in zip(dev, values)}
         self.steps += 1
         return stats
 
-    def _d_update(self, D: Module) -> None:
-        self.d_optimizer.step()
-        if self.d_max_norm is not None:
-            clip_column_norms(D.parameters(), self.d_max_norm)
-
-    def _random_labels(self, n: int) -> np.ndarray | None:
-        return self.rng.integers(self.num_classes, size=n) if self.num_classes else None
+    def _play(self, wants: tuple, real: Any, labels: np.ndarray | None, dev: dict[str, Any]) -> None:
+        """One objective call for the players ``wants``, their gradients, and their updates."""
+        for name in wants:
+            self.players[name].optimizer.zero_grad()
+        out = self.objective(self, real, labels, wants)
+        for i, name in enumerate(wants):
+            loss = out.get(name)
+            if not isinstance(loss, Tensor) or loss.size != 1:
+                raise TypeError(f"objective: must return the {name}'s loss as a one-element Tensor under {name!r}, "
+                                f"got {type(loss).__name__}")
+            if loss.requires_grad:
+                loss.backward(retain_graph=i + 1 < len(wants), inputs=self.players[name].optimizer.params)
+        for name in wants:
+            player = self.players[name]
+            player.optimizer.step()
+            if name == "discriminator" and self.d_max_norm is not None:
+                clip_column_norms(player.module.parameters(), self.d_max_norm)
+            for cb in self.callbacks:
+                if hasattr(cb, "on_player_step"):
+                    cb.on_player_step(self, name)
+        for key, value in out.items():
+            dev[self.players[key].stat if key in self.players else key] = value
 
     def fit(
         self,
@@ -282,6 +380,7 @@ class GAN:
         if labels is not None and len(labels) != len(data):
             raise ValueError(f"labels: {len(labels)} labels for {len(data)} examples")
         callbacks = list(callbacks)
+        self.callbacks = callbacks
         xp = get_backend().xp
         on_host = xp is np
         if not on_host:  # one upload of the whole (transformed) set; batches are gathered on the device
@@ -345,8 +444,8 @@ class GAN:
 
     def _check_parameters(self, xp: Any, where: str) -> None:
         """Raise TrainingDiverged if either network's parameters hold NaN or Inf."""
-        for name, opt in (("generator", self.g_optimizer), ("discriminator", self.d_optimizer)):
-            if not bool(xp.isfinite(opt.flat).all()):
+        for name, player in self.players.items():
+            if not bool(xp.isfinite(player.optimizer.flat).all()):
                 raise TrainingDiverged(f"training diverged {where}: the {name}'s parameters hold NaN or Inf")
 
     # -- using the generator -----------------------------------------------------------------
@@ -371,7 +470,8 @@ class GAN:
         lab = self._labels(labels, int(z.shape[0]))
         self.generator.eval()
         try:
-            return self._generate(z, lab)
+            with no_grad():
+                return self._generate(z, lab).data
         finally:
             self.generator.train()
 

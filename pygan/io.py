@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 
 from .backend import get_backend, to_numpy
-from .gan import GAN
+from .gan import GAN, Player
+from .nn.module import Module
 from .optim import SGD, Adam, Optimizer
 
 MAGIC = b"PYGANCKP"
-FORMAT_VERSION = 1
+#: 2: tensors named by player and dotted module path (``generator.0.w``, ``discriminator.optimizer.m.3.b``);
+#: 1: the flat optimizer buffers and buffers by module index (still read)
+FORMAT_VERSION = 2
 _ALIGN = 64
 _DTYPES = {"float32", "float64", "int64", "uint8"}
 #: Refuse headers longer than this (a real one is a few kB per hundred tensors).
@@ -102,7 +105,7 @@ def save(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dic
 
 
 def load(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read and validate a checkpoint; returns ``(tensors, meta)``."""
+    """Read and validate a checkpoint; returns ``(tensors, meta)`` (``meta["format_version"]`` is the file's format)."""
     p = Path(path)
     try:
         blob = p.read_bytes()
@@ -130,6 +133,9 @@ def load(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str,
         meta, entries = doc["meta"], doc["tensors"]
     except (ValueError, KeyError, TypeError) as e:
         raise bad(f"unreadable header: {e}") from None
+    if not isinstance(meta, dict):
+        raise bad("unreadable header: meta is not an object")
+    meta["format_version"] = version
     tensors: dict[str, np.ndarray] = {}
     for e in entries:
         try:
@@ -155,42 +161,83 @@ def load(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str,
 # ---------------------------------------------------------------------------------------------
 # GAN state
 # ---------------------------------------------------------------------------------------------
-def _optimizer_state(prefix: str, opt: Optimizer) -> tuple[dict[str, Any], dict[str, Any]]:
-    tensors: dict[str, Any] = {f"{prefix}.params": opt.flat}
+def _optimizer_slots(opt: Optimizer) -> dict[str, Any]:
+    """The optimizer's per-parameter state buffers (flat, aligned with ``opt.flat``) by name."""
+    if isinstance(opt, SGD):
+        return {"velocity": opt.velocity}
+    if isinstance(opt, Adam):
+        return {"m": opt.m, "v": opt.v}
+    return {}
+
+
+def _optimizer_meta(opt: Optimizer) -> dict[str, Any]:
     meta: dict[str, Any] = {"kind": type(opt).__name__, "steps": opt.steps, "lr": opt.lr}
     if isinstance(opt, SGD):
-        tensors[f"{prefix}.velocity"] = opt.velocity
         meta["momentum"] = opt.momentum
-    elif isinstance(opt, Adam):
-        tensors[f"{prefix}.m"] = opt.m
-        tensors[f"{prefix}.v"] = opt.v
-    return tensors, meta
+    return meta
+
+
+def _param_names(player: Player) -> list[str]:
+    """The name of each of the optimizer's parameters: its dotted path in the player's module."""
+    names = {id(p): n for n, p in player.module.named_parameters()}
+    return [names.get(id(p), f"param{i}") for i, p in enumerate(player.optimizer.params)]
+
+
+def _module_rngs(module: Module) -> dict[str, np.random.Generator]:
+    return {name: m._rng for name, m in module.named_modules() if isinstance(getattr(m, "_rng", None), np.random.Generator)}
 
 
 def gan_state(gan: GAN) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Everything needed to continue training ``gan`` bit for bit: ``(tensors, meta)``."""
+    """Everything needed to continue training ``gan`` bit for bit, by name: ``(tensors, meta)``.
+
+    Each player's module state dict is stored under ``<player>.<dotted name>``, its optimizer's
+    state per parameter under ``<player>.optimizer.<slot>.<dotted name>``.
+    """
     tensors: dict[str, Any] = {}
     meta: dict[str, Any] = {
-        "steps": gan.steps,
-        "epoch": gan.epoch,
-        "batch_in_epoch": gan.batch_in_epoch,
-        "rng": gan.rng.bit_generator.state,
-        "module_rngs": {},
+        "steps": gan.steps, "epoch": gan.epoch, "batch_in_epoch": gan.batch_in_epoch,
+        "rng": gan.rng.bit_generator.state, "module_rngs": {}, "optimizers": {},
     }
-    for prefix, opt in (("g_opt", gan.g_optimizer), ("d_opt", gan.d_optimizer)):
-        t, m = _optimizer_state(prefix, opt)
-        tensors.update(t)
-        meta[prefix] = m
-    for prefix, net in (("g", gan.generator), ("d", gan.discriminator)):
-        for i, module in enumerate(net.modules()):
-            for k, v in module.buffers().items():
-                tensors[f"{prefix}.{i}.{k}"] = v
-            rng = getattr(module, "_rng", None)
-            if isinstance(rng, np.random.Generator):
-                meta["module_rngs"][f"{prefix}.{i}"] = rng.bit_generator.state
+    for pname, player in gan.players.items():
+        for key, value in player.module.state_dict().items():
+            tensors[f"{pname}.{key}"] = value
+        opt = player.optimizer
+        names = _param_names(player)
+        for slot, flat in _optimizer_slots(opt).items():
+            offset = 0
+            for name, p in zip(names, opt.params):
+                size = int(p.data.size)
+                tensors[f"{pname}.optimizer.{slot}.{name}"] = flat[offset : offset + size].reshape(p.data.shape)
+                offset += size
+        meta["optimizers"][pname] = _optimizer_meta(opt)
+        for name, rng in _module_rngs(player.module).items():
+            meta["module_rngs"][f"{pname}.{name}"] = rng.bit_generator.state
     if gan.reference_z is not None:
         tensors["reference_z"] = gan.reference_z
     return tensors, meta
+
+
+def _gan_state_v1(gan: GAN) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same state under format 1's names (flat optimizer buffers, buffers by module index), to
+    read checkpoints of the previous release; ``meta`` maps format 1's keys to the players."""
+    tensors: dict[str, Any] = {}
+    rngs: dict[str, np.random.Generator] = {}
+    optimizers: dict[str, str] = {}
+    for prefix, pname in (("g", "generator"), ("d", "discriminator")):
+        player = gan.players[pname]
+        opt = player.optimizer
+        tensors[f"{prefix}_opt.params"] = opt.flat
+        optimizers[f"{prefix}_opt"] = pname
+        for slot, flat in _optimizer_slots(opt).items():
+            tensors[f"{prefix}_opt.{slot}"] = flat
+        for i, module in enumerate(player.module.modules()):
+            for k, v in module._buffers.items():
+                tensors[f"{prefix}.{i}.{k}"] = v
+            if isinstance(getattr(module, "_rng", None), np.random.Generator):
+                rngs[f"{prefix}.{i}"] = module._rng
+    if gan.reference_z is not None:
+        tensors["reference_z"] = gan.reference_z
+    return tensors, {"rngs": rngs, "optimizers": optimizers}
 
 
 def save_gan(path: str | os.PathLike[str], gan: GAN, config: dict[str, Any] | None = None) -> None:
@@ -201,21 +248,30 @@ def save_gan(path: str | os.PathLike[str], gan: GAN, config: dict[str, Any] | No
 
 
 def restore_gan(path: str | os.PathLike[str], gan: GAN) -> dict[str, Any]:
-    """Load a checkpoint into ``gan`` (built the same way as the one saved); returns its config.
+    """Load a checkpoint into ``gan`` (built the same way as the one saved) by tensor name; returns
+    its config. Checkpoints of format 1 (the previous release) load too.
 
     Every tensor's shape and dtype must match the model's, and the optimizers must be of the
     saved kinds; otherwise :class:`CheckpointError` names the file and the first mismatch.
     """
     tensors, meta = load(path)
-    expected, _ = gan_state(gan)
+    version = meta["format_version"]
 
     def bad(msg: str) -> CheckpointError:
         return CheckpointError(f"{path}: {msg}")
 
+    if version == 1:
+        expected, v1 = _gan_state_v1(gan)
+        opt_meta = {pname: meta.get(key) for key, pname in v1["optimizers"].items()}
+        rng_targets = v1["rngs"]
+    else:
+        expected, _ = gan_state(gan)
+        opt_meta = meta.get("optimizers", {})
+        rng_targets = {f"{p}.{n}": r for p, player in gan.players.items() for n, r in _module_rngs(player.module).items()}
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise bad(f"does not fit this model: missing tensors {missing[:5]}, unexpected tensors {extra[:5]}")
+        raise bad(f"(format {version}) does not fit this model: missing tensors {missing[:5]}, unexpected tensors {extra[:5]}")
     for name, target in expected.items():
         src = tensors[name]
         if tuple(src.shape) != tuple(target.shape) or src.dtype != np.dtype(target.dtype):
@@ -224,15 +280,15 @@ def restore_gan(path: str | os.PathLike[str], gan: GAN) -> dict[str, Any]:
                 f"{np.dtype(target.dtype)}{tuple(target.shape)}"
             )
     try:
-        for prefix, opt in (("g_opt", gan.g_optimizer), ("d_opt", gan.d_optimizer)):
-            m = meta[prefix]
-            if m["kind"] != type(opt).__name__:
-                raise bad(f"{prefix} was a {m['kind']} optimizer, the model has {type(opt).__name__}")
+        for pname, player in gan.players.items():
+            m = opt_meta[pname]
+            if m["kind"] != type(player.optimizer).__name__:
+                raise bad(f"the {pname}'s optimizer was a {m['kind']}, the model has {type(player.optimizer).__name__}")
         xp = get_backend().xp
         for name, target in expected.items():
             target[...] = xp.asarray(tensors[name])
-        for prefix, opt in (("g_opt", gan.g_optimizer), ("d_opt", gan.d_optimizer)):
-            m = meta[prefix]
+        for pname, player in gan.players.items():
+            m, opt = opt_meta[pname], player.optimizer
             opt.steps = int(m["steps"])
             opt.lr = float(m["lr"])
             if isinstance(opt, SGD):
@@ -241,15 +297,11 @@ def restore_gan(path: str | os.PathLike[str], gan: GAN) -> dict[str, Any]:
         gan.epoch = int(meta["epoch"])
         gan.batch_in_epoch = int(meta["batch_in_epoch"])
         gan.rng.bit_generator.state = meta["rng"]
-        rngs = meta["module_rngs"]
-        for prefix, net in (("g", gan.generator), ("d", gan.discriminator)):
-            for i, module in enumerate(net.modules()):
-                rng = getattr(module, "_rng", None)
-                if isinstance(rng, np.random.Generator):
-                    rng.bit_generator.state = rngs[f"{prefix}.{i}"]
+        for key, rng in rng_targets.items():
+            rng.bit_generator.state = meta["module_rngs"][key]
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, CheckpointError):
             raise
-        raise bad(f"malformed training state: {type(e).__name__}: {e}") from None
+        raise bad(f"malformed training state (format {version}): {type(e).__name__}: {e}") from None
     config = meta.get("config", {})
     return config if isinstance(config, dict) else {}

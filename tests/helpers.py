@@ -26,3 +26,14 @@ def numerical_grad(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -> np
 def assert_close(actual, expected, rtol: float, atol: float, what: str = "") -> None:
     """allclose with a message."""
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol, err_msg=what)
+
+
+def loss_and_grads(fn: Callable, *arrays: np.ndarray, backend: str = "numpy") -> tuple:
+    """``(value, gradient of each array)`` of the loss ``fn(*tensors)`` through the tape."""
+    import pygan
+
+    with pygan.use_backend(backend):
+        ts = [pygan.tensor(a, requires_grad=True) for a in arrays]
+        loss = fn(*ts)
+        grads = pygan.grad(loss, ts)
+    return (float(loss.item()), *(g.numpy() for g in grads))

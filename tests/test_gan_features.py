@@ -10,9 +10,9 @@ import pytest
 from helpers import numerical_grad
 
 import pygan
-from pygan import data, models
-from pygan.gan import GAN, latent_path
-from pygan.nn import Dense, Sequential, VirtualBatchNorm
+from pygan import data, losses, models
+from pygan.gan import GAN, Player, latent_path
+from pygan.nn import Dense, Module, Sequential, VirtualBatchNorm
 from pygan.optim import SGD, Adam, clip_column_norms
 
 
@@ -51,22 +51,30 @@ def test_generator_gradient_through_labels_and_packing_matches_finite_difference
     fake = rng.standard_normal((6, 2))
     labels = np.array([0, 1, 2, 2, 1, 0])
 
-    def loss():
-        return pygan.get_backend().generator_loss(d.forward(gan._d_input(fake, labels)), "non_saturating")[0]
+    def loss_of(f):
+        return losses.generator_loss(gan.discriminate(f, labels), "non_saturating")
 
-    _, dl = pygan.get_backend().generator_loss(d.forward(gan._d_input(fake, labels)), "non_saturating")
-    analytic = gan._d_input_grad(d.backward(dl, need_params=False), fake.shape)
-    np.testing.assert_allclose(analytic, numerical_grad(loss, fake), rtol=1e-6, atol=1e-9)
+    ft = pygan.tensor(fake, requires_grad=True)
+    (analytic,) = pygan.grad(loss_of(ft), [ft])
+    np.testing.assert_allclose(analytic.numpy(), numerical_grad(lambda: loss_of(fake).item(), fake), rtol=1e-6, atol=1e-9)
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
 
 
 def test_conditional_inputs_for_images():
     pygan.set_backend("numpy")
     gan = small_gan(num_classes=3)
-    x = np.zeros((2, 1, 4, 4), np.float32)
-    joined = gan._d_input(x, np.array([2, 0]))
+    gan.players["discriminator"] = Player(Identity(), gan.d_optimizer)  # see what the discriminator is fed
+    x = pygan.tensor(np.zeros((2, 1, 4, 4), np.float32), requires_grad=True)
+    joined = gan.discriminate(x, np.array([2, 0]))
     assert joined.shape == (2, 4, 4, 4)
-    assert (joined[0, 3] == 1).all() and (joined[0, 1:3] == 0).all() and (joined[1, 1] == 1).all()
-    assert gan._d_input_grad(joined, x.shape).shape == x.shape
+    j = joined.numpy()
+    assert (j[0, 3] == 1).all() and (j[0, 1:3] == 0).all() and (j[1, 1] == 1).all()
+    joined.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.ones(x.shape))  # the label planes take no gradient back
 
 
 def test_labels_are_checked():
@@ -122,21 +130,17 @@ def test_virtual_batch_norm_gradients(shape):
     layer.gamma.data[...] = rng.uniform(0.5, 1.5, shape[1])
     layer.beta.data[...] = rng.standard_normal(shape[1])
     layer.recording = True
-    layer.forward(rng.standard_normal((4, *shape[1:])))
+    layer(rng.standard_normal((4, *shape[1:])))
     layer.recording = False
     x = rng.standard_normal(shape)
     w = rng.standard_normal(shape)
 
     def f():
-        return float((layer.forward(x) * w).sum())
+        return float((layer(x).numpy() * w).sum())
 
-    f()
-    dx = layer.backward(w)
-    np.testing.assert_allclose(dx, numerical_grad(f, x), rtol=1e-6, atol=1e-8)
-    for p in layer.parameters():
-        p.grad[...] = 0
-    f()
-    layer.backward(w)
+    xt = pygan.tensor(x, requires_grad=True)
+    (layer(xt) * w).sum().backward()
+    np.testing.assert_allclose(xt.grad, numerical_grad(f, x), rtol=1e-6, atol=1e-8)
     for p in layer.parameters():
         np.testing.assert_allclose(p.grad, numerical_grad(f, p.data), rtol=1e-6, atol=1e-8)
 
@@ -151,7 +155,7 @@ def test_virtual_batch_norm_output_does_not_depend_on_the_batch():
     layer.forward(rng.standard_normal((16, 3)).astype(np.float32))
     layer.recording = False
     x = rng.standard_normal((6, 3)).astype(np.float32)
-    np.testing.assert_allclose(layer.forward(x)[:2], layer.forward(x[:2]), rtol=1e-6)
+    np.testing.assert_allclose(layer(x).numpy()[:2], layer(x[:2]).numpy(), rtol=1e-6)
 
 
 def test_dcgan_with_virtual_batch_norm_trains_a_step():

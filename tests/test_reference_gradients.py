@@ -1,4 +1,4 @@
-"""The NumPy reference against finite differences in float64: every op, every loss.
+"""The NumPy reference against finite differences in float64: every op, and every loss (through the tape).
 
 Each op's backward is checked through a random projection: with ``L = sum(r * y)`` for a fixed
 random ``r``, the backward fed ``dy = r`` must equal the numerical gradient of ``L``.
@@ -11,10 +11,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pygan import losses
 from pygan.backend import reference as R
 from pygan.backend._checks import ACTIVATIONS, GENERATOR_LOSSES
 
-from helpers import assert_close, numerical_grad
+from helpers import assert_close, loss_and_grads, numerical_grad
+
+
+def bce(logits, targets):
+    """BCE-with-logits through the tape: ``(loss, dlogits)``."""
+    return loss_and_grads(lambda l: losses.bce_with_logits(l, targets), logits)
+
+
+def gen_loss(logits, kind):
+    """A generator loss through the tape: ``(loss, dlogits)``."""
+    return loss_and_grads(lambda l: losses.generator_loss(l, kind), logits)
+
+
+def disc_loss(real, fake, real_target):
+    """The discriminator loss through the tape: ``(loss, dreal, dfake)``."""
+    return loss_and_grads(lambda r, f: losses.discriminator_loss(r, f, real_target), real, fake)
 
 F64 = np.float64
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True)
@@ -184,17 +200,17 @@ def test_maxout(n, units, pieces, seed):
 def test_bce_with_logits(n, seed):
     rng = np.random.default_rng(seed)
     logits, targets = rng.standard_normal((n, 1)) * 3, rng.uniform(0, 1, (n, 1))
-    loss, grad = R.bce_with_logits(logits, targets)
+    loss, grad = bce(logits, targets)
     p = 1 / (1 + np.exp(-logits))
     assert loss == pytest.approx(float(np.mean(-(targets * np.log(p) + (1 - targets) * np.log(1 - p)))), rel=1e-10)
-    check_grads(lambda: R.bce_with_logits(logits, targets)[0], {"l": logits}, {"l": grad})
+    check_grads(lambda: bce(logits, targets)[0], {"l": logits}, {"l": grad})
 
 
 def test_bce_is_stable_at_extreme_logits():
     for dtype in (np.float32, np.float64):
         logits = np.array([[100.0], [-100.0], [100.0], [-100.0]], dtype=dtype)
         targets = np.array([[1.0], [0.0], [0.0], [1.0]], dtype=dtype)
-        loss, grad = R.bce_with_logits(logits, targets)
+        loss, grad = bce(logits, targets)
         assert loss == pytest.approx(50.0)  # two exact answers (0) and two 100-nat mistakes
         assert np.all(np.isfinite(grad))
         assert_close(grad.ravel(), [0, 0, 0.25, -0.25], 0, 1e-7)
@@ -205,7 +221,7 @@ def test_bce_is_stable_at_extreme_logits():
 def test_generator_losses(n, kind, seed):
     rng = np.random.default_rng(seed)
     logits = rng.standard_normal((n, 1)) * 2
-    loss, grad = R.generator_loss(logits, kind)
+    loss, grad = gen_loss(logits, kind)
     d = 1 / (1 + np.exp(-logits))
     expected = {
         "minimax": np.mean(np.log(1 - d)),
@@ -213,14 +229,14 @@ def test_generator_losses(n, kind, seed):
         "maximum_likelihood": -0.5 * np.mean(d / (1 - d)),  # exp(logit) = D / (1 - D)
     }[kind]
     assert loss == pytest.approx(float(expected), rel=1e-9)
-    check_grads(lambda: R.generator_loss(logits, kind)[0], {"l": logits}, {"l": grad})
+    check_grads(lambda: gen_loss(logits, kind)[0], {"l": logits}, {"l": grad})
 
 
 def test_generator_loss_signs():
     """Pin each sign: the generator's gradient must push fake logits up (D(G(z)) towards 1)."""
     logits = np.zeros((4, 1))
     for kind in GENERATOR_LOSSES:
-        _, grad = R.generator_loss(logits, kind)
+        _, grad = gen_loss(logits, kind)
         assert np.all(grad < 0), kind  # gradient descent on the loss raises the logits
 
 
@@ -229,13 +245,13 @@ def test_generator_loss_signs():
 def test_discriminator_loss_and_label_smoothing(n, smooth, seed):
     rng = np.random.default_rng(seed)
     lr, lf = rng.standard_normal((n, 1)), rng.standard_normal((n, 1))
-    loss, gr, gf = R.discriminator_loss(lr, lf, real_target=smooth)
-    er, egr = R.bce_with_logits(lr, np.full_like(lr, smooth))
-    ef, egf = R.bce_with_logits(lf, np.zeros_like(lf))
+    loss, gr, gf = disc_loss(lr, lf, smooth)
+    er, egr = bce(lr, np.full_like(lr, smooth))
+    ef, egf = bce(lf, np.zeros_like(lf))
     assert loss == pytest.approx(er + ef)
     assert_close(gr, egr, 0, 0)
     assert_close(gf, egf, 0, 0)  # one-sided: fake targets stay 0
-    check_grads(lambda: R.discriminator_loss(lr, lf, smooth)[0], {"r": lr, "f": lf}, {"r": gr, "f": gf})
+    check_grads(lambda: disc_loss(lr, lf, smooth)[0], {"r": lr, "f": lf}, {"r": gr, "f": gf})
 
 
 @pytest.mark.parametrize("size,output_padding", [(9, 0), (10, 1)])

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pygan
-from pygan import data, io
+from pygan import data, io, losses
 from pygan.backend import load_backend
 from pygan.gan import GAN, TrainingDiverged
 from pygan.models import mlp_discriminator, mlp_generator
@@ -76,6 +76,31 @@ def check_case(op, args, kwargs, arg_names):
         g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
         assert g.shape == w.shape, op
         np.testing.assert_allclose(g, w, rtol=2e-3, atol=2e-3, equal_nan=True, err_msg=op)
+
+
+def check_loss(fn, args, arg_names):
+    """A loss (a function on logits, run through the tape on the cpu backend) either matches its
+    value and gradient on the reference backend or raises a clear error naming an argument."""
+    FUZZ_CASES["ops"] += 1
+    results = []
+    for backend in ("cpu", "numpy"):
+        with pygan.use_backend(backend), np.errstate(all="ignore"):
+            first = args[0]
+            if isinstance(first, np.ndarray) and first.dtype.kind == "f":
+                first = pygan.Tensor(first.copy(), requires_grad=True)
+            try:
+                loss = fn(first, *args[1:])
+            except (TypeError, ValueError) as e:
+                m = ARG_NAMES.match(str(e))
+                assert m and m.group(1) in arg_names, f"{fn.__name__}: unclear error {e!r}"
+                FUZZ_CASES["clear errors"] += 1
+                return
+            grads = pygan.grad(loss, [first]) if isinstance(first, pygan.Tensor) else ()
+            results.append([loss.numpy(), *(g.numpy() for g in grads)])
+    FUZZ_CASES["matched the reference"] += 1
+    for g, w in zip(*results):
+        np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(w, np.float64), rtol=2e-3, atol=2e-3,
+                                   equal_nan=True, err_msg=fn.__name__)
 
 
 def _flatten(v):
@@ -166,10 +191,10 @@ def test_fuzz_elementwise_losses_and_optimizers(n, f, c, pieces, p):
     check_case("maxout_backward", [y, idx, max(pieces, 1)], {}, {"dy", "index", "pieces"})
     check_case("dropout_forward", [x, p], {"seed": 1}, {"x", "p"})
     check_case("dropout_backward", [x, y], {}, {"dy", "mask"})
-    check_case("bce_with_logits", [x, t], {}, {"logits", "targets"})
-    check_case("discriminator_loss", [x, t, 0.9], {}, {"real_logits", "fake_logits", "real_target"})
+    check_loss(losses.bce_with_logits, [x, t], {"logits", "targets"})
+    check_loss(losses.discriminator_loss, [x, t, 0.9], {"real_logits", "fake_logits", "real_target"})
     for kind in ("minimax", "non_saturating", "maximum_likelihood"):
-        check_case("generator_loss", [x, kind], {}, {"fake_logits", "kind"})
+        check_loss(losses.generator_loss, [x, kind], {"fake_logits", "kind"})
     flat = arrays([(n * f,)] * 4, c)
     if isinstance(flat[3], np.ndarray) and flat[3].dtype.kind == "f":
         flat[3] = np.abs(flat[3])  # Adam's second moment is never negative
@@ -194,15 +219,17 @@ def test_fuzz_layers_reject_bad_inputs_clearly(shape, dtype):
               (Dropout(0.5, seed=0), {"x"}), (Maxout(3), {"x", "pieces"}), (vbn, {"x"}))
     for layer, names in layers:
         FUZZ_CASES["ops"] += 1
+        xt = pygan.Tensor(x, requires_grad=True)
         try:
-            out = layer.forward(x)
+            out = layer(xt)
         except (TypeError, ValueError) as e:
             assert ARG_NAMES.match(str(e)).group(1) in names, str(e)
             FUZZ_CASES["clear errors"] += 1
         else:
             FUZZ_CASES["matched the reference"] += 1
-            assert np.isfinite(out).all()
-            layer.backward(np.ones_like(out))  # the backward of an accepted input runs too
+            assert np.isfinite(out.numpy()).all()
+            out.backward(np.ones_like(out.data))  # the backward of an accepted input runs too
+            assert xt.grad is not None and xt.grad.shape == x.shape
 
 
 # ---------------------------------------------------------------------------------------------

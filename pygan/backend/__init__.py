@@ -28,9 +28,6 @@ OPS: tuple[str, ...] = (
     "dropout_backward",
     "maxout_forward",
     "maxout_backward",
-    "bce_with_logits",
-    "discriminator_loss",
-    "generator_loss",
     "sgd_update",
     "adam_update",
 )

@@ -19,8 +19,8 @@ parzen_lse          one block of 256 per row of the distance block
 ==================  =============================================================================
 
 Arrays stay on the device for a whole train step. The ops check shapes, dtypes and layout from
-the arrays' metadata (no device sync); losses come back as 0-d device arrays, so the GAN moves
-one small vector of statistics to the host per step. Value checks that would need a sync (NaN
+the arrays' metadata (no device sync); the losses (``pygan.losses``, array expressions on the
+device) are 0-d device arrays, so the GAN moves one small vector of statistics to the host per step. Value checks that would need a sync (NaN
 in the weights) are not made per op here: a non-finite weight shows up as a non-finite loss in
 that vector.
 """
@@ -384,48 +384,6 @@ class CupyOps:
         pieces = C.check_int("pieces", pieces, 1)
         onehot = index[..., None] == self.cp.arange(pieces, dtype=np.int32)
         return (onehot * dy[..., None]).astype(dy.dtype).reshape(dy.shape[0], -1)
-
-    # -- losses (0-d device arrays: no sync) -------------------------------------------------
-    def bce_with_logits(self, logits: Any, targets: Any) -> tuple[Any, Any]:
-        """Mean BCE of ``sigmoid(logits)`` against ``targets``; the loss stays on the device."""
-        self._arr("logits", logits)
-        self._arr("targets", targets)
-        C.check_shape("targets", targets, tuple(logits.shape))
-        if logits.size == 0:
-            raise ValueError("logits: empty batch")
-        cp = self.cp
-        l64 = logits.astype(np.float64)
-        t64 = targets.astype(np.float64)
-        loss = (cp.maximum(l64, 0) - l64 * t64 + cp.log1p(cp.exp(-cp.abs(l64)))).mean()
-        grad = ((1 / (1 + cp.exp(-l64)) - t64) / logits.size).astype(logits.dtype)
-        return loss, grad
-
-    def discriminator_loss(self, real_logits: Any, fake_logits: Any, real_target: float = 1.0) -> tuple[Any, Any, Any]:
-        """``BCE(D(x), real_target) + BCE(D(G(z)), 0)``."""
-        real_target = C.check_prob("real_target", real_target, low_open=True, high_open=False)
-        lr, gr = self.bce_with_logits(real_logits, self.cp.full_like(real_logits, real_target))
-        lf, gf = self.bce_with_logits(fake_logits, self.cp.zeros_like(fake_logits))
-        return lr + lf, gr, gf
-
-    def generator_loss(self, fake_logits: Any, kind: str = "non_saturating") -> tuple[Any, Any]:
-        """The generator costs of the reference (see ``reference.generator_loss``), on the device."""
-        self._arr("fake_logits", fake_logits)
-        if fake_logits.size == 0:
-            raise ValueError("fake_logits: empty batch")
-        if kind not in C.GENERATOR_LOSSES:
-            raise ValueError(f"kind: unknown generator loss {kind!r}; expected one of {', '.join(C.GENERATOR_LOSSES)}")
-        cp = self.cp
-        l64 = fake_logits.astype(np.float64)
-        n = fake_logits.size
-        sig = 1 / (1 + cp.exp(-l64))
-        if kind == "minimax":
-            loss, grad = -cp.logaddexp(0.0, l64), -sig / n
-        elif kind == "non_saturating":
-            loss, grad = cp.logaddexp(0.0, -l64), (sig - 1.0) / n
-        else:
-            e = cp.exp(l64)
-            loss, grad = -0.5 * e, -0.5 * e / n
-        return loss.mean(), grad.astype(fake_logits.dtype)
 
     # -- optimizers --------------------------------------------------------------------------
     def _flat(self, **buffers: Any) -> int:

@@ -8,7 +8,6 @@ Conventions (the op contract, identical on every backend):
 - dense weights are ``(in_features, out_features)`` so that ``y = act(x @ w + b)``;
 - conv2d weights are ``(C_out, C_in, kh, kw)``; conv_transpose2d weights are ``(C_in, C_out, kh, kw)``;
 - activation backward passes read the op's output ``y`` (never the pre-activation);
-- losses are means over all elements and return ``(loss, gradient w.r.t. the logits)``;
 - the backward ops of layers with weights take ``param_grads=(dw_buf, db_buf | None)`` and
   ``accumulate``: the weight and bias gradients are written into those buffers (added to them when
   ``accumulate``) and returned in place of new arrays, so a layer's gradient lands in its
@@ -520,71 +519,6 @@ def maxout_backward(dy: Array, index: Array, pieces: int) -> Array:
     dx = np.zeros((dy.shape[0], dy.shape[1], pieces), dtype=dy.dtype)
     np.put_along_axis(dx, index[..., None].astype(np.intp), dy[..., None], axis=2)
     return dx.reshape(dy.shape[0], dy.shape[1] * pieces)
-
-
-# ---------------------------------------------------------------------------------------------
-# losses (gradients are w.r.t. the discriminator's logits)
-# ---------------------------------------------------------------------------------------------
-def _check_logits(name: str, logits: Array) -> None:
-    C.check_array(name, logits, dtypes=FLOATS)
-    if logits.size == 0:
-        raise ValueError(f"{name}: empty batch")
-    C.check_finite(name, logits)  # a NaN/Inf logit means training diverged: say so, not a NaN loss
-
-
-def bce_with_logits(logits: Array, targets: Array) -> tuple[float, Array]:
-    """Mean binary cross-entropy of ``sigmoid(logits)`` against ``targets`` in [0, 1].
-
-    Written as ``max(l, 0) - l*t + log1p(exp(-|l|))``, finite for any finite logit.
-    """
-    _check_logits("logits", logits)
-    C.check_array("targets", targets, dtypes=FLOATS)
-    C.check_shape("targets", targets, logits.shape)
-    l64 = logits.astype(np.float64)
-    t64 = targets.astype(np.float64)
-    loss = np.maximum(l64, 0) - l64 * t64 + np.log1p(np.exp(-np.abs(l64)))
-    grad = (_sigmoid(l64) - t64) / logits.size
-    return float(loss.mean()), grad.astype(logits.dtype)
-
-
-def discriminator_loss(real_logits: Array, fake_logits: Array, real_target: float = 1.0) -> tuple[float, Array, Array]:
-    """``BCE(D(x), real_target) + BCE(D(G(z)), 0)``; returns ``(loss, d_real_logits, d_fake_logits)``.
-
-    ``real_target < 1`` is one-sided label smoothing (Salimans et al. 2016): only the real targets move.
-    """
-    _check_logits("real_logits", real_logits)
-    _check_logits("fake_logits", fake_logits)
-    real_target = C.check_prob("real_target", real_target, low_open=True, high_open=False)
-    lr, gr = bce_with_logits(real_logits, np.full_like(real_logits, real_target))
-    lf, gf = bce_with_logits(fake_logits, np.zeros_like(fake_logits))
-    return lr + lf, gr, gf
-
-
-def generator_loss(fake_logits: Array, kind: str = "non_saturating") -> tuple[float, Array]:
-    """The generator's cost on ``D(G(z)) = sigmoid(fake_logits)``; returns ``(loss, d_fake_logits)``.
-
-    - ``minimax``: ``mean(log(1 - D))`` (Goodfellow et al. 2014, the zero-sum game);
-    - ``non_saturating``: ``mean(-log D)`` (the heuristic the 2014 paper trains with);
-    - ``maximum_likelihood``: ``-mean(exp(logit)) / 2`` (Goodfellow 2016 tutorial, eq. 8), whose
-      expected gradient matches that of maximum likelihood when D is optimal. It grows like
-      ``exp(logit)`` by definition, so float32 gradients overflow past a logit of about 88.
-    """
-    _check_logits("fake_logits", fake_logits)
-    if kind not in C.GENERATOR_LOSSES:
-        raise ValueError(f"kind: unknown generator loss {kind!r}; expected one of {', '.join(C.GENERATOR_LOSSES)}")
-    l64 = fake_logits.astype(np.float64)
-    n = fake_logits.size
-    if kind == "minimax":
-        loss = -np.logaddexp(0.0, l64)  # log(1 - sigmoid(l)) = -softplus(l)
-        grad = -_sigmoid(l64) / n
-    elif kind == "non_saturating":
-        loss = np.logaddexp(0.0, -l64)  # -log(sigmoid(l)) = softplus(-l)
-        grad = (_sigmoid(l64) - 1.0) / n
-    else:
-        e = np.exp(l64)
-        loss = -0.5 * e
-        grad = -0.5 * e / n
-    return float(loss.mean()), grad.astype(fake_logits.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

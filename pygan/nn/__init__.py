@@ -17,6 +17,7 @@ from .layers import (
     Tanh,
     VirtualBatchNorm,
 )
+from . import functional
 from .module import Module, Parameter, Sequential
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Dense",
     "Dropout",
     "Flatten",
+    "functional",
     "LeakyReLU",
     "Maxout",
     "Module",

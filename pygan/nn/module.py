@@ -1,10 +1,9 @@
-"""Parameters, the layer protocol, and Sequential.
+"""Modules: forward-only building blocks whose parameters, buffers and children register on
+assignment and are named by dotted paths.
 
-Backprop is layer by layer: ``forward`` caches what ``backward`` needs, and ``backward`` consumes
-it. Parameter gradients accumulate into ``Parameter.grad`` (call ``zero_grad`` between steps), so
-a discriminator can take its real and fake batches in two passes. Zeroing is lazy: ``zero_grad``
-only marks the buffers, and the first gradient written after it replaces the buffer's contents
-instead of being added to them (no pass over memory to fill zeros, and none to add to them).
+A module is ``__init__`` (assign its Parameters, child modules and buffers) plus ``forward``
+(tensor ops); the tape differentiates it, so a module may be called any number of times in one
+graph. Parameter gradients accumulate in ``Parameter.grad`` (lazily zeroed: see ``Parameter``).
 """
 
 from __future__ import annotations
@@ -13,90 +12,129 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..autograd import Parameter, Tensor, accumulate, grad_buffers
 from ..backend import get_backend
 
-
-class Parameter:
-    """A trainable array and its gradient buffer (both arrays of the active backend).
-
-    ``grad`` always reads as the accumulated gradient: after ``zero_grad`` the buffer is only
-    marked as zero, and is filled with zeros if it is read before a gradient is written to it.
-    """
-
-    __slots__ = ("data", "_grad", "_grad_is_zero", "name")
-
-    def __init__(self, data: Any, name: str) -> None:
-        self.data = data
-        self._grad = data * 0
-        self._grad_is_zero = False
-        self.name = name
-
-    @property
-    def grad(self) -> Any:
-        """The gradient buffer (zeros since the last ``zero_grad`` if nothing was added since)."""
-        self.settle_grad()
-        return self._grad
-
-    def settle_grad(self) -> None:
-        """Fill the buffer with zeros now if it is only marked zero."""
-        if self._grad_is_zero:
-            self._grad[...] = 0
-            self._grad_is_zero = False
-
-    @grad.setter
-    def grad(self, value: Any) -> None:
-        self._grad = value
-        self._grad_is_zero = False
-
-    def zero_grad(self) -> None:
-        """Mark the gradient as zero (the buffer is overwritten by the next gradient, not added to)."""
-        self._grad_is_zero = True
-
-    def __repr__(self) -> str:
-        return f"Parameter({self.name}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+__all__ = ["Module", "Parameter", "Sequential", "accumulate", "grad_buffers", "make_rng", "to_backend"]
 
 
 class Module:
-    """Base class of every layer: forward, backward, parameters, train/eval mode."""
+    """Base class of every layer and model: registration, naming, state dicts, train/eval mode."""
 
     def __init__(self) -> None:
-        self.training = True
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "training", True)
 
-    def forward(self, x: Any) -> Any:
-        """Compute the output and cache what the backward pass needs."""
-        raise NotImplementedError
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if isinstance(value, Parameter):
+            self._modules.pop(name, None)
+            self._buffers.pop(name, None)
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._parameters.pop(name, None)
+            self._buffers.pop(name, None)
+            self._modules[name] = value
+        elif name in self._buffers:
+            self._buffers[name] = value
+        else:
+            self._parameters.pop(name, None)
+            self._modules.pop(name, None)
+        object.__setattr__(self, name, value)
 
-    def backward(self, dy: Any, need_dx: bool = True, need_params: bool = True) -> Any:
-        """Gradient w.r.t. the input (None if not ``need_dx``); adds parameter gradients if ``need_params``."""
-        raise NotImplementedError
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Keep ``value`` (an array: running statistics, a reference batch's sums) in the state dict
+        under ``name``; it is not trained."""
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
 
-    def __call__(self, x: Any) -> Any:
-        return self.forward(x)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The module's computation, written with tensor ops."""
+        raise NotImplementedError(f"{type(self).__name__}: a module defines forward()")
 
-    def parameters(self) -> list[Parameter]:
-        """This layer's parameters, in a fixed order."""
-        return []
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
 
-    def buffers(self) -> dict[str, Any]:
-        """Non-trainable state to checkpoint (running statistics), by name."""
-        return {}
+    # -- the tree ---------------------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """Direct sub-modules with their attribute names."""
+        return iter(self._modules.items())
 
     def children(self) -> list["Module"]:
-        """Sub-layers."""
-        return []
+        """Direct sub-modules."""
+        return list(self._modules.values())
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        """This module (named ``prefix``) and every module below it, depth first, each once."""
+        seen: set[int] = set()
+
+        def walk(m: Module, name: str) -> Iterator[tuple[str, Module]]:
+            if id(m) in seen:
+                return
+            seen.add(id(m))
+            yield name, m
+            for child_name, child in m._modules.items():
+                yield from walk(child, f"{name}.{child_name}" if name else child_name)
+
+        return walk(self, prefix)
 
     def modules(self) -> list["Module"]:
         """This module and every module below it, depth first."""
-        out: list[Module] = [self]
-        for child in self.children():
-            out.extend(child.modules())
-        return out
+        return [m for _, m in self.named_modules()]
 
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Every parameter below this module by dotted name, each once (shared weights included once)."""
+        seen: set[int] = set()
+        for mname, m in self.named_modules(prefix):
+            for pname, p in m._parameters.items():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self) -> list[Parameter]:
+        """Every parameter below this module, in registration order, each once."""
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """Every buffer below this module by dotted name."""
+        for mname, m in self.named_modules(prefix):
+            for bname, b in m._buffers.items():
+                yield (f"{mname}.{bname}" if mname else bname), b
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters' arrays and buffers by dotted name (the arrays themselves, not copies)."""
+        state = {name: p.data for name, p in self.named_parameters()}
+        state.update(self.named_buffers())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copy arrays into this module's parameters and buffers by name. ``strict``: every name
+        must be present and nothing else; shapes always must match. Raises ``KeyError`` naming
+        the missing and unexpected keys, ``ValueError`` naming a mismatched shape."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if strict and (missing or unexpected):
+            raise KeyError(f"state: missing keys {missing}, unexpected keys {unexpected}")
+        xp = get_backend().xp
+        for name, target in own.items():
+            if name not in state:
+                continue
+            src = state[name]
+            src = src.data if isinstance(src, Tensor) else src
+            if tuple(src.shape) != tuple(target.shape):
+                raise ValueError(f"state[{name!r}]: shape {tuple(src.shape)} does not fit the module's {tuple(target.shape)}")
+            target[...] = xp.asarray(src, dtype=target.dtype)
+
+    # -- modes and gradients ------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         """Switch training mode (dropout on, batch statistics) on or off, recursively."""
-        self.training = mode
-        for child in self.children():
-            child.train(mode)
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
         return self
 
     def eval(self) -> "Module":
@@ -112,57 +150,31 @@ class Module:
         """Number of trainable scalars."""
         return int(sum(p.data.size for p in self.parameters()))
 
+    def extra_repr(self) -> str:
+        """What ``repr`` shows inside the parentheses."""
+        return ""
 
-def grad_buffers(*params: Parameter | None) -> tuple[tuple[Any, ...], bool]:
-    """The gradient buffers of ``params`` (None stays None) for a backward op to write into, and
-    whether it must add to them. They are overwritten only if every one is marked zero; otherwise
-    the marked ones are filled with zeros first and all are added to. The caller then writes them."""
-    present = [p for p in params if p is not None]
-    add = not all(p._grad_is_zero for p in present)
-    for p in present:
-        if add:
-            p.settle_grad()
-        p._grad_is_zero = False
-    return tuple(None if p is None else p._grad for p in params), add
-
-
-def accumulate(p: Parameter, g: Any) -> None:
-    """Add a computed gradient into a parameter's gradient buffer (a copy if it is marked zero)."""
-    (buf,), add = grad_buffers(p)
-    if add:
-        buf += g
-    else:
-        buf[...] = g
+    def __repr__(self) -> str:
+        inner = "\n".join(f"  ({name}) " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items())
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        return f"{head}\n{inner}\n)" if inner else f"{head})"
 
 
 class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse."""
+    """Modules applied in order; named ``0``, ``1``, ... in the state dict."""
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"layers[{i}]: expected a pygan.nn.Module, got {type(layer).__name__}")
-        self.layers = list(layers)
+            setattr(self, str(i), layer)
+        object.__setattr__(self, "layers", list(layers))
 
     def forward(self, x: Any) -> Any:
         for layer in self.layers:
-            x = layer.forward(x)
+            x = layer(x)
         return x
-
-    def backward(self, dy: Any, need_dx: bool = True, need_params: bool = True) -> Any:
-        for i in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[i].backward(dy, need_dx=need_dx or i > 0, need_params=need_params)
-        return dy
-
-    def children(self) -> list[Module]:
-        return list(self.layers)
-
-    def parameters(self) -> list[Parameter]:
-        return [p for layer in self.layers for p in layer.parameters()]
-
-    def buffers(self) -> dict[str, Any]:
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.buffers().items()}
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
@@ -170,9 +182,8 @@ class Sequential(Module):
     def __len__(self) -> int:
         return len(self.layers)
 
-    def __repr__(self) -> str:
-        inner = "\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
-        return f"Sequential(\n{inner}\n)"
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
 
 
 def to_backend(a: np.ndarray) -> Any:
@@ -183,4 +194,3 @@ def to_backend(a: np.ndarray) -> Any:
 def make_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     """A NumPy generator from a seed, an existing generator, or fresh entropy."""
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-

@@ -1,0 +1,893 @@
+"""Tensors and the tape: reverse-mode differentiation over the op table.
+
+A :class:`Tensor` wraps an array of the active backend. Every differentiable op is a
+:class:`Function`: ``forward`` runs on arrays and saves what its backward needs, ``backward`` maps
+the gradient of its output to those of its inputs (calling the op table's fused ``*_backward``
+ops), and ``backward_graph`` does the same with differentiable ops on Tensors, which is what a
+double backward (``create_graph=True``) replays. A call records a node (the Function instance
+itself: its inputs, a weak reference to its output, what it saved) only when some input
+requires a gradient and recording is on (``no_grad`` turns it off).
+
+``Tensor.backward`` and :func:`grad` walk the nodes from the outputs in reverse topological order,
+summing the gradients of tensors used more than once. Parameter gradients land in the
+parameter's buffer (a view of its optimizer's flat gradient buffer): ops with weights receive the
+buffer and write or add into it themselves (``param_grads``/``accumulate``), honouring the lazy
+zeroing, so the tape adds no copy or add pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .backend import get_backend, to_numpy
+
+_recording = [True]
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Run a block without recording (sampling, evaluation): its results need no gradient."""
+    previous = _recording[0]
+    _recording[0] = False
+    try:
+        yield
+    finally:
+        _recording[0] = previous
+
+
+@contextlib.contextmanager
+def enable_grad() -> Iterator[None]:
+    """Record again inside a ``no_grad`` block."""
+    previous = _recording[0]
+    _recording[0] = True
+    try:
+        yield
+    finally:
+        _recording[0] = previous
+
+
+def is_grad_enabled() -> bool:
+    """Whether op calls on tensors that require gradients are recorded."""
+    return _recording[0]
+
+
+class Tensor:
+    """An array of the active backend, with the node that made it (when recorded) and its gradient.
+
+    ``requires_grad`` leaves collect gradients in ``.grad`` on ``backward()``; results of recorded
+    ops require a gradient whenever one of their inputs does.
+    """
+
+    __slots__ = ("data", "_grad", "requires_grad", "_node", "__weakref__")
+    __array_priority__ = 1000  # ndarray <op> Tensor defers to the Tensor's reflected operator
+
+    def __init__(self, data: Any, requires_grad: bool = False) -> None:
+        if isinstance(data, Tensor):
+            raise TypeError("data: already a Tensor; use .detach() or .data")
+        self.data = data
+        self._grad: Any = None
+        self.requires_grad = bool(requires_grad)
+        self._node: Function | None = None
+
+    # -- views of the array ---------------------------------------------------------------------
+    @property
+    def grad(self) -> Any:
+        """The accumulated gradient (an array), or None before any backward reached this tensor."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        self._grad = value
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The array's shape."""
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        """The array's dtype."""
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        """The array's rank."""
+        return int(self.data.ndim)
+
+    @property
+    def size(self) -> int:
+        """The array's number of elements."""
+        return int(self.data.size)
+
+    @property
+    def is_leaf(self) -> bool:
+        """True unless a recorded op made this tensor."""
+        return self._node is None
+
+    def numpy(self) -> np.ndarray:
+        """The values as a host NumPy array (a device copy on ``cupy``)."""
+        return to_numpy(self.data)
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python float."""
+        return float(to_numpy(self.data).reshape(-1)[0]) if self.size == 1 else _raise_item(self.shape)
+
+    def detach(self) -> "Tensor":
+        """The same array as a new tensor outside the graph."""
+        return Tensor(self.data)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = to_numpy(self.data)
+        return a if dtype is None else a.astype(dtype)
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def __repr__(self) -> str:
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}{extra})"
+
+    # -- differentiation -------------------------------------------------------------------------
+    def backward(self, gradient: Any = None, retain_graph: bool = False,
+                 inputs: Iterable["Tensor"] | None = None) -> None:
+        """Add the gradient of this tensor to ``.grad`` of every leaf that requires one (only of
+        ``inputs`` when given). ``gradient`` defaults to ones for a one-element tensor. The graph is
+        freed afterwards unless ``retain_graph``."""
+        targets = None if inputs is None else _as_targets("inputs", inputs)
+        _walk([self], [gradient], targets, to_leaves=True, create_graph=False, retain_graph=retain_graph)
+
+    # -- operators ------------------------------------------------------------------------------
+    def __add__(self, other: Any) -> "Tensor":
+        return Add.apply(self, other)
+
+    def __radd__(self, other: Any) -> "Tensor":
+        return Add.apply(other, self)
+
+    def __sub__(self, other: Any) -> "Tensor":
+        return Sub.apply(self, other)
+
+    def __rsub__(self, other: Any) -> "Tensor":
+        return Sub.apply(other, self)
+
+    def __mul__(self, other: Any) -> "Tensor":
+        return Mul.apply(self, other)
+
+    def __rmul__(self, other: Any) -> "Tensor":
+        return Mul.apply(other, self)
+
+    def __truediv__(self, other: Any) -> "Tensor":
+        return Div.apply(self, other)
+
+    def __rtruediv__(self, other: Any) -> "Tensor":
+        return Div.apply(other, self)
+
+    def __neg__(self) -> "Tensor":
+        return Neg.apply(self)
+
+    def __pow__(self, exponent: Any) -> "Tensor":
+        if isinstance(exponent, Tensor) or np.ndim(exponent) != 0:
+            raise TypeError("exponent: ** takes a scalar exponent")
+        return Pow.apply(self, exponent=float(exponent))
+
+    def __matmul__(self, other: Any) -> "Tensor":
+        return MatMul.apply(self, other)
+
+    def __getitem__(self, index: Any) -> "Tensor":
+        return Index.apply(self, index=index)
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> "Tensor":
+        """Sum over ``axis`` (all axes by default)."""
+        return Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> "Tensor":
+        """Mean over ``axis`` (all axes by default)."""
+        s = self.sum(axis, keepdims)
+        return s * (s.size / self.size) if self.size else s
+
+    def reshape(self, *shape: Any) -> "Tensor":
+        """The same values in another shape (``-1`` infers one size)."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return Reshape.apply(self, shape=tuple(int(s) for s in shape))
+
+    @property
+    def T(self) -> "Tensor":
+        """The transpose of a 2-D tensor (a contiguous copy)."""
+        return Transpose.apply(self)
+
+    def exp(self) -> "Tensor":
+        """``e ** x``."""
+        return Exp.apply(self)
+
+    def log(self) -> "Tensor":
+        """Natural logarithm."""
+        return Log.apply(self)
+
+    def sqrt(self) -> "Tensor":
+        """Square root."""
+        return self**0.5
+
+    def abs(self) -> "Tensor":
+        """Absolute value (its gradient at 0 is 0)."""
+        return Abs.apply(self)
+
+
+def _raise_item(shape: tuple[int, ...]) -> float:
+    raise ValueError(f"item: only a one-element tensor has an item, this one has shape {shape}")
+
+
+class Parameter(Tensor):
+    """A trainable tensor with a gradient buffer of its own (a view of its optimizer's flat buffer).
+
+    ``grad`` always reads as the accumulated gradient: after ``zero_grad`` the buffer is only
+    marked as zero, and is filled with zeros if it is read before a gradient is written to it;
+    the first gradient written after ``zero_grad`` overwrites it, later ones add to it.
+    """
+
+    __slots__ = ("_grad_is_zero",)
+
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        super().__init__(data, requires_grad)
+        self._grad = data * 0
+        self._grad_is_zero = False
+
+    @property
+    def grad(self) -> Any:
+        """The gradient buffer (zeros since the last ``zero_grad`` if nothing was added since)."""
+        self.settle_grad()
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        self._grad = value
+        self._grad_is_zero = False
+
+    def settle_grad(self) -> None:
+        """Fill the buffer with zeros now if it is only marked zero."""
+        if self._grad_is_zero:
+            self._grad[...] = 0
+            self._grad_is_zero = False
+
+    def zero_grad(self) -> None:
+        """Mark the gradient as zero (the buffer is overwritten by the next gradient, not added to)."""
+        self._grad_is_zero = True
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+def grad_buffers(*params: Parameter | None) -> tuple[tuple[Any, ...], bool]:
+    """The gradient buffers of ``params`` (None stays None) for a backward op to write into, and
+    whether it must add to them. They are overwritten only if every one is marked zero; otherwise
+    the marked ones are filled with zeros first and all are added to. The caller then writes them."""
+    present = [p for p in params if p is not None]
+    add = not all(p._grad_is_zero for p in present)
+    for p in present:
+        if add:
+            p.settle_grad()
+        p._grad_is_zero = False
+    return tuple(None if p is None else p._grad for p in params), add
+
+
+def accumulate(p: Parameter, g: Any) -> None:
+    """Add a computed gradient into a parameter's gradient buffer (a copy if it is marked zero)."""
+    (buf,), add = grad_buffers(p)
+    if add:
+        buf += g
+    else:
+        buf[...] = g
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """A tensor on the active backend from an array or nested sequence (a host array is copied to
+    the device on ``cupy``); ``dtype`` defaults to the array's (float64 for Python floats)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = get_backend().xp
+    return Tensor(xp.asarray(data, dtype=dtype), requires_grad=requires_grad)
+
+
+def as_tensor(x: Any) -> Tensor:
+    """``x`` itself if it is a Tensor, else a constant tensor viewing it."""
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions (nodes)
+# ---------------------------------------------------------------------------------------------
+class Function:
+    """One differentiable op. A subclass defines ``forward`` (arrays in, one array out; it may save
+    what the backward needs on ``self``), ``backward`` (the output's gradient -> one gradient per
+    input, None where ``needs`` says none is wanted) and, if the op supports double backward,
+    ``backward_graph`` (the same on Tensors, built from differentiable ops).
+
+    ``backward`` also receives ``sinks``: for each input, the Parameter whose gradient buffer the
+    op may write into directly (then it returns :data:`WRITTEN` for that input), or None.
+    """
+
+    #: the op's name in error messages
+    name = "op"
+    #: whether ``backward_graph`` is defined (double backward)
+    double_backward = True
+
+    inputs: tuple[Any, ...]
+    out: Callable[[], Tensor | None]
+    recording: bool
+
+    @classmethod
+    def apply(cls, *inputs: Any, **params: Any) -> Tensor:
+        """Run the op on ``inputs`` (Tensors, arrays, None or Python scalars) and record a node when
+        recording is on and some input requires a gradient."""
+        fn = cls()
+        fn.recording = _recording[0] and any(isinstance(t, Tensor) and t.requires_grad for t in inputs)
+        out = Tensor(fn.forward(*(t.data if isinstance(t, Tensor) else t for t in inputs), **params))
+        if fn.recording:
+            fn.inputs = inputs
+            fn.out = weakref.ref(out)
+            out.requires_grad = True
+            out._node = fn
+        return out
+
+    def forward(self, *args: Any, **params: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: tuple[Parameter | None, ...]) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Tensor | None, ...]:
+        raise RuntimeError(f"{self.name}: double backward (create_graph=True) is not supported by this op")
+
+    # helpers for backward_graph
+    def input_tensor(self, i: int) -> Tensor:
+        """Input ``i`` as a Tensor (a constant one if it was passed as an array or scalar)."""
+        return as_tensor(self.inputs[i])
+
+    def output_tensor(self) -> Tensor:
+        """The op's output tensor (alive while any consumer or the caller holds it)."""
+        out = self.out()
+        if out is None:  # nothing can reach a node whose output is gone
+            raise RuntimeError(f"{self.name}: its output tensor no longer exists")
+        return out
+
+
+#: returned by ``Function.backward`` for an input whose gradient the op wrote into its Parameter's buffer
+WRITTEN = object()
+
+
+def _unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``g`` over the axes that broadcasting added or stretched to reach its shape from ``shape``."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _shape_of(x: Any) -> tuple[int, ...]:
+    return tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
+
+
+class _Binary(Function):
+    """An elementwise op of two operands with NumPy broadcasting; gradients are summed back to each
+    operand's shape."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        if self.recording:
+            self.shapes = (_shape_of(a), _shape_of(b))
+        return self.compute(a, b)
+
+    def compute(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+
+def _reduce_to(g: Any, shape: tuple[int, ...]) -> Any:
+    return _unbroadcast(g, shape) if g is not None else None
+
+
+class Add(_Binary):
+    """``a + b``."""
+
+    name = "add"
+
+    def compute(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return tuple(_reduce_to(g, s) if n else None for n, s in zip(needs, self.shapes))
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return tuple(sum_to(g, s) if n else None for n, s in zip(needs, self.shapes))
+
+
+class Sub(_Binary):
+    """``a - b``."""
+
+    name = "sub"
+
+    def compute(self, a: Any, b: Any) -> Any:
+        return a - b
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (_reduce_to(g, self.shapes[0]) if needs[0] else None, _reduce_to(-g, self.shapes[1]) if needs[1] else None)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (sum_to(g, self.shapes[0]) if needs[0] else None, sum_to(-g, self.shapes[1]) if needs[1] else None)
+
+
+class Mul(_Binary):
+    """``a * b``."""
+
+    name = "mul"
+
+    def compute(self, a: Any, b: Any) -> Any:
+        if self.recording:
+            self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (_reduce_to(g * self.b, self.shapes[0]) if needs[0] else None,
+                _reduce_to(g * self.a, self.shapes[1]) if needs[1] else None)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        a, b = self.input_tensor(0), self.input_tensor(1)
+        return (sum_to(g * b, self.shapes[0]) if needs[0] else None, sum_to(g * a, self.shapes[1]) if needs[1] else None)
+
+
+class Div(_Binary):
+    """``a / b``."""
+
+    name = "div"
+
+    def compute(self, a: Any, b: Any) -> Any:
+        if self.recording:
+            self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        ga = g / self.b
+        return (_reduce_to(ga, self.shapes[0]) if needs[0] else None,
+                _reduce_to(-ga * self.a / self.b, self.shapes[1]) if needs[1] else None)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        a, b = self.input_tensor(0), self.input_tensor(1)
+        ga = g / b
+        return (sum_to(ga, self.shapes[0]) if needs[0] else None, sum_to(-ga * a / b, self.shapes[1]) if needs[1] else None)
+
+
+class Neg(Function):
+    """``-a``."""
+
+    name = "neg"
+
+    def forward(self, a: Any) -> Any:
+        return -a
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (-g,)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (-g,)
+
+
+class Pow(Function):
+    """``a ** exponent`` for a scalar exponent."""
+
+    name = "pow"
+
+    def forward(self, a: Any, exponent: float) -> Any:
+        self.exponent = exponent
+        if self.recording:
+            self.a = a
+        if exponent == 2.0:
+            return a * a
+        return get_backend().xp.sqrt(a) if exponent == 0.5 else a**exponent
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        e = self.exponent
+        return (g * (self.a * e if e == 2.0 else e * self.a ** (e - 1)),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        e, a = self.exponent, self.input_tensor(0)
+        return (g * (a * e if e == 2.0 else (a ** (e - 1)) * e),)
+
+
+class Exp(Function):
+    """``e ** a``."""
+
+    name = "exp"
+
+    def forward(self, a: Any) -> Any:
+        y = get_backend().xp.exp(a)
+        if self.recording:
+            self.y = y
+        return y
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (g * self.y,)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (g * self.output_tensor(),)
+
+
+class Log(Function):
+    """Natural logarithm."""
+
+    name = "log"
+
+    def forward(self, a: Any) -> Any:
+        if self.recording:
+            self.a = a
+        return get_backend().xp.log(a)
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (g / self.a,)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (g / self.input_tensor(0),)
+
+
+class Abs(Function):
+    """``|a|``; the gradient at 0 is 0."""
+
+    name = "abs"
+
+    def forward(self, a: Any) -> Any:
+        xp = get_backend().xp
+        if self.recording:
+            self.sign = xp.sign(a)
+        return xp.abs(a)
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (g * self.sign,)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (g * self.sign,)
+
+
+class Sum(Function):
+    """Sum over axes."""
+
+    name = "sum"
+
+    def forward(self, a: Any, axis: Any, keepdims: bool) -> Any:
+        self.shape, self.axis, self.keepdims = tuple(a.shape), axis, keepdims
+        return get_backend().xp.asarray(a.sum(axis=axis, keepdims=keepdims))
+
+    def _kept_shape(self) -> tuple[int, ...]:
+        """The output's shape with the summed axes kept as 1s."""
+        axes = range(len(self.shape)) if self.axis is None else (
+            (self.axis,) if isinstance(self.axis, int) else tuple(self.axis))
+        kept = {a % len(self.shape) for a in axes}
+        return tuple(1 if i in kept else s for i, s in enumerate(self.shape))
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        xp = get_backend().xp
+        return (xp.broadcast_to(g.reshape(self._kept_shape()), self.shape).copy(),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (BroadcastTo.apply(g.reshape(self._kept_shape()), shape=self.shape),)
+
+
+class BroadcastTo(Function):
+    """``a`` broadcast to ``shape`` (a contiguous copy)."""
+
+    name = "broadcast_to"
+
+    def forward(self, a: Any, shape: tuple[int, ...]) -> Any:
+        self.in_shape = tuple(a.shape)
+        return get_backend().xp.broadcast_to(a, shape).copy()
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (_unbroadcast(g, self.in_shape),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (sum_to(g, self.in_shape),)
+
+
+def sum_to(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum ``t`` down to ``shape`` (the adjoint of broadcasting), as a differentiable op."""
+    if t.shape == tuple(shape):
+        return t
+    return SumTo.apply(t, shape=tuple(shape))
+
+
+class SumTo(Function):
+    """The adjoint of broadcasting: sum to ``shape``."""
+
+    name = "sum_to"
+
+    def forward(self, a: Any, shape: tuple[int, ...]) -> Any:
+        self.in_shape, self.shape = tuple(a.shape), shape
+        return _unbroadcast(a, shape)
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (get_backend().xp.broadcast_to(g, self.in_shape).copy(),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (BroadcastTo.apply(g, shape=self.in_shape),)
+
+
+class Reshape(Function):
+    """The same values in another shape."""
+
+    name = "reshape"
+
+    def forward(self, a: Any, shape: tuple[int, ...]) -> Any:
+        self.in_shape = tuple(a.shape)
+        return get_backend().xp.ascontiguousarray(a).reshape(shape)
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (g.reshape(self.in_shape),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (g.reshape(self.in_shape),)
+
+
+class Transpose(Function):
+    """The transpose of a 2-D array, as a contiguous copy."""
+
+    name = "transpose"
+
+    def forward(self, a: Any) -> Any:
+        if a.ndim != 2:
+            raise ValueError(f"a: transpose takes a 2-D tensor, got shape {tuple(a.shape)}")
+        return get_backend().xp.ascontiguousarray(a.T)
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (get_backend().xp.ascontiguousarray(g.T),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (g.T,)
+
+
+class MatMul(Function):
+    """``a @ b`` for 2-D operands, on the backend's GEMM (the dense op with no bias)."""
+
+    name = "matmul"
+
+    def forward(self, a: Any, b: Any) -> Any:
+        if self.recording:
+            self.a, self.b = a, b
+        return get_backend().dense_forward(a, b, None, "identity")
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        B, xp = get_backend(), get_backend().xp
+        da = B.dense_forward(g, xp.ascontiguousarray(self.b.T), None, "identity") if needs[0] else None
+        db = B.dense_forward(xp.ascontiguousarray(self.a.T), g, None, "identity") if needs[1] else None
+        return da, db
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        a, b = self.input_tensor(0), self.input_tensor(1)
+        return (g @ b.T if needs[0] else None, a.T @ g if needs[1] else None)
+
+
+class Index(Function):
+    """``a[index]`` (basic or advanced indexing)."""
+
+    name = "index"
+
+    def forward(self, a: Any, index: Any) -> Any:
+        self.shape, self.index, self.dtype = tuple(a.shape), index, a.dtype
+        return get_backend().xp.ascontiguousarray(a[index])
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (_scatter(g, self.index, self.shape),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (Scatter.apply(g, index=self.index, shape=self.shape),)
+
+
+def _scatter(g: Any, index: Any, shape: tuple[int, ...]) -> Any:
+    xp = get_backend().xp
+    out = xp.zeros(shape, dtype=g.dtype)
+    if hasattr(xp, "add") and hasattr(xp.add, "at"):
+        xp.add.at(out, index, g)
+    else:  # pragma: no cover - every array module pygan runs on has ufunc.at
+        out[index] += g
+    return out
+
+
+class Scatter(Function):
+    """The adjoint of ``Index``: ``g`` added into zeros of ``shape`` at ``index``."""
+
+    name = "scatter"
+
+    def forward(self, g: Any, index: Any, shape: tuple[int, ...]) -> Any:
+        self.index = index
+        return _scatter(g, index, shape)
+
+    def backward(self, gg: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (get_backend().xp.ascontiguousarray(gg[self.index]),)
+
+    def backward_graph(self, gg: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (gg[self.index],)
+
+
+# ---------------------------------------------------------------------------------------------
+# the reverse walk
+# ---------------------------------------------------------------------------------------------
+def _as_targets(name: str, inputs: Iterable[Tensor]) -> list[Tensor]:
+    items = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for i, t in enumerate(items):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}[{i}]: expected a pygan Tensor, got {type(t).__name__}")
+        if not t.requires_grad:
+            raise ValueError(f"{name}[{i}]: does not require a gradient (pass requires_grad=True)")
+    return items
+
+
+def _topological(roots: Sequence[Tensor]) -> list[Function]:
+    """The nodes reachable from ``roots``, every node after all the nodes that made its inputs."""
+    order: list[Function] = []
+    seen: set[int] = set()
+    for root in roots:
+        if root._node is None or id(root._node) in seen:
+            continue
+        stack: list[tuple[Function, bool]] = [(root._node, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            if not hasattr(node, "inputs"):
+                raise RuntimeError(
+                    f"{node.name}: this part of the graph was already freed by a backward pass; "
+                    "pass retain_graph=True to the first backward to go through it again"
+                )
+            seen.add(id(node))
+            stack.append((node, True))
+            for t in node.inputs:
+                if isinstance(t, Tensor) and t._node is not None and id(t._node) not in seen:
+                    stack.append((t._node, False))
+    return order
+
+
+def _add(a: Any, b: Any) -> Any:
+    return b if a is None else a + b
+
+
+def _walk(
+    outputs: Sequence[Tensor], grad_outputs: Sequence[Any], targets: list[Tensor] | None, to_leaves: bool,
+    create_graph: bool, retain_graph: bool,
+) -> dict[int, Any]:
+    """Propagate gradients from ``outputs`` to the leaves. With ``to_leaves`` (``backward``) every
+    reached leaf (of ``targets`` only, when given) gets its gradient in ``.grad``; otherwise the
+    gradients of ``targets`` are returned, by ``id``."""
+    target_ids = None if targets is None else {id(t) for t in targets}
+    pending: dict[int, Any] = {}  # gradient of each node's output, by id(node)
+    results: dict[int, Any] = {}  # leaves' (and targeted non-leaves') gradients, by id(tensor)
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"outputs[{i}]: expected a pygan Tensor, got {type(out).__name__}")
+        if not out.requires_grad:
+            raise ValueError(f"outputs[{i}]: does not require a gradient: nothing that needs one went into it")
+        if g is None:
+            if out.size != 1:
+                raise ValueError(f"grad_outputs[{i}]: needed for an output of shape {out.shape} (only a one-element "
+                                 "output has an implied gradient of one)")
+            g = get_backend().xp.ones_like(out.data)
+        else:
+            g = g if create_graph and isinstance(g, Tensor) else (g.data if isinstance(g, Tensor) else g)
+            if tuple(g.shape) != out.shape:
+                raise ValueError(f"grad_outputs[{i}]: expected shape {out.shape}, got {tuple(g.shape)}")
+        if create_graph and not isinstance(g, Tensor):
+            g = Tensor(g)
+        if out._node is None:
+            results[id(out)] = _add(results.get(id(out)), g)
+        else:
+            pending[id(out._node)] = _add(pending.get(id(out._node)), g)
+    order = _topological(outputs)
+    # which inputs of each node lead to a wanted gradient
+    wanted: dict[int, bool] = {}
+    needs_of: dict[int, tuple[bool, ...]] = {}
+    for node in order:
+        needs = tuple(
+            isinstance(t, Tensor) and t.requires_grad and (
+                wanted.get(id(t._node), False) if t._node is not None else (target_ids is None or id(t) in target_ids)
+            )
+            for t in node.inputs
+        )
+        needs_of[id(node)] = needs
+        out = node.out()
+        wanted[id(node)] = any(needs) or (target_ids is not None and out is not None and id(out) in target_ids)
+    manager = enable_grad() if create_graph else no_grad()
+    with manager:
+        for node in reversed(order):
+            g = pending.pop(id(node), None)
+            if g is None:
+                continue
+            out = node.out()
+            if target_ids is not None and out is not None and id(out) in target_ids:
+                results[id(out)] = _add(results.get(id(out)), g)
+            needs = needs_of[id(node)]
+            if not any(needs):
+                continue
+            if create_graph:
+                grads = node.backward_graph(g, needs)
+            else:
+                sinks = tuple(
+                    t if to_leaves and n and isinstance(t, Parameter) and t._node is None else None
+                    for t, n in zip(node.inputs, needs)
+                )
+                grads = node.backward(g, needs, sinks)
+            for t, n, gi in zip(node.inputs, needs, grads):
+                if not n or gi is None or gi is WRITTEN:
+                    continue
+                gdata = gi.data if isinstance(gi, Tensor) else gi
+                if gdata.dtype != t.data.dtype:
+                    gi = gi.astype(t.data.dtype) if not isinstance(gi, Tensor) else Cast.apply(gi, dtype=t.data.dtype)
+                if t._node is not None:
+                    pending[id(t._node)] = _add(pending.get(id(t._node)), gi)
+                elif to_leaves:
+                    if isinstance(t, Parameter):
+                        accumulate(t, gi)
+                    else:
+                        t._grad = gi.copy() if t._grad is None else t._grad + gi
+                else:
+                    results[id(t)] = _add(results.get(id(t)), gi)
+    if not (retain_graph or create_graph):
+        for node in order:
+            node.__dict__.clear()
+    return results
+
+
+class Cast(Function):
+    """``a`` in another dtype (the gradient is cast back)."""
+
+    name = "cast"
+
+    def forward(self, a: Any, dtype: Any) -> Any:
+        self.in_dtype = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (g.astype(self.in_dtype),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (Cast.apply(g, dtype=self.in_dtype),)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    create_graph: bool = False,
+    retain_graph: bool | None = None,
+    allow_unused: bool = False,
+) -> tuple[Tensor, ...]:
+    """The gradients of ``outputs`` (weighted by ``grad_outputs``, ones for one-element outputs)
+    with respect to ``inputs``, as tensors, without touching any ``.grad``.
+
+    ``create_graph=True`` records the backward pass itself, so the result can be differentiated
+    again (a gradient penalty); the graph is then kept. Otherwise it is freed unless
+    ``retain_graph``. An input that the outputs do not depend on raises unless ``allow_unused``
+    (then its gradient is zeros).
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = _as_targets("inputs", inputs)
+    if grad_outputs is None:
+        gos: list[Any] = [None] * len(outs)
+    else:
+        gos = [grad_outputs] if not isinstance(grad_outputs, (list, tuple)) else list(grad_outputs)
+        if len(gos) != len(outs):
+            raise ValueError(f"grad_outputs: {len(gos)} given for {len(outs)} outputs")
+    keep = create_graph if retain_graph is None else retain_graph
+    results = _walk(outs, gos, ins, to_leaves=False, create_graph=create_graph, retain_graph=keep)
+    xp = get_backend().xp
+    out: list[Tensor] = []
+    for i, t in enumerate(ins):
+        g = results.get(id(t))
+        if g is None:
+            if not allow_unused:
+                raise ValueError(f"inputs[{i}]: the outputs do not depend on it (pass allow_unused=True for zeros)")
+            g = xp.zeros_like(t.data)
+        out.append(g if isinstance(g, Tensor) else Tensor(g))
+    return tuple(out)
