@@ -314,7 +314,11 @@ class Function:
     #: whether ``backward_graph`` is defined (double backward)
     double_backward = True
 
+    #: whether ``backward`` can write parameter gradients into their buffers (``sinks``)
+    takes_sinks = False
+
     inputs: tuple[Any, ...]
+    parents: list[tuple[int, Tensor]]  # (position, tensor) of the inputs that require a gradient
     out: Callable[[], Tensor | None]
     recording: bool
 
@@ -323,10 +327,20 @@ class Function:
         """Run the op on ``inputs`` (Tensors, arrays, None or Python scalars) and record a node when
         recording is on and some input requires a gradient."""
         fn = cls()
-        fn.recording = _recording[0] and any(isinstance(t, Tensor) and t.requires_grad for t in inputs)
-        out = Tensor(fn.forward(*(t.data if isinstance(t, Tensor) else t for t in inputs), **params))
+        args = []
+        parents = []
+        for i, t in enumerate(inputs):
+            if isinstance(t, Tensor):
+                args.append(t.data)
+                if t.requires_grad:
+                    parents.append((i, t))
+            else:
+                args.append(t)
+        fn.recording = bool(parents) and _recording[0]
+        out = Tensor(fn.forward(*args, **params))
         if fn.recording:
             fn.inputs = inputs
+            fn.parents = parents
             fn.out = weakref.ref(out)
             out.requires_grad = True
             out._node = fn
@@ -380,14 +394,23 @@ class _Binary(Function):
     def forward(self, a: Any, b: Any) -> Any:
         if self.recording:
             self.shapes = (_shape_of(a), _shape_of(b))
+            self.dtypes = (getattr(a, "dtype", None), getattr(b, "dtype", None))
         return self.compute(a, b)
 
     def compute(self, a: Any, b: Any) -> Any:
         raise NotImplementedError
 
+    def fit(self, i: int, g: Any) -> Any:
+        """``g`` summed back to operand ``i``'s shape, in its dtype."""
+        g = _unbroadcast(g, self.shapes[i])
+        dtype = self.dtypes[i]
+        return g if dtype is None or g.dtype == dtype else g.astype(dtype)
 
-def _reduce_to(g: Any, shape: tuple[int, ...]) -> Any:
-    return _unbroadcast(g, shape) if g is not None else None
+    def fit_graph(self, i: int, g: Tensor) -> Tensor:
+        """``fit`` as differentiable ops."""
+        g = sum_to(g, self.shapes[i])
+        dtype = self.dtypes[i]
+        return g if dtype is None or g.dtype == dtype else Cast.apply(g, dtype=dtype)
 
 
 class Add(_Binary):
@@ -399,10 +422,10 @@ class Add(_Binary):
         return a + b
 
     def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
-        return tuple(_reduce_to(g, s) if n else None for n, s in zip(needs, self.shapes))
+        return tuple(self.fit(i, g) if n else None for i, n in enumerate(needs))
 
     def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
-        return tuple(sum_to(g, s) if n else None for n, s in zip(needs, self.shapes))
+        return tuple(self.fit_graph(i, g) if n else None for i, n in enumerate(needs))
 
 
 class Sub(_Binary):
@@ -414,10 +437,10 @@ class Sub(_Binary):
         return a - b
 
     def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
-        return (_reduce_to(g, self.shapes[0]) if needs[0] else None, _reduce_to(-g, self.shapes[1]) if needs[1] else None)
+        return (self.fit(0, g) if needs[0] else None, self.fit(1, -g) if needs[1] else None)
 
     def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
-        return (sum_to(g, self.shapes[0]) if needs[0] else None, sum_to(-g, self.shapes[1]) if needs[1] else None)
+        return (self.fit_graph(0, g) if needs[0] else None, self.fit_graph(1, -g) if needs[1] else None)
 
 
 class Mul(_Binary):
@@ -431,12 +454,12 @@ class Mul(_Binary):
         return a * b
 
     def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
-        return (_reduce_to(g * self.b, self.shapes[0]) if needs[0] else None,
-                _reduce_to(g * self.a, self.shapes[1]) if needs[1] else None)
+        return (self.fit(0, g * self.b) if needs[0] else None,
+                self.fit(1, g * self.a) if needs[1] else None)
 
     def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
         a, b = self.input_tensor(0), self.input_tensor(1)
-        return (sum_to(g * b, self.shapes[0]) if needs[0] else None, sum_to(g * a, self.shapes[1]) if needs[1] else None)
+        return (self.fit_graph(0, g * b) if needs[0] else None, self.fit_graph(1, g * a) if needs[1] else None)
 
 
 class Div(_Binary):
@@ -451,13 +474,13 @@ class Div(_Binary):
 
     def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
         ga = g / self.b
-        return (_reduce_to(ga, self.shapes[0]) if needs[0] else None,
-                _reduce_to(-ga * self.a / self.b, self.shapes[1]) if needs[1] else None)
+        return (self.fit(0, ga) if needs[0] else None,
+                self.fit(1, -ga * self.a / self.b) if needs[1] else None)
 
     def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
         a, b = self.input_tensor(0), self.input_tensor(1)
         ga = g / b
-        return (sum_to(ga, self.shapes[0]) if needs[0] else None, sum_to(-ga * a / b, self.shapes[1]) if needs[1] else None)
+        return (self.fit_graph(0, ga) if needs[0] else None, self.fit_graph(1, -ga * a / b) if needs[1] else None)
 
 
 class Neg(Function):
@@ -673,8 +696,10 @@ class Index(Function):
     name = "index"
 
     def forward(self, a: Any, index: Any) -> Any:
-        self.shape, self.index, self.dtype = tuple(a.shape), index, a.dtype
-        return get_backend().xp.ascontiguousarray(a[index])
+        self.shape, self.index = tuple(a.shape), index
+        xp = get_backend().xp
+        picked = xp.asarray(a[index])
+        return xp.ascontiguousarray(picked) if picked.ndim else picked
 
     def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
         return (_scatter(g, self.index, self.shape),)
@@ -703,7 +728,9 @@ class Scatter(Function):
         return _scatter(g, index, shape)
 
     def backward(self, gg: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
-        return (get_backend().xp.ascontiguousarray(gg[self.index]),)
+        xp = get_backend().xp
+        picked = xp.asarray(gg[self.index])
+        return (xp.ascontiguousarray(picked) if picked.ndim else picked,)
 
     def backward_graph(self, gg: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
         return (gg[self.index],)
@@ -737,15 +764,15 @@ def _topological(roots: Sequence[Tensor]) -> list[Function]:
                 continue
             if id(node) in seen:
                 continue
-            if not hasattr(node, "inputs"):
+            if "parents" not in node.__dict__:
                 raise RuntimeError(
                     f"{node.name}: this part of the graph was already freed by a backward pass; "
                     "pass retain_graph=True to the first backward to go through it again"
                 )
             seen.add(id(node))
             stack.append((node, True))
-            for t in node.inputs:
-                if isinstance(t, Tensor) and t._node is not None and id(t._node) not in seen:
+            for _, t in node.parents:
+                if t._node is not None and id(t._node) not in seen:
                     stack.append((t._node, False))
     return order
 
@@ -754,16 +781,9 @@ def _add(a: Any, b: Any) -> Any:
     return b if a is None else a + b
 
 
-def _walk(
-    outputs: Sequence[Tensor], grad_outputs: Sequence[Any], targets: list[Tensor] | None, to_leaves: bool,
-    create_graph: bool, retain_graph: bool,
-) -> dict[int, Any]:
-    """Propagate gradients from ``outputs`` to the leaves. With ``to_leaves`` (``backward``) every
-    reached leaf (of ``targets`` only, when given) gets its gradient in ``.grad``; otherwise the
-    gradients of ``targets`` are returned, by ``id``."""
-    target_ids = None if targets is None else {id(t) for t in targets}
-    pending: dict[int, Any] = {}  # gradient of each node's output, by id(node)
-    results: dict[int, Any] = {}  # leaves' (and targeted non-leaves') gradients, by id(tensor)
+def _root_gradients(outputs: Sequence[Tensor], grad_outputs: Sequence[Any], create_graph: bool) -> list[Any]:
+    """Each output's gradient: ones for a one-element output, else the given one, checked."""
+    grads = []
     for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
         if not isinstance(out, Tensor):
             raise TypeError(f"outputs[{i}]: expected a pygan Tensor, got {type(out).__name__}")
@@ -778,54 +798,74 @@ def _walk(
             g = g if create_graph and isinstance(g, Tensor) else (g.data if isinstance(g, Tensor) else g)
             if tuple(g.shape) != out.shape:
                 raise ValueError(f"grad_outputs[{i}]: expected shape {out.shape}, got {tuple(g.shape)}")
-        if create_graph and not isinstance(g, Tensor):
-            g = Tensor(g)
+        grads.append(Tensor(g) if create_graph and not isinstance(g, Tensor) else g)
+    return grads
+
+
+def _walk(
+    outputs: Sequence[Tensor], grad_outputs: Sequence[Any], targets: list[Tensor] | None, to_leaves: bool,
+    create_graph: bool, retain_graph: bool,
+) -> dict[int, Any]:
+    """Propagate gradients from ``outputs`` to the leaves. With ``to_leaves`` (``backward``) every
+    reached leaf (of ``targets`` only, when given) gets its gradient in ``.grad``; otherwise the
+    gradients of ``targets`` are returned, by ``id``."""
+    target_ids = None if targets is None else {id(t) for t in targets}
+    pending: dict[int, Any] = {}  # gradient of each node's output, by id(node)
+    results: dict[int, Any] = {}  # leaves' (and targeted non-leaves') gradients, by id(tensor)
+    for out, g in zip(outputs, _root_gradients(outputs, grad_outputs, create_graph)):
         if out._node is None:
             results[id(out)] = _add(results.get(id(out)), g)
         else:
             pending[id(out._node)] = _add(pending.get(id(out._node)), g)
     order = _topological(outputs)
-    # which inputs of each node lead to a wanted gradient
+    # which inputs of each node lead to a wanted gradient (producers come first in ``order``)
     wanted: dict[int, bool] = {}
-    needs_of: dict[int, tuple[bool, ...]] = {}
+    plan: dict[int, tuple[list[bool], list[tuple[int, Tensor]]]] = {}
     for node in order:
-        needs = tuple(
-            isinstance(t, Tensor) and t.requires_grad and (
-                wanted.get(id(t._node), False) if t._node is not None else (target_ids is None or id(t) in target_ids)
-            )
-            for t in node.inputs
-        )
-        needs_of[id(node)] = needs
-        out = node.out()
-        wanted[id(node)] = any(needs) or (target_ids is not None and out is not None and id(out) in target_ids)
-    manager = enable_grad() if create_graph else no_grad()
-    with manager:
+        needs = [False] * len(node.inputs)
+        live = []
+        for i, t in node.parents:
+            if t._node is not None:
+                want = wanted[id(t._node)]
+            else:
+                want = target_ids is None or id(t) in target_ids
+            if want:
+                needs[i] = True
+                live.append((i, t))
+        plan[id(node)] = (needs, live)
+        is_target = target_ids is not None and id(node.out()) in target_ids
+        wanted[id(node)] = bool(live) or is_target
+    with enable_grad() if create_graph else no_grad():
         for node in reversed(order):
             g = pending.pop(id(node), None)
             if g is None:
                 continue
-            out = node.out()
-            if target_ids is not None and out is not None and id(out) in target_ids:
-                results[id(out)] = _add(results.get(id(out)), g)
-            needs = needs_of[id(node)]
-            if not any(needs):
+            if target_ids is not None:
+                out = node.out()
+                if out is not None and id(out) in target_ids:
+                    results[id(out)] = _add(results.get(id(out)), g)
+            needs, live = plan[id(node)]
+            if not live:
                 continue
             if create_graph:
-                grads = node.backward_graph(g, needs)
+                grads = node.backward_graph(g, tuple(needs))
             else:
-                sinks = tuple(
-                    t if to_leaves and n and isinstance(t, Parameter) and t._node is None else None
-                    for t, n in zip(node.inputs, needs)
-                )
-                grads = node.backward(g, needs, sinks)
-            for t, n, gi in zip(node.inputs, needs, grads):
-                if not n or gi is None or gi is WRITTEN:
+                sinks: tuple[Any, ...] = ()
+                if node.takes_sinks:
+                    sink_list: list[Any] = [None] * len(needs)
+                    if to_leaves:
+                        for i, t in live:
+                            if t._node is None and isinstance(t, Parameter):
+                                sink_list[i] = t
+                    sinks = tuple(sink_list)
+                grads = node.backward(g, tuple(needs), sinks)
+            for i, t in live:
+                gi = grads[i]
+                if gi is None or gi is WRITTEN:
                     continue
-                gdata = gi.data if isinstance(gi, Tensor) else gi
-                if gdata.dtype != t.data.dtype:
-                    gi = gi.astype(t.data.dtype) if not isinstance(gi, Tensor) else Cast.apply(gi, dtype=t.data.dtype)
                 if t._node is not None:
-                    pending[id(t._node)] = _add(pending.get(id(t._node)), gi)
+                    key = id(t._node)
+                    pending[key] = gi if key not in pending else pending[key] + gi
                 elif to_leaves:
                     if isinstance(t, Parameter):
                         accumulate(t, gi)

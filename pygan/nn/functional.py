@@ -47,6 +47,7 @@ class _Layer(Function):
 
     act = "identity"
     slope = 0.2
+    takes_sinks = True
 
     def _save(self, x: Any, w: Any, y: Any) -> None:
         if self.recording:
