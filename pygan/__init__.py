@@ -9,6 +9,7 @@ from .backend import cpu_backend
 from .autograd import Parameter, Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor
 from .gan import GAN, GAN2014, Player
 from .models import mlp_discriminator, mlp_generator
+from .recipes import load_generator
 from .optim import SGD, Adam
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "from_numpy",
     "get_backend",
     "get_num_threads",
+    "load_generator",
     "mlp_discriminator",
     "mlp_generator",
     "set_backend",

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import data, io, metrics, models, plot
+from . import data, io, metrics, models, plot, recipes
 from .backend import BACKENDS, _checks, backend_info, set_backend, to_numpy
 from .gan import GAN, PRIORS, TrainingDiverged
 from .optim import SGD, Adam, Optimizer, Schedule
@@ -83,29 +83,21 @@ class Run:
 
     def __init__(self, config: dict[str, Any], load_data: bool = True) -> None:
         self.config = config
-        ds = config["dataset"]
-        self.toy = ds in data.TOY_DATASETS
+        self.toy = config["dataset"] in data.TOY_DATASETS
         self.labels: np.ndarray | None = None
         self.x: np.ndarray | None = None
         if self.toy:
-            self.means, self.sigma = data.toy_modes(ds)
-            shape: tuple[int, ...] = (self.means.shape[1],)
-            num_classes = len(self.means) if config["model"] == "cgan" else 0
-            if load_data:
-                self.x, labels = data.toy_labelled(ds, config["train_size"], seed=config["seed"])
-                self.labels = labels if num_classes else None
-        else:
-            shape = (1, 28, 28)
-            num_classes = 10 if config["model"] == "cgan" else 0
-            if load_data:
-                x, labels = data.load_images(ds, "train", config.get("data"))
-                n = min(config["train_size"], 50000)
-                self.x, self.labels = x[:n], (labels[:n] if num_classes else None)
+            self.means, self.sigma = data.toy_modes(config["dataset"])
+        num_classes = recipes.num_classes(config)
+        if load_data and self.toy:
+            self.x, labels = data.toy_labelled(config["dataset"], config["train_size"], seed=config["seed"])
+            self.labels = labels if num_classes else None
+        elif load_data:
+            x, labels = data.load_images(config["dataset"], "train", config.get("data"))
+            n = min(config["train_size"], 50000)
+            self.x, self.labels = x[:n], (labels[:n] if num_classes else None)
         marginals = self.x.mean(axis=0) if self.x is not None and not self.toy else None
-        self.spec = models.build(
-            config["model"], shape, num_classes=num_classes, pack=config["pack"], norm=config["norm"],
-            seed=config["seed"], marginals=marginals, optimizer=config.get("optimizer"), g_act=_g_act(config, self.toy),
-        )
+        self.spec = recipes.build_spec(config, marginals)
         self.flat = not self.toy and config["model"] != "dcgan"
         if self.x is not None and self.flat:
             self.x = self.x.reshape(len(self.x), -1)
@@ -169,14 +161,6 @@ class Run:
         if not self.toy:
             return {}
         return metrics.mode_coverage(self.samples(2500, seed), self.means, self.sigma)
-
-
-def _g_act(config: dict[str, Any], toy: bool) -> str | None:
-    """The toy generator's activation a run was trained with: configurations written before the
-    ``g_act`` key existed come from runs whose toy generator used leaky ReLU."""
-    if "g_act" in config:
-        return config["g_act"]
-    return "leaky_relu" if toy and config["model"] in ("mlp", "cgan") else None
 
 
 def _train_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -107,7 +107,138 @@ class GAN2014:
         return out
 
 
-class GAN:
+class Sampling:
+    """Drawing from a generator: the prior, labels of a conditional model, virtual batch norm's
+    reference batch, ``sample``, ``generate`` and ``interpolate``. Shared by :class:`GAN` and
+    :class:`TrainedGenerator`; needs ``generator``, ``latent_dim``, ``prior``, ``num_classes``,
+    ``dtype``, ``rng``, ``reference_z`` and ``reference_labels``."""
+
+    generator: Module
+    latent_dim: int
+    prior: str
+    num_classes: int
+    dtype: Any
+    rng: np.random.Generator
+    reference_z: Any
+    reference_labels: np.ndarray | None
+
+    # -- inputs ------------------------------------------------------------------------------
+    def noise(self, n: int, rng: np.random.Generator | None = None) -> Any:
+        """``n`` latent vectors from the prior, on the active backend.
+
+        Both priors have unit variance: N(0, 1), or U(-sqrt 3, sqrt 3) as the 2014 paper's code draws it.
+        """
+        rng = self.rng if rng is None else rng
+        if self.prior == "normal":
+            z = rng.standard_normal((n, self.latent_dim))
+        else:
+            z = rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), (n, self.latent_dim))
+        return get_backend().xp.asarray(z.astype(self.dtype))
+
+    def _labels(self, labels: Any, n: int, name: str = "labels") -> np.ndarray | None:
+        if not self.num_classes:
+            if labels is not None:
+                raise ValueError(f"{name}: this GAN is not conditional (num_classes=0), so it takes no labels")
+            return None
+        if labels is None:
+            raise ValueError(f"{name}: a conditional GAN (num_classes={self.num_classes}) needs labels")
+        lab = np.asarray(labels)
+        if lab.shape != (n,) or lab.dtype.kind not in "iu":
+            raise ValueError(f"{name}: expected {n} integer labels, got shape {lab.shape} dtype {lab.dtype}")
+        if n and (lab.min() < 0 or lab.max() >= self.num_classes):
+            raise ValueError(f"{name}: labels must lie in [0, {self.num_classes}), got [{lab.min()}, {lab.max()}]")
+        return lab.astype(np.int64)
+
+    def _one_hot(self, labels: np.ndarray) -> Any:
+        eye = np.eye(self.num_classes, dtype=self.dtype)
+        return get_backend().xp.asarray(eye[labels])
+
+    def _generate(self, z: Any, labels: np.ndarray | None) -> Tensor:
+        """The generator's forward on ``z`` (joined with one-hot labels), after refreshing VBN statistics."""
+        xp = get_backend().xp
+        vbn = [m for m in self.generator.modules() if isinstance(m, VirtualBatchNorm)] if self.reference_z is not None else []
+        if vbn:
+            ref = self.reference_z
+            if self.reference_labels is not None:
+                ref = xp.concatenate([ref, self._one_hot(self.reference_labels)], axis=1)
+            for layer in vbn:
+                layer.recording = True
+            try:
+                with no_grad():
+                    self.generator(ref)
+            finally:
+                for layer in vbn:
+                    layer.recording = False
+        if labels is not None:
+            z = xp.concatenate([z, self._one_hot(labels)], axis=1)
+        return as_tensor(self.generator(z))
+
+    # -- using the generator -----------------------------------------------------------------
+    def sample(self, n: int, labels: Any = None, seed: int | None = None) -> Any:
+        """``n`` generated samples, with the generator in evaluation mode.
+
+        A conditional GAN takes ``labels`` (n integers); without them it cycles through the classes.
+        ``seed`` draws z from its own generator and leaves the training RNG untouched.
+        """
+        n = C.check_int("n", n, 1)
+        rng = None if seed is None else np.random.default_rng(seed)
+        if self.num_classes and labels is None:
+            labels = np.arange(n) % self.num_classes
+        lab = self._labels(labels, n)
+        return self.generate(self.noise(n, rng), lab)
+
+    def generate(self, z: Any, labels: Any = None) -> Any:
+        """Run the generator (evaluation mode) on given latent vectors ``(n, latent_dim)``."""
+        z = get_backend().xp.asarray(z, dtype=self.dtype)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z: expected shape (n, {self.latent_dim}), got {tuple(z.shape)}")
+        lab = self._labels(labels, int(z.shape[0]))
+        self.generator.eval()
+        try:
+            with no_grad():
+                return self._generate(z, lab).data
+        finally:
+            self.generator.train()
+
+    def interpolate(self, z0: Any, z1: Any, steps: int, method: str = "linear", labels: Any = None) -> Any:
+        """Samples along a path from ``z0`` to ``z1`` (``steps`` points, both ends included).
+
+        ``linear`` is the straight line; ``spherical`` is slerp (White 2016), which keeps points at
+        the norm typical of a Gaussian prior.
+        """
+        return self.generate(latent_path(z0, z1, steps, method), labels)
+
+
+
+
+class TrainedGenerator(Sampling):
+    """A trained generator for inference (``pygan.load_generator``): ``sample`` gives host arrays in
+    data units, ``generate``/``interpolate`` the generator's raw output on the active backend."""
+
+    def __init__(self, generator: Module, latent_dim: int, prior: str, num_classes: int = 0,
+                 reference_z: Any = None, unscale: Callable[[np.ndarray], np.ndarray] | None = None,
+                 image_shape: tuple[int, ...] | None = None) -> None:
+        self.generator = generator
+        self.latent_dim = C.check_int("latent_dim", latent_dim, 1)
+        self.prior = prior
+        self.num_classes = C.check_int("num_classes", num_classes, 0)
+        self.dtype = generator.parameters()[0].data.dtype
+        self.rng = np.random.default_rng()
+        self.reference_z = None if reference_z is None else get_backend().xp.asarray(reference_z)
+        self.reference_labels = (np.arange(len(reference_z)) % num_classes
+                                 if reference_z is not None and num_classes else None)
+        self._unscale = unscale
+        self._image_shape = image_shape
+
+    def sample(self, n: int, labels: Any = None, seed: int | None = None) -> np.ndarray:
+        """``n`` samples as a host float64 array in data units (images in [0, 1], ``(n, C, H, W)``)."""
+        out = to_numpy(super().sample(n, labels, seed)).astype(np.float64)
+        if self._unscale is not None:
+            out = self._unscale(out)
+        return out.reshape(n, *self._image_shape) if self._image_shape else out
+
+
+class GAN(Sampling):
     """Players (a generator and a discriminator, each a module and its optimizer) and an objective
     that returns each player's loss for a batch; the trainer runs the schedule (``d_steps``
     discriminator updates per generator update, or both at once), steps the optimizers, and owns
@@ -183,10 +314,9 @@ class GAN:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.callbacks: list[Any] = []
-        self._vbn = [m for m in generator.modules() if isinstance(m, VirtualBatchNorm)]
-        self.reference_z: Any = None
-        self.reference_labels: np.ndarray | None = None
-        if self._vbn:
+        self.reference_z = None
+        self.reference_labels = None
+        if any(isinstance(m, VirtualBatchNorm) for m in generator.modules()):
             ref_rng = np.random.default_rng(None if seed is None else seed + 7919)
             n = C.check_int("reference_size", reference_size, 2)
             self.reference_z = self.noise(n, ref_rng)
@@ -222,56 +352,6 @@ class GAN:
     @d_steps.setter
     def d_steps(self, k: int) -> None:
         self.players["discriminator"].steps = C.check_int("d_steps", k, 0)
-
-    # -- inputs ------------------------------------------------------------------------------
-    def noise(self, n: int, rng: np.random.Generator | None = None) -> Any:
-        """``n`` latent vectors from the prior, on the active backend.
-
-        Both priors have unit variance: N(0, 1), or U(-sqrt 3, sqrt 3) as the 2014 paper's code draws it.
-        """
-        rng = self.rng if rng is None else rng
-        if self.prior == "normal":
-            z = rng.standard_normal((n, self.latent_dim))
-        else:
-            z = rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), (n, self.latent_dim))
-        return get_backend().xp.asarray(z.astype(self.dtype))
-
-    def _labels(self, labels: Any, n: int, name: str = "labels") -> np.ndarray | None:
-        if not self.num_classes:
-            if labels is not None:
-                raise ValueError(f"{name}: this GAN is not conditional (num_classes=0), so it takes no labels")
-            return None
-        if labels is None:
-            raise ValueError(f"{name}: a conditional GAN (num_classes={self.num_classes}) needs labels")
-        lab = np.asarray(labels)
-        if lab.shape != (n,) or lab.dtype.kind not in "iu":
-            raise ValueError(f"{name}: expected {n} integer labels, got shape {lab.shape} dtype {lab.dtype}")
-        if n and (lab.min() < 0 or lab.max() >= self.num_classes):
-            raise ValueError(f"{name}: labels must lie in [0, {self.num_classes}), got [{lab.min()}, {lab.max()}]")
-        return lab.astype(np.int64)
-
-    def _one_hot(self, labels: np.ndarray) -> Any:
-        eye = np.eye(self.num_classes, dtype=self.dtype)
-        return get_backend().xp.asarray(eye[labels])
-
-    def _generate(self, z: Any, labels: np.ndarray | None) -> Tensor:
-        """The generator's forward on ``z`` (joined with one-hot labels), after refreshing VBN statistics."""
-        xp = get_backend().xp
-        if self._vbn:
-            ref = self.reference_z
-            if self.reference_labels is not None:
-                ref = xp.concatenate([ref, self._one_hot(self.reference_labels)], axis=1)
-            for layer in self._vbn:
-                layer.recording = True
-            try:
-                with no_grad():
-                    self.generator(ref)
-            finally:
-                for layer in self._vbn:
-                    layer.recording = False
-        if labels is not None:
-            z = xp.concatenate([z, self._one_hot(labels)], axis=1)
-        return as_tensor(self.generator(z))
 
     def generate_fake(self, n: int) -> tuple[Tensor, np.ndarray | None]:
         """A generated batch for an objective: ``n`` samples from fresh noise (with labels drawn
@@ -447,42 +527,6 @@ class GAN:
         for name, player in self.players.items():
             if not bool(xp.isfinite(player.optimizer.flat).all()):
                 raise TrainingDiverged(f"training diverged {where}: the {name}'s parameters hold NaN or Inf")
-
-    # -- using the generator -----------------------------------------------------------------
-    def sample(self, n: int, labels: Any = None, seed: int | None = None) -> Any:
-        """``n`` generated samples, with the generator in evaluation mode.
-
-        A conditional GAN takes ``labels`` (n integers); without them it cycles through the classes.
-        ``seed`` draws z from its own generator and leaves the training RNG untouched.
-        """
-        n = C.check_int("n", n, 1)
-        rng = None if seed is None else np.random.default_rng(seed)
-        if self.num_classes and labels is None:
-            labels = np.arange(n) % self.num_classes
-        lab = self._labels(labels, n)
-        return self.generate(self.noise(n, rng), lab)
-
-    def generate(self, z: Any, labels: Any = None) -> Any:
-        """Run the generator (evaluation mode) on given latent vectors ``(n, latent_dim)``."""
-        z = get_backend().xp.asarray(z, dtype=self.dtype)
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z: expected shape (n, {self.latent_dim}), got {tuple(z.shape)}")
-        lab = self._labels(labels, int(z.shape[0]))
-        self.generator.eval()
-        try:
-            with no_grad():
-                return self._generate(z, lab).data
-        finally:
-            self.generator.train()
-
-    def interpolate(self, z0: Any, z1: Any, steps: int, method: str = "linear", labels: Any = None) -> Any:
-        """Samples along a path from ``z0`` to ``z1`` (``steps`` points, both ends included).
-
-        ``linear`` is the straight line; ``spherical`` is slerp (White 2016), which keeps points at
-        the norm typical of a Gaussian prior.
-        """
-        return self.generate(latent_path(z0, z1, steps, method), labels)
-
 
 def latent_path(z0: Any, z1: Any, steps: int, method: str = "linear") -> np.ndarray:
     """``steps`` latent points from ``z0`` to ``z1`` (1-D vectors), linear or spherical (slerp)."""

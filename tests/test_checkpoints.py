@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import pytest
 
+import pygan
 from pygan import data, io
 from pygan.gan import GAN
 from pygan.models import mlp_discriminator, mlp_generator, paper_mlp_discriminator
@@ -153,3 +154,29 @@ def test_resume_is_bit_exact(tmp_path, backend, optim, dropout, pack):
     resumed.fit(x, 3, 32, seed=9, schedule=sched)
     assert resumed.steps == straight.steps == 9
     np.testing.assert_array_equal(_flat(resumed), _flat(straight))
+
+
+def test_load_generator_gives_the_runs_samples(tmp_path):
+    """pygan.load_generator restores only the generator, from either checkpoint format, and samples
+    exactly what the whole run would."""
+    from pygan import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--epochs", "1", "--train-size", "512", "--out", str(out)]) == 0
+    run = cli._from_checkpoint(str(out / cli.CHECKPOINT), "cpu")
+    gen = pygan.load_generator(out / cli.CHECKPOINT)
+    np.testing.assert_array_equal(gen.sample(50, seed=3), run.samples(50, seed=3))
+    assert gen.sample(4, seed=1).shape == (4, 2) and gen.sample(4, seed=1).dtype == np.float64
+    # the previous release's format: the same tensors under format 1's names
+    tensors, meta = io.gan_state(run.gan)
+    v1, _ = io._gan_state_v1(run.gan)
+    legacy = tmp_path / "v1.pygan"
+    io.save(legacy, v1, {**meta, "config": run.config, "g_opt": {"kind": "Adam", "steps": 1, "lr": 1e-3},
+                          "d_opt": {"kind": "Adam", "steps": 1, "lr": 1e-3}})
+    blob = bytearray(legacy.read_bytes())
+    struct.pack_into("<I", blob, 8, 1)  # format 1 in the header (its CRC covers only the JSON)
+    legacy.write_bytes(bytes(blob))
+    np.testing.assert_array_equal(pygan.load_generator(legacy).sample(50, seed=3), run.samples(50, seed=3))
+    with pytest.raises(io.CheckpointError, match="no run configuration"):
+        io.save(tmp_path / "bare.pygan", tensors, {})
+        pygan.load_generator(tmp_path / "bare.pygan")

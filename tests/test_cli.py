@@ -139,10 +139,11 @@ def test_grid_defaults_differ_from_the_rings():
 
 def test_checkpoints_from_before_the_g_act_key_rebuild_their_leaky_generator():
     """A toy run's configuration without ``g_act`` (older checkpoints) used a leaky-ReLU generator."""
-    from pygan.cli import Run, _g_act, _train_config, build_parser
+    from pygan.cli import Run, _train_config, build_parser
+    from pygan.recipes import _g_act
 
     config = _train_config(build_parser().parse_args(["train", "--train-size", "256"]))
     assert Run(config, load_data=False).spec.generator.layers[0].act == "tanh"
     del config["g_act"]
     assert Run(config, load_data=False).spec.generator.layers[0].act == "leaky_relu"
-    assert _g_act({"model": "dcgan"}, toy=False) is None  # image models keep their own generator
+    assert _g_act({"model": "dcgan", "dataset": "mnist"}) is None  # image models keep their own generator
