@@ -64,7 +64,9 @@ class _Layer(Function):
         return dx, dw if needs[1] else None, db if has_b and needs[2] else None
 
 
-class _Dense(_Layer):
+class Dense(_Layer):
+    """The dense op on the tape (``dense`` checks its arguments and calls it)."""
+
     name = "dense"
 
     def forward(self, x: Any, w: Any, b: Any, act: str, slope: float) -> Any:
@@ -86,7 +88,7 @@ class _Dense(_Layer):
 def dense(x: Any, w: Any, b: Any = None, act: str = "identity", slope: float = 0.2) -> Tensor:
     """``act(x @ w + b)`` for x ``(N, in)``, w ``(in, out)``, b ``(out,)`` or None."""
     act, slope = C.check_activation(act, slope)
-    return _Dense.apply(x, w, b, act=act, slope=slope)
+    return Dense.apply(x, w, b, act=act, slope=slope)
 
 
 def _wgrad_output_padding(in_size: int, out_size: int, k: int, stride: int, pad: int) -> int:
@@ -94,7 +96,9 @@ def _wgrad_output_padding(in_size: int, out_size: int, k: int, stride: int, pad:
     return in_size - ((out_size - 1) * stride - 2 * pad + k)
 
 
-class _Conv2d(_Layer):
+class Conv2d(_Layer):
+    """The conv2d op on the tape."""
+
     name = "conv2d"
 
     def forward(self, x: Any, w: Any, b: Any, stride: int, padding: int, act: str, slope: float) -> Any:
@@ -154,10 +158,12 @@ def conv2d(x: Any, w: Any, b: Any = None, stride: int = 1, padding: int = 0, act
            slope: float = 0.2) -> Tensor:
     """2-D convolution (NCHW) with a fused bias and activation; w is ``(C_out, C_in, k, k)``."""
     act, slope = C.check_activation(act, slope)
-    return _Conv2d.apply(x, w, b, stride=stride, padding=padding, act=act, slope=slope)
+    return Conv2d.apply(x, w, b, stride=stride, padding=padding, act=act, slope=slope)
 
 
-class _ConvTranspose2d(_Layer):
+class ConvTranspose2d(_Layer):
+    """The conv_transpose2d op on the tape."""
+
     name = "conv_transpose2d"
 
     def forward(self, x: Any, w: Any, b: Any, stride: int, padding: int, output_padding: int, act: str,
@@ -185,11 +191,13 @@ def conv_transpose2d(x: Any, w: Any, b: Any = None, stride: int = 1, padding: in
     """Transposed 2-D convolution (the adjoint of conv2d) with a fused bias and activation; w is
     ``(C_in, C_out, k, k)``."""
     act, slope = C.check_activation(act, slope)
-    return _ConvTranspose2d.apply(x, w, b, stride=stride, padding=padding, output_padding=output_padding, act=act,
+    return ConvTranspose2d.apply(x, w, b, stride=stride, padding=padding, output_padding=output_padding, act=act,
                                   slope=slope)
 
 
-class _BatchNorm(Function):
+class BatchNorm(Function):
+    """The batch-norm op on the tape (no double backward)."""
+
     name = "batch_norm"
 
     def forward(self, x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, training: bool,
@@ -215,11 +223,13 @@ def batch_norm(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: An
     """Batch norm over (N, C) or (N, C, H, W) then an activation; in training mode the running
     statistics (arrays) are updated in place."""
     act, slope = C.check_activation(act, slope)
-    return _BatchNorm.apply(x, gamma, beta, running_mean, running_var, training=bool(training), momentum=momentum,
+    return BatchNorm.apply(x, gamma, beta, running_mean, running_var, training=bool(training), momentum=momentum,
                             eps=eps, act=act, slope=slope)
 
 
-class _Activation(Function):
+class Activation(Function):
+    """An activation op on the tape."""
+
     name = "activation"
 
     def forward(self, x: Any, act: str, slope: float) -> Any:
@@ -239,7 +249,7 @@ class _Activation(Function):
 def activation(x: Any, act: str, slope: float = 0.2) -> Tensor:
     """An activation by name: identity, relu, leaky_relu (``slope``), tanh or sigmoid."""
     act, slope = C.check_activation(act, slope)
-    return _Activation.apply(x, act=act, slope=slope)
+    return Activation.apply(x, act=act, slope=slope)
 
 
 def relu(x: Any) -> Tensor:

@@ -60,7 +60,7 @@ class Dense(Module):
         self.b = Parameter(to_backend(np.zeros(out_features, dtype=dtype))) if bias else None
 
     def forward(self, x: Any) -> Tensor:
-        return F.dense(x, self.w, self.b, self.act, self.slope)
+        return F.Dense.apply(x, self.w, self.b, act=self.act, slope=self.slope)  # act checked at construction
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, act={self.act!r}, bias={self.b is not None}"
@@ -74,7 +74,7 @@ class Activation(Module):
         self.act, self.slope = C.check_activation(act, slope)
 
     def forward(self, x: Any) -> Tensor:
-        return F.activation(x, self.act, self.slope)
+        return F.Activation.apply(x, act=self.act, slope=self.slope)
 
     def extra_repr(self) -> str:
         return repr(self.act)
@@ -164,9 +164,10 @@ class _Conv(Module):
 
     def forward(self, x: Any) -> Tensor:
         if self.transposed:
-            return F.conv_transpose2d(x, self.w, self.b, self.stride, self.padding, self.output_padding, self.act,
-                                      self.slope)
-        return F.conv2d(x, self.w, self.b, self.stride, self.padding, self.act, self.slope)
+            return F.ConvTranspose2d.apply(x, self.w, self.b, stride=self.stride, padding=self.padding,
+                                           output_padding=self.output_padding, act=self.act, slope=self.slope)
+        return F.Conv2d.apply(x, self.w, self.b, stride=self.stride, padding=self.padding, act=self.act,
+                              slope=self.slope)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "
@@ -227,8 +228,9 @@ class BatchNorm(Module):
         self.register_buffer("running_var", to_backend(np.ones(channels, dtype=dtype)))
 
     def forward(self, x: Any) -> Tensor:
-        return F.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var, self.training,
-                            self.momentum, self.eps, self.act, self.slope)
+        return F.BatchNorm.apply(x, self.gamma, self.beta, self.running_mean, self.running_var,
+                                 training=bool(self.training), momentum=self.momentum, eps=self.eps, act=self.act,
+                                 slope=self.slope)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, act={self.act!r}"
