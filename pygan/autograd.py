@@ -810,6 +810,8 @@ def _walk(
     reached leaf (of ``targets`` only, when given) gets its gradient in ``.grad``; otherwise the
     gradients of ``targets`` are returned, by ``id``."""
     target_ids = None if targets is None else {id(t) for t in targets}
+    inner_targets = {id(t) for t in targets or () if t._node is not None}  # non-leaves whose gradient is wanted
+    free = not (retain_graph or create_graph)
     pending: dict[int, Any] = {}  # gradient of each node's output, by id(node)
     results: dict[int, Any] = {}  # leaves' (and targeted non-leaves') gradients, by id(tensor)
     for out, g in zip(outputs, _root_gradients(outputs, grad_outputs, create_graph)):
@@ -833,16 +835,15 @@ def _walk(
                 needs[i] = True
                 live.append((i, t))
         plan[id(node)] = (needs, live)
-        is_target = target_ids is not None and id(node.out()) in target_ids
-        wanted[id(node)] = bool(live) or is_target
+        wanted[id(node)] = bool(live) or (bool(inner_targets) and id(node.out()) in inner_targets)
     with enable_grad() if create_graph else no_grad():
         for node in reversed(order):
             g = pending.pop(id(node), None)
             if g is None:
                 continue
-            if target_ids is not None:
+            if inner_targets:
                 out = node.out()
-                if out is not None and id(out) in target_ids:
+                if out is not None and id(out) in inner_targets:
                     results[id(out)] = _add(results.get(id(out)), g)
             needs, live = plan[id(node)]
             if not live:
@@ -859,6 +860,8 @@ def _walk(
                                 sink_list[i] = t
                     sinks = tuple(sink_list)
                 grads = node.backward(g, tuple(needs), sinks)
+            if free:  # what this node saved is not needed again: let its arrays go (their memory is still hot)
+                node.__dict__.clear()
             for i, t in live:
                 gi = grads[i]
                 if gi is None or gi is WRITTEN:
@@ -873,7 +876,7 @@ def _walk(
                         t._grad = gi.copy() if t._grad is None else t._grad + gi
                 else:
                     results[id(t)] = _add(results.get(id(t)), gi)
-    if not (retain_graph or create_graph):
+    if free:
         for node in order:
             node.__dict__.clear()
     return results

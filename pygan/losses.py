@@ -72,8 +72,6 @@ def bce_with_logits(logits: Any, targets: Any) -> Tensor:
     return _BCE.apply(logits, t)
 
 
-bce = bce_with_logits
-
 
 def discriminator_loss(real_logits: Any, fake_logits: Any, real_target: float = 1.0) -> Tensor:
     """``BCE(D(x), real_target) + BCE(D(G(z)), 0)``.

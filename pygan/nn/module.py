@@ -12,10 +12,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..autograd import Parameter, Tensor, accumulate, grad_buffers
+from ..autograd import Parameter, Tensor
 from ..backend import get_backend
 
-__all__ = ["Module", "Parameter", "Sequential", "accumulate", "grad_buffers", "make_rng", "to_backend"]
+__all__ = ["Module", "Parameter", "Sequential", "make_rng", "to_backend"]
 
 
 class Module:
@@ -173,7 +173,7 @@ class Sequential(Module):
 
     def forward(self, x: Any) -> Any:
         for layer in self.layers:
-            x = layer(x)
+            x = layer.forward(x)
         return x
 
     def __iter__(self) -> Iterator[Module]:
