@@ -264,13 +264,21 @@ def grad_buffers(*params: Parameter | None) -> tuple[tuple[Any, ...], bool]:
     """The gradient buffers of ``params`` (None stays None) for a backward op to write into, and
     whether it must add to them. They are overwritten only if every one is marked zero; otherwise
     the marked ones are filled with zeros first and all are added to. The caller then writes them."""
-    present = [p for p in params if p is not None]
-    add = not all(p._grad_is_zero for p in present)
-    for p in present:
-        if add:
-            p.settle_grad()
+    add = False
+    for p in params:
+        if p is not None and not p._grad_is_zero:
+            add = True
+            break
+    buffers = []
+    for p in params:
+        if p is None:
+            buffers.append(None)
+            continue
+        if add and p._grad_is_zero:
+            p._grad[...] = 0
         p._grad_is_zero = False
-    return tuple(None if p is None else p._grad for p in params), add
+        buffers.append(p._grad)
+    return tuple(buffers), add
 
 
 def accumulate(p: Parameter, g: Any) -> None:
@@ -311,8 +319,6 @@ class Function:
 
     #: the op's name in error messages
     name = "op"
-    #: whether ``backward_graph`` is defined (double backward)
-    double_backward = True
 
     #: whether ``backward`` can write parameter gradients into their buffers (``sinks``)
     takes_sinks = False
@@ -327,18 +333,11 @@ class Function:
         """Run the op on ``inputs`` (Tensors, arrays, None or Python scalars) and record a node when
         recording is on and some input requires a gradient."""
         fn = cls()
-        args = []
-        parents = []
-        for i, t in enumerate(inputs):
-            if isinstance(t, Tensor):
-                args.append(t.data)
-                if t.requires_grad:
-                    parents.append((i, t))
-            else:
-                args.append(t)
-        fn.recording = bool(parents) and _recording[0]
-        out = Tensor(fn.forward(*args, **params))
-        if fn.recording:
+        parents = [(i, t) for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad] \
+            if _recording[0] else None
+        fn.recording = bool(parents)
+        out = Tensor(fn.forward(*[t.data if isinstance(t, Tensor) else t for t in inputs], **params))
+        if parents:
             fn.inputs = inputs
             fn.parents = parents
             fn.out = weakref.ref(out)
@@ -347,12 +346,15 @@ class Function:
         return out
 
     def forward(self, *args: Any, **params: Any) -> Any:
+        """The op on arrays; saves on ``self`` what ``backward`` needs (when ``self.recording``)."""
         raise NotImplementedError
 
     def backward(self, g: Any, needs: tuple[bool, ...], sinks: tuple[Parameter | None, ...]) -> tuple[Any, ...]:
+        """One gradient (array, None, or ``WRITTEN``) per input from the output's gradient ``g``."""
         raise NotImplementedError
 
     def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Tensor | None, ...]:
+        """``backward`` with differentiable ops on Tensors (double backward); the default refuses."""
         raise RuntimeError(f"{self.name}: double backward (create_graph=True) is not supported by this op")
 
     # helpers for backward_graph
@@ -749,31 +751,38 @@ def _as_targets(name: str, inputs: Iterable[Tensor]) -> list[Tensor]:
     return items
 
 
+def _freed(node: Function) -> RuntimeError:
+    return RuntimeError(f"{node.name}: this part of the graph was already freed by a backward pass; "
+                        "pass retain_graph=True to the first backward to go through it again")
+
+
 def _topological(roots: Sequence[Tensor]) -> list[Function]:
     """The nodes reachable from ``roots``, every node after all the nodes that made its inputs."""
     order: list[Function] = []
     seen: set[int] = set()
     for root in roots:
-        if root._node is None or id(root._node) in seen:
+        node = root._node
+        if node is None or id(node) in seen:
             continue
-        stack: list[tuple[Function, bool]] = [(root._node, False)]
+        if "parents" not in node.__dict__:
+            raise _freed(node)
+        seen.add(id(node))
+        # the last input's subgraph is ordered first, so the reverse walk reaches the first input's
+        # first: parameter gradients accumulate in the order the layer-by-layer backward used
+        stack = [(node, reversed(node.parents))]
         while stack:
-            node, expanded = stack.pop()
-            if expanded:
+            node, children = stack[-1]
+            for _, t in children:
+                child = t._node
+                if child is not None and id(child) not in seen:
+                    if "parents" not in child.__dict__:
+                        raise _freed(child)
+                    seen.add(id(child))
+                    stack.append((child, reversed(child.parents)))
+                    break
+            else:
+                stack.pop()
                 order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            if "parents" not in node.__dict__:
-                raise RuntimeError(
-                    f"{node.name}: this part of the graph was already freed by a backward pass; "
-                    "pass retain_graph=True to the first backward to go through it again"
-                )
-            seen.add(id(node))
-            stack.append((node, True))
-            for _, t in node.parents:
-                if t._node is not None and id(t._node) not in seen:
-                    stack.append((t._node, False))
     return order
 
 
@@ -820,22 +829,24 @@ def _walk(
         else:
             pending[id(out._node)] = _add(pending.get(id(out._node)), g)
     order = _topological(outputs)
-    # which inputs of each node lead to a wanted gradient (producers come first in ``order``)
-    wanted: dict[int, bool] = {}
-    plan: dict[int, tuple[list[bool], list[tuple[int, Tensor]]]] = {}
+    # which inputs of each node lead to a wanted gradient (producers come first in ``order``), and
+    # which of them are Parameters whose buffers the node's backward may write into directly
+    plan: dict[int, tuple[tuple[bool, ...], list[tuple[int, Tensor]], tuple[Any, ...]]] = {}
     for node in order:
-        needs = [False] * len(node.inputs)
         live = []
         for i, t in node.parents:
             if t._node is not None:
-                want = wanted[id(t._node)]
-            else:
-                want = target_ids is None or id(t) in target_ids
-            if want:
-                needs[i] = True
+                if id(t._node) in plan and (plan[id(t._node)][1] or id(t) in inner_targets):
+                    live.append((i, t))
+            elif target_ids is None or id(t) in target_ids:
                 live.append((i, t))
-        plan[id(node)] = (needs, live)
-        wanted[id(node)] = bool(live) or (bool(inner_targets) and id(node.out()) in inner_targets)
+        needs = [False] * len(node.inputs)
+        sinks = [None] * len(node.inputs) if node.takes_sinks and to_leaves else None
+        for i, t in live:
+            needs[i] = True
+            if sinks is not None and t._node is None and isinstance(t, Parameter):
+                sinks[i] = t
+        plan[id(node)] = (tuple(needs), live, () if sinks is None else tuple(sinks))
     with enable_grad() if create_graph else no_grad():
         for node in reversed(order):
             g = pending.pop(id(node), None)
@@ -845,21 +856,10 @@ def _walk(
                 out = node.out()
                 if out is not None and id(out) in inner_targets:
                     results[id(out)] = _add(results.get(id(out)), g)
-            needs, live = plan[id(node)]
+            needs, live, sinks = plan[id(node)]
             if not live:
                 continue
-            if create_graph:
-                grads = node.backward_graph(g, tuple(needs))
-            else:
-                sinks: tuple[Any, ...] = ()
-                if node.takes_sinks:
-                    sink_list: list[Any] = [None] * len(needs)
-                    if to_leaves:
-                        for i, t in live:
-                            if t._node is None and isinstance(t, Parameter):
-                                sink_list[i] = t
-                    sinks = tuple(sink_list)
-                grads = node.backward(g, tuple(needs), sinks)
+            grads = node.backward_graph(g, needs) if create_graph else node.backward(g, needs, sinks)
             if free:  # what this node saved is not needed again: let its arrays go (their memory is still hot)
                 node.__dict__.clear()
             for i, t in live:

@@ -30,14 +30,14 @@ def _act_grad_graph(g: Tensor, y: Tensor, act: str, slope: float) -> Tensor:
     return g * (y * (1 - y))
 
 
-def _param_sinks(sinks: Sequence[Parameter | None], needs: Sequence[bool], params: Sequence[Any]) -> Any:
+def _param_sinks(sinks: tuple[Parameter | None, ...], has_b: bool) -> Any:
     """The ``param_grads``/``accumulate`` arguments that make a backward op write the gradients of
-    its weight and bias straight into their Parameters' buffers, or None when that cannot be done
-    (some wanted parameter gradient has no buffer to go to)."""
-    for s, n, p in zip(sinks, needs, params):
-        if p is not None and not (n and s is not None):
-            return None
-    buffers, add = grad_buffers(*(s if p is not None else None for s, p in zip(sinks, params)))
+    its weight (input 1) and bias (input 2) straight into their Parameters' buffers, or None when
+    that cannot be done (some wanted parameter gradient has no buffer to go to). ``sinks`` holds
+    a Parameter for each input whose gradient is wanted in its buffer (empty: none is)."""
+    if not sinks or sinks[1] is None or (has_b and sinks[2] is None):
+        return None
+    buffers, add = grad_buffers(sinks[1], sinks[2] if has_b else None)
     return {"param_grads": buffers, "accumulate": add}
 
 
@@ -54,14 +54,14 @@ class _Layer(Function):
             self.x, self.w, self.y = x, w, y
 
     def _backward(self, op: Any, geometry: tuple[Any, ...], g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
-        need_params = needs[1] or (len(needs) > 2 and needs[2])
-        has_b = len(self.inputs) > 2 and self.inputs[2] is not None
-        direct = _param_sinks(sinks[1:3], needs[1:3], (self.w, self.inputs[2] if has_b else None)) if need_params else None
+        has_b = self.inputs[2] is not None
+        need_params = needs[1] or needs[2]
+        direct = _param_sinks(sinks, has_b) if need_params else None
         dx, dw, db = op(g, self.x, self.w, self.y, *geometry, self.act, self.slope, need_dx=needs[0],
                         need_params=need_params, **(direct or {}))
         if direct is not None:
             return dx, WRITTEN, WRITTEN if has_b else None
-        return dx, dw if needs[1] else None, db if has_b and needs[2] else None
+        return dx, dw if needs[1] else None, db if needs[2] else None
 
 
 class Dense(_Layer):
