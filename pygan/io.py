@@ -276,7 +276,7 @@ def restore_gan(path: str | os.PathLike[str], gan: GAN) -> dict[str, Any]:
         src = tensors[name]
         if tuple(src.shape) != tuple(target.shape) or src.dtype != np.dtype(target.dtype):
             raise bad(
-                f"tensor {name!r} is {src.dtype}{tuple(src.shape)} in the file, the model has "
+                f"(format {version}) tensor {name!r} is {src.dtype}{tuple(src.shape)} in the file, the model has "
                 f"{np.dtype(target.dtype)}{tuple(target.shape)}"
             )
     try:

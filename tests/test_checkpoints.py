@@ -180,3 +180,32 @@ def test_load_generator_gives_the_runs_samples(tmp_path):
     with pytest.raises(io.CheckpointError, match="no run configuration"):
         io.save(tmp_path / "bare.pygan", tensors, {})
         pygan.load_generator(tmp_path / "bare.pygan")
+
+
+def _as_format_1(path, gan):
+    """Write ``gan``'s state as the previous release wrote it (format 1's names and meta)."""
+    v1, extra = io._gan_state_v1(gan)
+    _, meta = io.gan_state(gan)
+    meta["module_rngs"] = {key: rng.bit_generator.state for key, rng in extra["rngs"].items()}
+    for key, player in extra["optimizers"].items():
+        meta[key] = meta["optimizers"][player]
+    io.save(path, v1, meta)
+    blob = bytearray(path.read_bytes())
+    struct.pack_into("<I", blob, 8, 1)  # the header's version field (its CRC covers only the JSON)
+    path.write_bytes(bytes(blob))
+
+
+def test_format_1_checkpoints_resume_bit_for_bit(tmp_path):
+    """A checkpoint in the previous release's format (flat optimizer buffers, buffers and dropout
+    generators by module index) restores every tensor and RNG, so training continues identically."""
+    real = np.asarray(data.toy_samples("ring8", 32, seed=0))
+    gan = make_gan(dropout=True)
+    gan.train_step(real)
+    _as_format_1(tmp_path / "old.pygan", gan)
+    resumed = make_gan(dropout=True, seed=5)
+    io.restore_gan(tmp_path / "old.pygan", resumed)
+    for g in (gan, resumed):
+        g.train_step(real)
+    np.testing.assert_array_equal(_flat(resumed), _flat(gan))
+    with pytest.raises(io.CheckpointError, match="format 1.*d_opt.params"):
+        io.restore_gan(tmp_path / "old.pygan", make_gan())  # another discriminator

@@ -315,3 +315,20 @@ def test_toy_generator_activation_can_be_replaced_and_only_there():
         models.build("dcgan", (1, 28, 28), g_act="relu")
     with pytest.raises(ValueError, match="act"):
         models.build("mlp", (2,), g_act="swish")
+
+
+def test_a_callback_acts_between_the_players_steps():
+    """on_player_step runs after each optimizer step: here it sees the discriminator updated and the
+    generator not yet (k = 2: two discriminator updates, then the generator's)."""
+    gan = small_gan()
+    x = data.toy_samples("ring8", 64, seed=0)
+    seen = []
+
+    class Spy:
+        def on_player_step(self, g, player):
+            seen.append((player, g.d_optimizer.steps, g.g_optimizer.steps))
+
+    gan.d_steps = 2
+    gan.fit(x, epochs=1, batch_size=32, callbacks=[Spy()])
+    assert seen == [("discriminator", 1, 0), ("discriminator", 2, 0), ("generator", 2, 1),
+                    ("discriminator", 3, 1), ("discriminator", 4, 1), ("generator", 4, 2)]
