@@ -287,9 +287,9 @@ class GAN(Sampling):
     ) -> None:
         self.latent_dim = C.check_int("latent_dim", latent_dim, 1)
         d_steps = C.check_int("d_steps", d_steps, 1)
-        self.objective: Objective = objective if objective is not None else GAN2014(loss, real_target)
         if objective is not None and not callable(objective):
             raise TypeError(f"objective: expected a callable (gan, real, labels, wants) -> losses, got {type(objective).__name__}")
+        self.objective: Objective = objective if objective is not None else GAN2014(loss, real_target)
         self.loss = loss
         self.real_target = real_target
         if prior not in PRIORS:
@@ -410,6 +410,8 @@ class GAN(Sampling):
         for name in wants:
             self.players[name].optimizer.zero_grad()
         out = self.objective(self, real, labels, wants)
+        if not isinstance(out, dict):
+            raise TypeError(f"objective: must return a dict of losses by player name, got {type(out).__name__}")
         for i, name in enumerate(wants):
             loss = out.get(name)
             if not isinstance(loss, Tensor) or loss.size != 1:

@@ -332,3 +332,13 @@ def test_a_callback_acts_between_the_players_steps():
     gan.fit(x, epochs=1, batch_size=32, callbacks=[Spy()])
     assert seen == [("discriminator", 1, 0), ("discriminator", 2, 0), ("generator", 2, 1),
                     ("discriminator", 3, 1), ("discriminator", 4, 1), ("generator", 4, 2)]
+
+
+def test_objectives_that_return_the_wrong_thing_are_named():
+    x = data.toy_samples("ring8", 8, seed=0)
+    with pytest.raises(TypeError, match="^objective: must return a dict"):
+        small_gan(objective=lambda gan, real, labels, wants: 1.0).train_step(x)
+    with pytest.raises(TypeError, match="^objective: must return the discriminator's loss"):
+        small_gan(objective=lambda gan, real, labels, wants: {"generator": None}).train_step(x)
+    with pytest.raises(TypeError, match="^objective: expected a callable"):
+        small_gan(objective="wgan")
