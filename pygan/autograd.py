@@ -114,7 +114,9 @@ class Tensor:
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python float."""
-        return float(to_numpy(self.data).reshape(-1)[0]) if self.size == 1 else _raise_item(self.shape)
+        if self.size != 1:
+            raise ValueError(f"item: only a one-element tensor has an item, this one has shape {self.shape}")
+        return float(to_numpy(self.data).reshape(-1)[0])
 
     def detach(self) -> "Tensor":
         """The same array as a new tensor outside the graph."""
@@ -214,10 +216,6 @@ class Tensor:
     def abs(self) -> "Tensor":
         """Absolute value (its gradient at 0 is 0)."""
         return Abs.apply(self)
-
-
-def _raise_item(shape: tuple[int, ...]) -> float:
-    raise ValueError(f"item: only a one-element tensor has an item, this one has shape {shape}")
 
 
 class Parameter(Tensor):

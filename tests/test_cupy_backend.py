@@ -11,7 +11,7 @@ from helpers import loss_and_grads
 
 import pygan
 from pygan import backend as registry
-from pygan import data, losses
+from pygan import losses
 from pygan.backend import cupy as cupy_backend
 from pygan.backend import reference as ref
 from pygan.gan import GAN

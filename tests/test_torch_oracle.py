@@ -11,7 +11,6 @@ import pytest
 
 import pygan
 from pygan import losses, nn
-from pygan.nn import functional as F
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: the oracle comparison needs it")
 TF = torch.nn.functional
