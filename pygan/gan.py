@@ -209,8 +209,6 @@ class Sampling:
         return self.generate(latent_path(z0, z1, steps, method), labels)
 
 
-
-
 class TrainedGenerator(Sampling):
     """A trained generator for inference (``pygan.load_generator``): ``sample`` gives host arrays in
     data units, ``generate``/``interpolate`` the generator's raw output on the active backend."""
