@@ -121,6 +121,7 @@ class Sampling:
     rng: np.random.Generator
     reference_z: Any
     reference_labels: np.ndarray | None
+    _vbn: list[VirtualBatchNorm]  # the generator's VBN layers, found once at construction
 
     # -- inputs ------------------------------------------------------------------------------
     def noise(self, n: int, rng: np.random.Generator | None = None) -> Any:
@@ -156,7 +157,7 @@ class Sampling:
     def _generate(self, z: Any, labels: np.ndarray | None) -> Tensor:
         """The generator's forward on ``z`` (joined with one-hot labels), after refreshing VBN statistics."""
         xp = get_backend().xp
-        vbn = [m for m in self.generator.modules() if isinstance(m, VirtualBatchNorm)] if self.reference_z is not None else []
+        vbn = self._vbn
         if vbn:
             ref = self.reference_z
             if self.reference_labels is not None:
@@ -223,6 +224,7 @@ class TrainedGenerator(Sampling):
         self.dtype = generator.parameters()[0].data.dtype
         self.rng = np.random.default_rng()
         self.reference_z = None if reference_z is None else get_backend().xp.asarray(reference_z)
+        self._vbn = [m for m in generator.modules() if isinstance(m, VirtualBatchNorm)] if reference_z is not None else []
         self.reference_labels = (np.arange(len(reference_z)) % num_classes
                                  if reference_z is not None and num_classes else None)
         self._unscale = unscale
@@ -314,7 +316,8 @@ class GAN(Sampling):
         self.callbacks: list[Any] = []
         self.reference_z = None
         self.reference_labels = None
-        if any(isinstance(m, VirtualBatchNorm) for m in generator.modules()):
+        self._vbn = [m for m in generator.modules() if isinstance(m, VirtualBatchNorm)]
+        if self._vbn:
             ref_rng = np.random.default_rng(None if seed is None else seed + 7919)
             n = C.check_int("reference_size", reference_size, 2)
             self.reference_z = self.noise(n, ref_rng)

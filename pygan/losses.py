@@ -82,8 +82,8 @@ def discriminator_loss(real_logits: Any, fake_logits: Any, real_target: float = 
     _check_logits("fake_logits", fake_logits)
     real_target = C.check_prob("real_target", real_target, low_open=True, high_open=False)
     xp = get_backend().xp
-    r, f = as_tensor(real_logits), as_tensor(fake_logits)
-    return bce_with_logits(r, xp.full_like(r.data, real_target)) + bce_with_logits(f, xp.zeros_like(f.data))
+    r, f = as_tensor(real_logits), as_tensor(fake_logits)  # checked above: straight to the op
+    return _BCE.apply(r, xp.full_like(r.data, real_target)) + _BCE.apply(f, xp.zeros_like(f.data))
 
 
 class _GeneratorLoss(Function):
