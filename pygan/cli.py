@@ -13,12 +13,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import data, io, metrics, models, plot, recipes
+from . import classifier, data, io, metrics, models, plot, recipes
 from .backend import BACKENDS, _checks, backend_info, set_backend, to_numpy
 from .gan import GAN, PRIORS, TrainingDiverged
 from .optim import SGD, Adam, Optimizer, Schedule
 
 CHECKPOINT = "checkpoint.pygan"
+#: The checkpoint of the epoch with the best validation score so far (``--eval-every``).
+BEST = "best.pygan"
+CHECKPOINT_HELP = f"a checkpoint file, or a run folder (its {BEST}, else its {CHECKPOINT})"
+#: Collapse warnings: the discriminator's accuracy on both sides at least this (epoch mean) ...
+COLLAPSE_ACCURACY = 0.99
+#: ... or generated samples' mean pairwise distance below this fraction of the real data's.
+COLLAPSE_DIVERSITY = 0.3
 #: The toy-data defaults, chosen so that `pygan train` covers the ring's 8 modes sharply in under a minute.
 TOY_EPOCHS = 50
 TOY_PACK = 4
@@ -31,44 +38,64 @@ LOG = "metrics.jsonl"
 # ---------------------------------------------------------------------------------------------
 # arguments
 # ---------------------------------------------------------------------------------------------
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``pygan train``."""
+    parser.add_argument("--model", choices=models.MODELS, default="mlp")
+    parser.add_argument("--dataset", choices=data.DATASETS, default="ring8")
+    parser.add_argument("--epochs", type=int, default=None, help=f"default: {TOY_EPOCHS} on toy data (300 on grid25), 25 on images")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the model's (128 toy, 256 on grid25, 64 DCGAN/MLP, 100 paper-mlp)")
+    parser.add_argument("--loss", choices=_checks.GENERATOR_LOSSES, default="non_saturating")
+    parser.add_argument("--d-steps", type=int, default=1, help="discriminator steps per generator step (k)")
+    parser.add_argument("--pack", type=int, default=None, help=f"PacGAN: samples the discriminator judges at once (default: {TOY_PACK} on toy data, else 1)")
+    parser.add_argument("--label-smoothing", type=float, default=1.0, metavar="TARGET", help="real target, e.g. 0.9 (one-sided)")
+    parser.add_argument("--prior", choices=PRIORS, default=None, help="default: the model's")
+    parser.add_argument("--lr", type=float, default=None, help="default: the model's")
+    parser.add_argument("--d-lr", type=float, default=None,
+                        help="the discriminator's own learning rate (TTUR, Heusel et al. 2017); default: the model's")
+    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                        help="sample and evaluate with an exponential moving average of the generator's weights, "
+                             "e.g. 0.999 (default: off)")
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default=None,
+                       help="default: adam; sgd is paper-mlp's original schedule (lr 0.1, momentum 0.5 -> 0.7)")
+    parser.add_argument("--norm", choices=("batch", "virtual"), default="batch", help="DCGAN generator normalisation")
+    parser.add_argument("--train-size", type=int, default=None, help="examples to train on (toy default 25600; images: all 50,000)")
+    parser.add_argument("--backend", choices=BACKENDS, default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="native-kernel threads (default: all cores)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None, help="folder with the MNIST files (default: $PYGAN_DATA)")
+    parser.add_argument("--out", default="pygan-run", help="output folder (checkpoint, pictures, log)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument("--eval-every", type=int, default=1, metavar="N",
+                       help="evaluate (toy: mode coverage; images: validation Parzen) and keep best.pygan every N epochs")
+    parser.add_argument("--eval-samples", type=int, default=None, metavar="N",
+                       help="generated samples of each evaluation (2,500 toy; 10,000 images)")
+    parser.add_argument("--seeds", default=None, metavar="SPEC",
+                       help="train one run per seed (e.g. 0-9 or 0,3,7) into --out/seed-S, in parallel processes, "
+                            "and print the mean +- standard error of their final metrics")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel runs of --seeds (default: one per core)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pygan`` command."""
     parser = argparse.ArgumentParser(prog="pygan", description="Train, sample and evaluate small GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a GAN (default: the MLP GAN on the ring of 8 Gaussians)")
-    train.add_argument("--model", choices=models.MODELS, default="mlp")
-    train.add_argument("--dataset", choices=data.DATASETS, default="ring8")
-    train.add_argument("--epochs", type=int, default=None, help=f"default: {TOY_EPOCHS} on toy data (300 on grid25), 25 on images")
-    train.add_argument("--batch-size", type=int, default=None, help="default: the model's (128 toy, 256 on grid25, 64 DCGAN/MLP, 100 paper-mlp)")
-    train.add_argument("--loss", choices=_checks.GENERATOR_LOSSES, default="non_saturating")
-    train.add_argument("--d-steps", type=int, default=1, help="discriminator steps per generator step (k)")
-    train.add_argument("--pack", type=int, default=None, help=f"PacGAN: samples the discriminator judges at once (default: {TOY_PACK} on toy data, else 1)")
-    train.add_argument("--label-smoothing", type=float, default=1.0, metavar="TARGET", help="real target, e.g. 0.9 (one-sided)")
-    train.add_argument("--prior", choices=PRIORS, default=None, help="default: the model's")
-    train.add_argument("--lr", type=float, default=None, help="default: the model's")
-    train.add_argument("--optimizer", choices=("adam", "sgd"), default=None,
-                       help="default: adam; sgd is paper-mlp's original schedule (lr 0.1, momentum 0.5 -> 0.7)")
-    train.add_argument("--norm", choices=("batch", "virtual"), default="batch", help="DCGAN generator normalisation")
-    train.add_argument("--train-size", type=int, default=None, help="examples to train on (toy default 25600; images: all 50,000)")
-    train.add_argument("--backend", choices=BACKENDS, default="cpu")
-    train.add_argument("--threads", type=int, default=None, help="native-kernel threads (default: all cores)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--data", default=None, help="folder with the MNIST files (default: $PYGAN_DATA)")
-    train.add_argument("--out", default="pygan-run", help="output folder (checkpoint, pictures, log)")
-    train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    _train_arguments(train)
 
     sample = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG")
-    sample.add_argument("checkpoint")
+    sample.add_argument("checkpoint", help=CHECKPOINT_HELP)
     sample.add_argument("--n", type=int, default=100)
     sample.add_argument("--out", default="samples.png")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--backend", choices=BACKENDS, default="cpu")
 
-    ev = sub.add_parser("eval", help="print a checkpoint's metrics (mode coverage, or Parzen log-likelihood)")
-    ev.add_argument("checkpoint")
+    ev = sub.add_parser("eval", help="print a checkpoint's metrics (toy: mode coverage; images: Parzen, FID, KID, "
+                                     "precision/recall, classifier score) beside the real data's")
+    ev.add_argument("checkpoint", help=CHECKPOINT_HELP)
     ev.add_argument("--samples", type=int, default=None, help="generated samples (2,500 toy; 10,000 images)")
-    ev.add_argument("--test-size", type=int, default=10000, help="test digits for the Parzen estimate")
+    ev.add_argument("--test-size", type=int, default=10000, help="test images the metrics compare with")
+    ev.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
     ev.add_argument("--data", default=None, help="folder with the MNIST files (default: $PYGAN_DATA)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--backend", choices=BACKENDS, default="cpu")
@@ -96,6 +123,7 @@ class Run:
             x, labels = data.load_images(config["dataset"], "train", config.get("data"))
             n = min(config["train_size"], 50000)
             self.x, self.labels = x[:n], (labels[:n] if num_classes else None)
+            self.validation = validation_images(x)
         marginals = self.x.mean(axis=0) if self.x is not None and not self.toy else None
         self.spec = recipes.build_spec(config, marginals)
         self.flat = not self.toy and config["model"] != "dcgan"
@@ -105,7 +133,7 @@ class Run:
         if config.get("lr") is not None:
             opt["lr"] = config["lr"]
         self.opt = opt
-        d_lr = opt["lr"] * opt.get("d_lr_scale", 1.0)
+        d_lr = config.get("d_lr") or opt["lr"] * opt.get("d_lr_scale", 1.0)
         g_opt, d_opt = self._optimizer(self.spec.generator, opt["lr"]), self._optimizer(self.spec.discriminator, d_lr)
         self.gan = GAN(
             self.spec.generator,
@@ -122,6 +150,7 @@ class Run:
             d_max_norm=self.spec.d_max_norm,
             updates=self.spec.updates,
             seed=config["seed"],
+            ema=config.get("ema"),
         )
         self.schedule, self.d_schedule = (
             Schedule(
@@ -157,10 +186,44 @@ class Run:
         return plot.image_grid(self.samples(n, seed), columns=10)
 
     def evaluate(self, seed: int) -> dict[str, float]:
-        """Cheap per-epoch metrics: mode coverage on 2,500 samples for toy data."""
-        if not self.toy:
-            return {}
-        return metrics.mode_coverage(self.samples(2500, seed), self.means, self.sigma)
+        """The per-epoch validation metrics: mode coverage (toy data; 2,500 samples) or the Parzen
+        log-likelihood of the validation images (10,000 samples, the paper's bandwidth grid); and
+        the samples' ``diversity`` against the training data's (a collapse statistic)."""
+        n = self.config.get("eval_samples") or (2500 if self.toy else 10000)
+        fake = self.samples(n, seed)
+        assert self.x is not None
+        real = self.x[np.random.default_rng(seed).permutation(len(self.x))[:256]]
+        scores = {"diversity": metrics.diversity(fake[:256], real)} if min(len(fake), len(real)) > 1 else {}
+        if self.toy:
+            scores.update(metrics.mode_coverage(fake, self.means, self.sigma))
+        else:
+            ll = metrics.parzen_log_density(self.validation, fake, metrics.PARZEN_SIGMAS).mean(axis=0)
+            best = int(np.argmax(ll))
+            scores.update(val_parzen=float(ll[best]), val_sigma=float(metrics.PARZEN_SIGMAS[best]))
+        return scores
+
+    def score(self, scores: dict[str, float]) -> float:
+        """The number a best checkpoint is chosen by (higher is better): modes covered plus the
+        high-quality fraction on toy data (more modes always win), the validation Parzen on images."""
+        return scores["modes_covered"] + scores["high_quality"] if self.toy else scores["val_parzen"]
+
+
+def validation_images(train_x: np.ndarray) -> np.ndarray:
+    """The 2014 paper's validation digits: training images 50,000-50,999 (a smaller folder, as in
+    the tests, holds out its last fifth, at most 1,000)."""
+    validation = train_x[50000:51000]
+    return validation if len(validation) else train_x[-max(1, min(1000, len(train_x) // 5)) :]
+
+
+def collapse_warnings(summary: dict[str, float], scores: dict[str, float]) -> list[str]:
+    """Signs of a collapsed run in an epoch's statistics: a discriminator that tells real from
+    generated almost always, or generated samples far less varied than the data."""
+    out = []
+    if min(summary.get("d_acc_real", 0.0), summary.get("d_acc_fake", 0.0)) >= COLLAPSE_ACCURACY:
+        out.append(f"the discriminator is right on {100 * COLLAPSE_ACCURACY:.0f}%+ of real and generated inputs")
+    if scores.get("diversity", 1.0) < COLLAPSE_DIVERSITY:
+        out.append(f"generated samples vary {scores['diversity']:.2f}x as much as the data (mode collapse?)")
+    return out
 
 
 def _train_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -170,7 +233,15 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"pygan train: error: --model {args.model} needs an image dataset (mnist, fashion-mnist)")
     if args.optimizer == "sgd" and args.model != "paper-mlp":
         raise SystemExit("pygan train: error: --optimizer sgd is paper-mlp's original schedule; other models use adam")
-    for name in ("epochs", "batch_size", "train_size", "threads", "pack"):
+    for name in ("lr", "d_lr"):
+        v = getattr(args, name)
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise SystemExit(f"pygan train: error: --{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    if args.ema is not None and not 0 < args.ema < 1:
+        raise SystemExit(f"pygan train: error: --ema must be in (0, 1), e.g. 0.999, got {args.ema}")
+    if args.eval_samples is not None and args.eval_samples < 2:
+        raise SystemExit(f"pygan train: error: --eval-samples must be >= 2, got {args.eval_samples}")
+    for name in ("epochs", "batch_size", "train_size", "threads", "pack", "eval_every"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise SystemExit(f"pygan train: error: --{name.replace('_', '-')} must be >= 1, got {v}")
@@ -186,11 +257,15 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
         "label_smoothing": args.label_smoothing,
         "prior": args.prior,
         "lr": args.lr,
+        "d_lr": args.d_lr,
+        "ema": args.ema,
         "norm": args.norm,
         "optimizer": args.optimizer,
         "train_size": args.train_size or (25600 if toy else 50000),
         "seed": args.seed,
         "data": args.data,
+        "eval_every": args.eval_every,
+        "eval_samples": args.eval_samples,
     }
 
 
@@ -213,12 +288,15 @@ def _trim_log(path: Path, epoch: int) -> None:
 
 
 class _Reporter:
-    """fit() callbacks: progress bar, per-epoch picture, log line and checkpoint."""
+    """fit() callbacks: progress bar, per-epoch picture, log line, evaluation, collapse warnings,
+    and the last and best checkpoints."""
 
-    def __init__(self, run: Run, out: Path, epochs: int, batches: int, start: float) -> None:
+    def __init__(self, run: Run, out: Path, epochs: int, batches: int, start: float, best: dict[str, Any]) -> None:
         from tqdm import tqdm
 
         self.run, self.out, self.epochs, self.batches, self.start = run, out, epochs, batches, start
+        self.best = best
+        self.scores: dict[str, float] = {}
         self.tqdm = tqdm
         self.bar: Any = None
 
@@ -247,26 +325,49 @@ class _Reporter:
             self.bar.close()
             self.bar = None
 
+    def save(self, gan: GAN) -> None:
+        """Write the last checkpoint (with the best score so far, so a resume keeps it)."""
+        io.save_gan(self.out / CHECKPOINT, gan, self.run.config, run={"best": self.best})
+
     def on_epoch_end(self, gan: GAN, summary: dict[str, float]) -> None:
         self.close()
         cfg = self.run.config
-        scores = self.run.evaluate(seed=cfg["seed"] + 12345)
+        evaluated = gan.epoch % cfg["eval_every"] == 0 or gan.epoch == self.epochs
+        scores = self.run.evaluate(seed=cfg["seed"] + 12345) if evaluated else {}
+        if scores:
+            self.scores = scores
+        warnings = collapse_warnings(summary, scores)
         picture = self.out / "samples" / f"epoch_{gan.epoch:03d}.png"
         plot.write_png(picture, self.run.picture(2500 if self.run.toy else 100, seed=cfg["seed"] + 777))
-        record = {"epoch": gan.epoch, "steps": gan.steps, "seconds": round(time.perf_counter() - self.start, 3)}
+        improved = bool(scores) and ("score" not in self.best or self.run.score(scores) > self.best["score"])
+        if improved:
+            self.best = {"score": self.run.score(scores), "epoch": gan.epoch, **scores}
+            io.save_gan(self.out / BEST, gan, cfg, run={"best": self.best})
+        self.save(gan)
+        record: dict[str, Any] = {"epoch": gan.epoch, "steps": gan.steps, "seconds": round(time.perf_counter() - self.start, 3)}
         record.update({k: round(v, 6) for k, v in summary.items()})
         record.update(scores)
+        if scores:
+            record["best_epoch"] = self.best["epoch"]
+        if warnings:
+            record["warnings"] = warnings
         with (self.out / LOG).open("a") as f:
             f.write(json.dumps(record) + "\n")
-        io.save_gan(self.out / CHECKPOINT, gan, cfg)
         line = (
             f"epoch {gan.epoch}/{self.epochs}  d_loss {summary['d_loss']:.3f}  g_loss {summary['g_loss']:.3f}  "
             f"D(x) {summary['d_x']:.2f}  D(G(z)) {summary['d_g_z']:.2f}  "
             f"acc real/fake {summary['d_acc_real']:.2f}/{summary['d_acc_fake']:.2f}"
         )
-        if scores:
+        if "modes_covered" in scores:
             line += f"  modes {scores['modes_covered']:.0f}/{scores['modes_total']:.0f}  high-quality {100 * scores['high_quality']:.1f}%"
-        print(f"{line}  ({time.perf_counter() - self.start:.1f} s)", flush=True)
+        if "val_parzen" in scores:
+            line += f"  val Parzen {scores['val_parzen']:.1f}"
+        if improved:
+            line += "  (best)"
+        line += f"  ({time.perf_counter() - self.start:.1f} s)"
+        for w in warnings:
+            line += f"\n  warning: {w}"
+        print(line, flush=True)
 
 
 def train(args: argparse.Namespace) -> dict[str, float]:
@@ -278,10 +379,14 @@ def train(args: argparse.Namespace) -> dict[str, float]:
             raise SystemExit(f"pygan train: error: --resume: no checkpoint at {ckpt}")
         _, meta = io.load(ckpt)
         config = dict(meta.get("config", {}))
+        config.setdefault("eval_every", 1)  # runs from before best checkpoints
         if args.epochs is not None:
             config["epochs"] = args.epochs
+        run_state = meta.get("run") if isinstance(meta.get("run"), dict) else {}
+        best = dict(run_state.get("best", {}))
     else:
         config = _train_config(args)
+        best = {}
     _configure_backend(args.backend, args.threads)
     run = Run(config)
     config["batch_size"] = config["batch_size"] or run.spec.batch_size
@@ -293,7 +398,8 @@ def train(args: argparse.Namespace) -> dict[str, float]:
         _trim_log(out / LOG, run.gan.epoch)
         print(f"resumed from {ckpt} at epoch {run.gan.epoch}, batch {run.gan.batch_in_epoch} (step {run.gan.steps})")
     else:
-        (out / LOG).unlink(missing_ok=True)
+        for stale in (LOG, BEST):
+            (out / stale).unlink(missing_ok=True)
     print(backend_info())
     assert run.x is not None
     print(
@@ -302,7 +408,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     )
     batches = len(run.x) // config["batch_size"]
     start = time.perf_counter()
-    reporter = _Reporter(run, out, config["epochs"], batches, start)
+    reporter = _Reporter(run, out, config["epochs"], batches, start, best)
     try:
         result = run.gan.fit(
             run.x, config["epochs"], config["batch_size"], labels=run.labels, callbacks=[reporter],
@@ -314,20 +420,122 @@ def train(args: argparse.Namespace) -> dict[str, float]:
         raise SystemExit(f"pygan train: error: {e}; {kept}") from None
     reporter.close()
     if result.interrupted:
-        io.save_gan(ckpt, run.gan, config)
+        reporter.save(run.gan)
         print(f"interrupted: saved {ckpt} at epoch {run.gan.epoch}, batch {run.gan.batch_in_epoch}; continue with --resume")
         return {}
-    return run.evaluate(seed=config["seed"] + 12345)
+    if reporter.best:
+        print(f"best: epoch {reporter.best['epoch']} ({out / BEST}); last: {ckpt}")
+    return reporter.scores
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``"0-9"``, ``"0,3,7"`` or a mix (``"0-2,8"``) -> distinct seeds in order."""
+    seeds: list[int] = []
+    try:
+        for part in spec.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if sep else int(lo)
+            if first < 0 or last < first or last - first >= 10000:
+                raise ValueError
+            seeds.extend(s for s in range(first, last + 1) if s not in seeds)
+    except ValueError:
+        raise SystemExit(f"pygan train: error: --seeds: expected seeds like 0-9 or 0,3,7, got {spec!r}") from None
+    return seeds
+
+
+def _child_argv(args: argparse.Namespace, seed: int, out: Path, threads: int) -> list[str]:
+    """The ``pygan train`` command line of one seed of a ``--seeds`` run: every flag the user gave."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _train_arguments(probe)
+    argv = ["train"]
+    for action in probe._actions:
+        value = getattr(args, action.dest)
+        if action.dest in ("seeds", "jobs", "seed", "out", "threads") or value == action.default:
+            continue
+        argv += [action.option_strings[0]] if isinstance(value, bool) else [action.option_strings[0], str(value)]
+    return argv + ["--seed", str(seed), "--out", str(out), "--threads", str(threads)]
+
+
+#: The final metrics a ``--seeds`` run summarises (those a run's last evaluation has).
+_SEED_METRICS = ("modes_covered", "high_quality", "val_parzen")
+
+
+def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
+    """``pygan train --seeds``: one run per seed in ``--out/seed-S`` (parallel processes sharing the
+    cores), then the mean and standard error over the seeds of each run's last and best evaluation."""
+    import subprocess
+
+    seeds = parse_seeds(args.seeds)
+    cores = os.cpu_count() or 1
+    jobs = min(len(seeds), args.jobs or cores)
+    if jobs < 1:
+        raise SystemExit(f"pygan train: error: --jobs must be >= 1, got {args.jobs}")
+    threads = args.threads or max(1, cores // jobs)
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    print(f"{len(seeds)} runs (seeds {args.seeds}) into {root}/seed-S, {jobs} at a time, {threads} thread(s) each")
+    pending, running, results = list(seeds), {}, {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            seed = pending.pop(0)
+            out = root / f"seed-{seed}"
+            out.mkdir(exist_ok=True)
+            log = (out / "train.log").open("w")
+            cmd = [sys.executable, "-m", "pygan", *_child_argv(args, seed, out, threads)]
+            running[seed] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, out)
+        time.sleep(0.2)
+        for seed, (proc, log, out) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[seed]
+            if proc.returncode != 0:
+                tail = (out / "train.log").read_text().strip().splitlines()[-1:] or ["(no output)"]
+                print(f"seed {seed}: failed (exit {proc.returncode}): {tail[0]}  [{out / 'train.log'}]")
+                continue
+            rows = [json.loads(line) for line in (out / LOG).read_text().splitlines() if line.strip()]
+            last = next((r for r in reversed(rows) if "best_epoch" in r), {})
+            _, meta = io.load(out / CHECKPOINT)
+            best = meta.get("run", {}).get("best", {})
+            results[seed] = {"last": {k: last[k] for k in _SEED_METRICS if k in last},
+                             "best": {k: best[k] for k in _SEED_METRICS if k in best}, "best_epoch": best.get("epoch")}
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in results[seed]["last"].items())
+            print(f"seed {seed}: {shown}  (best epoch {best.get('epoch')}; {time.perf_counter() - start:.0f} s)", flush=True)
+    summary: dict[str, Any] = {"seeds": sorted(results), "runs": results, "failed": sorted(set(seeds) - set(results))}
+    for which in ("last", "best"):
+        for k in _SEED_METRICS:
+            vals = np.array([r[which][k] for r in results.values() if k in r[which]])
+            if len(vals):
+                se = float(vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+                summary[f"{which}_{k}"] = {"mean": float(vals.mean()), "stderr": se, "n": len(vals)}
+                print(f"{which} {k}: {vals.mean():.4g} +- {se:.2g} (mean +- standard error of {len(vals)} seeds)")
+    (root / "seeds.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if summary["failed"]:
+        raise SystemExit(f"pygan train: error: seeds {summary['failed']} failed; see their train.log")
+    return summary
+
+
+def checkpoint_path(path: str) -> Path:
+    """A checkpoint file as given, or a run folder's best checkpoint (its last if it has no best)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in (BEST, CHECKPOINT):
+            if (p / name).is_file():
+                return p / name
+        raise SystemExit(f"pygan: error: {p}: a folder without {BEST} or {CHECKPOINT} (not a pygan run)")
+    return p
 
 
 def _from_checkpoint(path: str, backend: str) -> Run:
     _configure_backend(backend, None)
-    _, meta = io.load(path)
+    ckpt = checkpoint_path(path)
+    _, meta = io.load(ckpt)
     config = meta.get("config")
     if not isinstance(config, dict) or "model" not in config:
-        raise SystemExit(f"pygan: error: {path}: the checkpoint has no run configuration (not written by pygan train)")
+        raise SystemExit(f"pygan: error: {ckpt}: the checkpoint has no run configuration (not written by pygan train)")
     run = Run(config, load_data=False)
-    io.restore_gan(path, run.gan)
+    io.restore_gan(ckpt, run.gan)
     return run
 
 
@@ -340,40 +548,86 @@ def sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.n} samples to {args.out}")
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, float]:
-    """``pygan eval``: mode coverage (toy data) or the 2014 paper's Parzen protocol (images)."""
+#: The rows of ``pygan eval``'s table: key, label, format, key of the standard error.
+_ROWS: tuple[tuple[str, str, str, str | None], ...] = (
+    ("modes_covered", "modes covered", "{:.0f}", None),
+    ("high_quality", "high-quality samples (%)", "{:.1f}", None),
+    ("parzen", "Parzen log-likelihood (nats)", "{:.1f}", "parzen_stderr"),
+    ("fid", "FID (classifier features)", "{:.3f}", None),
+    ("kid", "KID x 1000", "{:.3f}", "kid_stderr"),
+    ("precision", "precision (k=3)", "{:.3f}", None),
+    ("recall", "recall (k=3)", "{:.3f}", None),
+    ("classifier_score", "classifier score", "{:.3f}", "classifier_score_stderr"),
+)
+_SCALE = {"high_quality": 100.0, "kid": 1000.0, "kid_stderr": 1000.0}
+
+
+def _cell(values: dict[str, float], key: str, fmt: str, se: str | None) -> str:
+    if key not in values:
+        return "-"
+    text = fmt.format(values[key] * _SCALE.get(key, 1.0))
+    if se is not None and se in values:
+        text += " +- " + fmt.format(values[se] * _SCALE.get(se, 1.0))
+    return text
+
+
+def _image_scores(x: np.ndarray, validation: np.ndarray, test: np.ndarray, dataset: str, seed: int) -> dict[str, float]:
+    p = metrics.parzen_log_likelihood(x, validation, test)
+    scores = {"parzen": p.mean, "parzen_stderr": p.stderr, "parzen_sigma": p.sigma}
+    if dataset in classifier.CLASSIFIER_DATASETS:
+        scores.update(metrics.image_metrics(x, test, dataset, seed=seed))
+    return scores
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """``pygan eval``: one table of the model's metrics beside the real data's (the floor): mode
+    coverage on toy data; on images the 2014 paper's Parzen protocol and, in pygan's classifier's
+    feature space, FID, KID, precision/recall and the classifier score."""
+    if args.samples is not None and args.samples < 2:
+        raise SystemExit(f"pygan eval: error: --samples must be >= 2, got {args.samples}")
+    if args.test_size < 2:
+        raise SystemExit(f"pygan eval: error: --test-size must be >= 2, got {args.test_size}")
+    start = time.perf_counter()
     run = _from_checkpoint(args.checkpoint, args.backend)
     cfg = run.config
     if run.toy:
         n = args.samples or 2500
-        scores = metrics.mode_coverage(run.samples(n, seed=args.seed), run.means, run.sigma)
-        print(
-            f"{cfg['dataset']}: {scores['modes_covered']:.0f}/{scores['modes_total']:.0f} modes covered, "
-            f"{100 * scores['high_quality']:.1f}% high-quality samples (of {n}, within 3 sigma of a mode)"
+        model = metrics.mode_coverage(run.samples(n, seed=args.seed), run.means, run.sigma)
+        real = metrics.mode_coverage(data.toy_samples(cfg["dataset"], n, seed=args.seed + 1), run.means, run.sigma)
+        protocol = f"{n} samples; high quality: within 3 sigma of the nearest mode; real data: {n} true samples"
+    else:
+        n = args.samples or 10000
+        folder = args.data or cfg.get("data")
+        train_x, _ = data.load_images(cfg["dataset"], "train", folder)
+        test_x, _ = data.load_images(cfg["dataset"], "test", folder)
+        validation, test = validation_images(train_x), test_x[: args.test_size]
+        model = _image_scores(run.samples(n, seed=args.seed), validation, test, cfg["dataset"], args.seed)
+        real = _image_scores(train_x[: min(n, 50000)], validation, test, cfg["dataset"], args.seed)
+        protocol = (
+            f"{n} samples against {len(test)} test images; real data: the first {min(n, len(train_x), 50000)} training "
+            f"images; Parzen bandwidth {model['parzen_sigma']:.3f} (real: {real['parzen_sigma']:.3f}) chosen on "
+            f"{len(validation)} validation images"
         )
-        return scores
-    n = args.samples or 10000
-    start = time.perf_counter()
-    train_x, _ = data.load_images(cfg["dataset"], "train", args.data or cfg.get("data"))
-    test_x, _ = data.load_images(cfg["dataset"], "test", args.data or cfg.get("data"))
-    validation = train_x[50000:51000]  # the paper trains on digits 0-50k and validates on 50k-60k
-    if len(validation) == 0:  # a smaller folder (tests): hold out its tail
-        validation = train_x[-max(1, min(1000, len(train_x) // 5)) :]
-    test = test_x[: args.test_size]
-    result = metrics.parzen_log_likelihood(run.samples(n, seed=args.seed), validation, test)
-    print(
-        f"Parzen window log-likelihood on {len(test)} {cfg['dataset']} test images: {result.mean:.1f} +- {result.stderr:.1f} "
-        f"(sigma {result.sigma:.3f} chosen on {len(validation)} validation images; {n} samples; "
-        f"{time.perf_counter() - start:.1f} s)"
-    )
-    return {"parzen_mean": result.mean, "parzen_stderr": result.stderr, "sigma": result.sigma}
+    print(f"{checkpoint_path(args.checkpoint)}: {cfg['model']} on {cfg['dataset']}")
+    rows = [(label, _cell(model, k, fmt, se), _cell(real, k, fmt, se)) for k, label, fmt, se in _ROWS if k in model]
+    widths = [max(len(r[i]) for r in rows + [("metric", "model", "real data")]) for i in range(3)]
+    for r in [("metric", "model", "real data"), *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(f"({protocol}; {time.perf_counter() - start:.1f} s)")
+    result = {"checkpoint": str(checkpoint_path(args.checkpoint)), "model_name": cfg["model"], "dataset": cfg["dataset"],
+              "protocol": protocol, "model": model, "real": real}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pygan`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
+        if args.command == "train" and args.seeds is not None:
+            train_seeds(args)
+        elif args.command == "train":
             train(args)
         elif args.command == "sample":
             sample(args)

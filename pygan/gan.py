@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -264,6 +265,10 @@ class GAN(Sampling):
       gradients are taken at the same parameters, and both optimizers step together.
       ``"alternating"`` (the default) is Algorithm 1 as printed: the generator step draws a fresh
       batch and sees the discriminator already updated.
+    - ``ema = d`` keeps an exponential moving average of the generator's weights (decay ``d``,
+      e.g. 0.999; Yazıcı et al. 2019), updated after every generator step; ``sample``,
+      ``generate`` and ``interpolate`` use it, training uses the live weights. Batch-norm running
+      statistics are the live network's.
     """
 
     def __init__(
@@ -284,6 +289,7 @@ class GAN(Sampling):
         updates: str = "alternating",
         seed: int | None = None,
         objective: Objective | None = None,
+        ema: float | None = None,
     ) -> None:
         self.latent_dim = C.check_int("latent_dim", latent_dim, 1)
         d_steps = C.check_int("d_steps", d_steps, 1)
@@ -310,6 +316,12 @@ class GAN(Sampling):
         }
         self.rng = np.random.default_rng(seed)
         self.dtype = g_optimizer.flat.dtype
+        if ema is not None:
+            ema = C.check_prob("ema", ema, low_open=True, high_open=True)
+        #: decay of the exponential moving average of the generator's weights (None: off)
+        self.ema_decay = ema
+        #: that average, laid out as the generator optimizer's flat buffer; sampling uses it
+        self.ema = None if ema is None else g_optimizer.flat.copy()
         self.steps = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -423,6 +435,8 @@ class GAN(Sampling):
         for name in wants:
             player = self.players[name]
             player.optimizer.step()
+            if name == "generator" and self.ema is not None:
+                self._update_ema()
             if name == "discriminator" and self.d_max_norm is not None:
                 clip_column_norms(player.module.parameters(), self.d_max_norm)
             for cb in self.callbacks:
@@ -524,6 +538,37 @@ class GAN(Sampling):
                     result.interrupted = True
                     return result
         return result
+
+    def _update_ema(self) -> None:
+        """``ema += (1 - d) (w - ema)`` after a generator update, with the decay warmed up as
+        ``d = min(decay, (1 + t) / (10 + t))``, t the generator's updates so far (this one
+        included), so the average does not remember the random initialisation for thousands of
+        steps."""
+        assert self.ema is not None and self.ema_decay is not None
+        t = self.g_optimizer.steps
+        d = min(self.ema_decay, (1.0 + t) / (10.0 + t))
+        w = self.g_optimizer.flat
+        self.ema += (w - self.ema) * self.dtype.type(1.0 - d)
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Within the block the generator holds its weight average (when ``ema`` is on)."""
+        if self.ema is None:
+            yield
+            return
+        flat = self.g_optimizer.flat
+        live = flat.copy()
+        flat[...] = self.ema
+        try:
+            yield
+        finally:
+            flat[...] = live
+
+    def generate(self, z: Any, labels: Any = None) -> Any:
+        """Run the generator (evaluation mode; its weight average when ``ema`` is on) on latent
+        vectors ``(n, latent_dim)``."""
+        with self.averaged_weights():
+            return super().generate(z, labels)
 
     def _check_parameters(self, xp: Any, where: str) -> None:
         """Raise TrainingDiverged if either network's parameters hold NaN or Inf."""

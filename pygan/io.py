@@ -37,7 +37,7 @@ MAGIC = b"PYGANCKP"
 #: 1: the flat optimizer buffers and buffers by module index (still read)
 FORMAT_VERSION = 2
 _ALIGN = 64
-_DTYPES = {"float32", "float64", "int64", "uint8"}
+_DTYPES = {"float16", "float32", "float64", "int64", "uint8"}
 #: Refuse headers longer than this (a real one is a few kB per hundred tensors).
 MAX_HEADER_BYTES = 64 << 20
 
@@ -191,7 +191,8 @@ def gan_state(gan: GAN) -> tuple[dict[str, Any], dict[str, Any]]:
     """Everything needed to continue training ``gan`` bit for bit, by name: ``(tensors, meta)``.
 
     Each player's module state dict is stored under ``<player>.<dotted name>``, its optimizer's
-    state per parameter under ``<player>.optimizer.<slot>.<dotted name>``.
+    state per parameter under ``<player>.optimizer.<slot>.<dotted name>``, the generator's weight
+    average (``ema``) under ``generator.ema.<dotted name>``.
     """
     tensors: dict[str, Any] = {}
     meta: dict[str, Any] = {
@@ -210,6 +211,12 @@ def gan_state(gan: GAN) -> tuple[dict[str, Any], dict[str, Any]]:
                 tensors[f"{pname}.optimizer.{slot}.{name}"] = flat[offset : offset + size].reshape(p.data.shape)
                 offset += size
         meta["optimizers"][pname] = _optimizer_meta(opt)
+        if pname == "generator" and gan.ema is not None:  # the weight average, by parameter name
+            offset = 0
+            for name, p in zip(names, opt.params):
+                size = int(p.data.size)
+                tensors[f"generator.ema.{name}"] = gan.ema[offset : offset + size].reshape(p.data.shape)
+                offset += size
         for name, rng in _module_rngs(player.module).items():
             meta["module_rngs"][f"{pname}.{name}"] = rng.bit_generator.state
     if gan.reference_z is not None:
@@ -240,10 +247,14 @@ def _gan_state_v1(gan: GAN) -> tuple[dict[str, Any], dict[str, Any]]:
     return tensors, {"rngs": rngs, "optimizers": optimizers}
 
 
-def save_gan(path: str | os.PathLike[str], gan: GAN, config: dict[str, Any] | None = None) -> None:
-    """Checkpoint ``gan`` (and a JSON ``config`` describing how to rebuild it) atomically."""
+def save_gan(
+    path: str | os.PathLike[str], gan: GAN, config: dict[str, Any] | None = None, run: dict[str, Any] | None = None
+) -> None:
+    """Checkpoint ``gan`` (and a JSON ``config`` describing how to rebuild it) atomically; ``run``
+    is the trainer's own JSON state (the best validation score so far), stored as ``meta["run"]``."""
     tensors, meta = gan_state(gan)
     meta["config"] = config or {}
+    meta["run"] = run or {}
     save(path, tensors, meta)
 
 

@@ -6,6 +6,7 @@ backward is written with differentiable ops.
 
 - discriminator: binary cross-entropy on real (target 1, or less for one-sided label smoothing,
   Salimans et al. 2016) and generated (target 0) batches;
+- classification: softmax cross-entropy on class logits (pygan's own classifiers, ``pygan.classifier``);
 - generator (``GENERATOR_LOSSES``): ``minimax`` (the zero-sum game of Goodfellow et al. 2014),
   ``non_saturating`` (the heuristic that paper trains with), ``maximum_likelihood`` (Goodfellow
   2016, eq. 8: its expected gradient is that of maximum likelihood when D is optimal).
@@ -71,6 +72,50 @@ def bce_with_logits(logits: Any, targets: Any) -> Tensor:
     C.check_shape("targets", t, tuple(logits.shape))
     return _BCE.apply(logits, t)
 
+
+class _CrossEntropy(Function):
+    """Mean of ``logsumexp(l_i) - l_i[y_i]`` over the rows; the labels ``y`` are constants."""
+
+    name = "cross_entropy"
+
+    def forward(self, logits: Any, onehot: Any) -> Any:
+        xp = get_backend().xp
+        l64 = logits.astype(xp.float64)
+        shifted = l64 - l64.max(axis=1, keepdims=True)
+        log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        if self.recording:
+            self.p, self.onehot, self.dtype = xp.exp(log_p), onehot, logits.dtype
+        return (-(log_p * onehot).sum() / len(l64)).astype(logits.dtype)
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        xp = get_backend().xp
+        grad = (self.p - self.onehot) * (g.astype(xp.float64) / len(self.p))
+        return (grad.astype(self.dtype) if needs[0] else None, None)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        logits = self.input_tensor(0)
+        e = (logits - logits.data.max(axis=1, keepdims=True)).exp()
+        p = e / e.sum(axis=1, keepdims=True)
+        return ((p - self.onehot.astype(self.dtype)) * (g / len(self.p)) if needs[0] else None, None)
+
+
+def cross_entropy(logits: Any, labels: Any) -> Tensor:
+    """Mean softmax cross-entropy of ``(n, k)`` class ``logits`` against integer ``labels`` in [0, k),
+    computed in float64 (the shifted log-sum-exp) and returned in the logits' dtype."""
+    _check_logits("logits", logits)
+    if len(logits.shape) != 2:
+        raise ValueError(f"logits: expected (n, classes), got shape {tuple(logits.shape)}")
+    xp = get_backend().xp
+    y = labels.data if isinstance(labels, Tensor) else labels
+    y = np.asarray(y.get() if hasattr(y, "get") else y)
+    n, k = logits.shape
+    if y.shape != (n,) or y.dtype.kind not in "iu":
+        raise ValueError(f"labels: expected {n} integer class labels, got shape {y.shape} of {y.dtype}")
+    if n and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"labels: class labels must lie in [0, {k}), got {y.min()}..{y.max()}")
+    onehot = np.zeros((n, k), np.float64)
+    onehot[np.arange(n), y] = 1.0
+    return _CrossEntropy.apply(logits, xp.asarray(onehot))
 
 
 def discriminator_loss(real_logits: Any, fake_logits: Any, real_target: float = 1.0) -> Tensor:

@@ -103,3 +103,178 @@ def parzen_log_likelihood(
         sigma=sigma,
         validation={float(a): float(b) for a, b in zip(np.asarray(sigmas), val)},
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# classifier-based metrics, in the feature space of pygan's own classifiers (pygan.classifier)
+# ---------------------------------------------------------------------------------------------
+def _features(name: str, f: np.ndarray, minimum: int = 2) -> np.ndarray:
+    a = np.asarray(f)
+    if a.ndim != 2 or a.shape[0] < minimum or a.shape[1] == 0:
+        raise ValueError(f"{name}: expected (n >= {minimum}, d) feature vectors, got shape {a.shape}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return a
+
+
+def _pair(a: np.ndarray, b: np.ndarray, minimum: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    fa, fb = _features("a", a, minimum), _features("b", b, minimum)
+    if fa.shape[1] != fb.shape[1]:
+        raise ValueError(f"b: feature dimension {fb.shape[1]} differs from a's {fa.shape[1]}")
+    return fa, fb
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (FID, Heusel et al. 2017):
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, covariances with ``n - 1``.
+
+    ``tr (S_a S_b)^(1/2)`` is the sum of the square roots of the eigenvalues of the symmetric
+    ``S_a^(1/2) S_b S_a^(1/2)`` (same spectrum), computed with symmetric eigendecompositions only.
+    """
+    fa, fb = _pair(a, b)
+    mu = fa.mean(axis=0) - fb.mean(axis=0)
+    sa, sb = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
+    w, v = np.linalg.eigh(sa)
+    root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    cross = np.linalg.eigvalsh(root @ sb @ root)
+    return float(mu @ mu + np.trace(sa) + np.trace(sb) - 2.0 * np.sqrt(np.clip(cross, 0.0, None)).sum())
+
+
+@dataclass
+class KIDResult:
+    """Kernel inception distance: the mean of the unbiased MMD^2 over subsets, its standard error."""
+
+    mean: float
+    stderr: float
+    subsets: int
+    subset_size: int
+
+
+def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def kernel_inception_distance(
+    a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> KIDResult:
+    """KID (Bińkowski et al. 2018): the unbiased estimate of the squared MMD between the feature
+    sets with the kernel ``k(x, y) = (x.y / d + 1)^3``, on ``subsets`` random subsets of
+    ``subset_size`` vectors from each set (drawn without replacement within a subset; capped at
+    the smaller set's size); returns the mean over the subsets and its standard error
+    (``std / sqrt(subsets)``)."""
+    fa, fb = _pair(a, b)
+    subsets, m = int(subsets), min(int(subset_size), len(fa), len(fb))
+    if subsets < 1:
+        raise ValueError(f"subsets: must be >= 1, got {subsets}")
+    if int(subset_size) < 2:
+        raise ValueError(f"subset_size: must be >= 2, got {subset_size}")
+    rng = np.random.default_rng(seed)
+    values = np.empty(subsets)
+    for s in range(subsets):
+        x = fa[rng.choice(len(fa), m, replace=False)]
+        y = fb[rng.choice(len(fb), m, replace=False)]
+        kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+        values[s] = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2.0 * kxy.mean()
+    stderr = float(values.std(ddof=1) / math.sqrt(subsets)) if subsets > 1 else float("nan")
+    return KIDResult(mean=float(values.mean()), stderr=stderr, subsets=subsets, subset_size=m)
+
+
+def _squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    d = (x * x).sum(axis=1)[:, None] + (y * y).sum(axis=1)[None, :] - 2.0 * (x @ y.T)
+    return np.maximum(d, 0.0)
+
+
+def _knn_radii(f: np.ndarray, k: int, block: int) -> np.ndarray:
+    """Squared distance of each vector to its k-th nearest other vector of the same set."""
+    out = np.empty(len(f))
+    for i in range(0, len(f), block):
+        d = _squared_distances(f[i : i + block], f)
+        d[np.arange(len(d)), np.arange(i, i + len(d))] = np.inf  # not its own neighbour
+        out[i : i + block] = np.partition(d, k - 1, axis=1)[:, k - 1]
+    return out
+
+
+def _covered(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, block: int) -> np.ndarray:
+    """Which points lie within some centre's radius (a ball of the k-NN manifold estimate)."""
+    out = np.empty(len(points), dtype=bool)
+    for i in range(0, len(points), block):
+        out[i : i + block] = (_squared_distances(points[i : i + block], centres) <= radii[None, :]).any(axis=1)
+    return out
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, block: int = 1000) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): each set's manifold is the union
+    of balls around its vectors, each reaching its k-th nearest neighbour (k = 3); precision is
+    the fraction of ``fake`` inside the real manifold, recall the fraction of ``real`` inside
+    the generated one."""
+    fr, ff = _pair(real, fake, minimum=2)
+    k = int(k)
+    if not 1 <= k < min(len(fr), len(ff)):
+        raise ValueError(f"k: must be in [1, {min(len(fr), len(ff)) - 1}] for these sets, got {k}")
+    block = int(block)
+    if block < 1:
+        raise ValueError(f"block: must be >= 1, got {block}")
+    real_r, fake_r = _knn_radii(fr, k, block), _knn_radii(ff, k, block)
+    return {
+        "precision": float(_covered(ff, fr, real_r, block).mean()),
+        "recall": float(_covered(fr, ff, fake_r, block).mean()),
+    }
+
+
+def classifier_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """The Inception score's protocol on a classifier's ``p(y | x)``: ``exp(E_x KL(p(y|x) || p(y)))``
+    on each of ``splits`` equal parts of the samples, returning the mean over the parts and its
+    standard error. It ranges from 1 to the number of classes (10 for confident, balanced samples)."""
+    p = _features("probabilities", probabilities, minimum=1)
+    if (p < 0).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-6):
+        raise ValueError("probabilities: rows must be distributions (non-negative, summing to 1)")
+    splits = int(splits)
+    if not 1 <= splits <= len(p):
+        raise ValueError(f"splits: must be in [1, {len(p)}], got {splits}")
+    scores = []
+    for part in np.array_split(p, splits):
+        marginal = part.mean(axis=0, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kl = np.where(part > 0, part * (np.log(part) - np.log(marginal)), 0.0).sum(axis=1)
+        scores.append(math.exp(kl.mean()))
+    s = np.asarray(scores)
+    return float(s.mean()), (float(s.std(ddof=1) / math.sqrt(splits)) if splits > 1 else float("nan"))
+
+
+def image_metrics(
+    fake: np.ndarray, real: np.ndarray, dataset: str, k: int = 3, seed: int = 0, classifier: object = None
+) -> dict[str, float]:
+    """FID, KID (mean and standard error), precision and recall (k = 3) and the classifier score of
+    images ``fake`` against ``real`` (both in [0, 1], ``(n, 1, 28, 28)``), in the feature space of
+    pygan's ``dataset`` classifier (or ``classifier`` when given)."""
+    from . import classifier as clf
+
+    net = classifier if classifier is not None else clf.load(dataset)
+    ff, fr = net.features(fake), net.features(real)  # type: ignore[attr-defined]
+    kid = kernel_inception_distance(fr, ff, seed=seed)
+    pr = precision_recall(fr, ff, k=k)
+    score, score_se = classifier_score(clf.softmax(net.head_logits(ff)))  # type: ignore[attr-defined]
+    return {
+        "fid": frechet_distance(fr, ff),
+        "kid": kid.mean,
+        "kid_stderr": kid.stderr,
+        "precision": pr["precision"],
+        "recall": pr["recall"],
+        "classifier_score": score,
+        "classifier_score_stderr": score_se,
+    }
+
+
+def diversity(samples: np.ndarray, reference: np.ndarray) -> float:
+    """Mean pairwise Euclidean distance within ``samples`` over the same within ``reference``
+    (e.g. 256 generated and 256 real examples): about 1 for a generator as varied as the data,
+    near 0 for one that has collapsed to a few outputs. A cheap per-epoch collapse statistic."""
+    def spread(name: str, a: np.ndarray) -> float:
+        f = _features(name, np.asarray(a).reshape(len(a), -1))
+        return float(np.sqrt(_squared_distances(f, f)).sum() / (len(f) * (len(f) - 1)))
+
+    ref = spread("reference", reference)
+    if ref == 0.0:
+        raise ValueError("reference: all examples are identical")
+    return spread("samples", samples) / ref

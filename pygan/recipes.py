@@ -47,7 +47,8 @@ def build_spec(config: dict[str, Any], marginals: np.ndarray | None = None) -> m
 
 def load_generator(path: str | os.PathLike[str]) -> TrainedGenerator:
     """A trained run's generator, ready for inference, from its checkpoint (either format): only the
-    generator is restored (no discriminator state, no optimizers, no GAN).
+    generator is restored (no discriminator state, no optimizers, no GAN), with its weight average
+    when the run kept one (``ema``).
 
     ``sample(n, labels=None, seed=None)`` then gives ``n`` samples as a host array in data units
     (points for toy data; images in [0, 1] of shape ``(n, 1, 28, 28)``).
@@ -73,8 +74,11 @@ def load_generator(path: str | os.PathLike[str]) -> TrainedGenerator:
                     state[f"{mname}.{k}" if mname else k] = tensors[f"g.{i}.{k}"]
             g.load_state_dict(state)
         else:
-            g.load_state_dict({k[len("generator."):]: v for k, v in tensors.items()
-                               if k.startswith("generator.") and not k.startswith("generator.optimizer.")})
+            state = {k[len("generator."):]: v for k, v in tensors.items()
+                     if k.startswith("generator.") and not k.startswith(("generator.optimizer.", "generator.ema."))}
+            # a run that kept a weight average samples with it
+            state.update({k[len("generator.ema."):]: v for k, v in tensors.items() if k.startswith("generator.ema.")})
+            g.load_state_dict(state)
     except (KeyError, ValueError) as e:
         raise io.CheckpointError(f"{path}: the generator does not fit its configuration: {e}") from None
     has_vbn = any(isinstance(m, VirtualBatchNorm) for m in g.modules())

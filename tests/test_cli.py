@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 
-from pygan import data, io, plot
+from pygan import data, io, metrics, plot
 from pygan.cli import main
 
 
@@ -99,15 +99,27 @@ def test_mnist_models_on_a_tiny_idx_folder(tmp_path, capsys, monkeypatch):
     for model in ("paper-mlp", "cgan", "dcgan"):
         out = tmp_path / model
         bs = "20" if model == "paper-mlp" else "16"
-        assert main(["train", "--model", model, "--dataset", "mnist", "--epochs", "1", "--batch-size", bs, "--out", str(out)]) == 0
+        assert main(["train", "--model", model, "--dataset", "mnist", "--epochs", "1", "--batch-size", bs,
+                     "--eval-samples", "200", "--out", str(out)]) == 0
         grid = read_png(out / "samples" / "epoch_001.png")
         assert grid.shape == (10 * 30 * 2 + 4, 10 * 30 * 2 + 4)
     sgd = tmp_path / "paper-sgd"
     assert main(["train", "--model", "paper-mlp", "--optimizer", "sgd", "--dataset", "mnist", "--epochs", "2",
                  "--batch-size", "20", "--out", str(sgd)]) == 0
     assert main(["train", "--resume", "--epochs", "3", "--out", str(sgd)]) == 0  # the schedule survives a resume
-    assert main(["eval", str(tmp_path / "paper-mlp" / "checkpoint.pygan"), "--samples", "50", "--test-size", "20"]) == 0
-    assert "Parzen window log-likelihood on 20 mnist test images" in capsys.readouterr().out
+    capsys.readouterr()
+    js = tmp_path / "eval.json"
+    assert main(["eval", str(tmp_path / "dcgan"), "--samples", "50", "--test-size", "20", "--json", str(js)]) == 0
+    text = capsys.readouterr().out
+    for row in ("Parzen log-likelihood", "FID", "KID", "precision", "recall", "classifier score", "real data"):
+        assert row in text, row
+    result = json.loads(js.read_text())
+    assert result["checkpoint"].endswith("best.pygan") and "50 samples against 20 test images" in result["protocol"]
+    for side in ("model", "real"):
+        assert {"parzen", "parzen_stderr", "fid", "kid", "kid_stderr", "precision", "recall", "classifier_score"} <= set(result[side])
+        assert 0 <= result[side]["precision"] <= 1 and 1 <= result[side]["classifier_score"] <= 10
+    log = [json.loads(x) for x in (tmp_path / "dcgan" / "metrics.jsonl").read_text().splitlines()]
+    assert "val_parzen" in log[0] and "diversity" in log[0] and log[0]["best_epoch"] == 1
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -147,3 +159,95 @@ def test_checkpoints_from_before_the_g_act_key_rebuild_their_leaky_generator():
     del config["g_act"]
     assert Run(config, load_data=False).spec.generator.layers[0].act == "leaky_relu"
     assert _g_act({"model": "dcgan", "dataset": "mnist"}) is None  # image models keep their own generator
+
+
+def test_best_and_last_checkpoints(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--epochs", "4", "--train-size", "4096", "--out", str(out), "--seed", "1"]
+    assert main(base) == 0
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["modes_covered"] + r["high_quality"] for r in log]
+    best_epoch = 1 + int(np.argmax(scores))  # the first epoch with the highest score
+    assert [r["best_epoch"] for r in log][-1] == best_epoch
+    assert all(r["best_epoch"] == 1 + int(np.argmax(scores[: r["epoch"]])) for r in log)
+    _, best = io.load(out / "best.pygan")
+    _, last = io.load(out / "checkpoint.pygan")
+    assert best["epoch"] == best_epoch and last["epoch"] == 4
+    assert best["run"]["best"]["score"] == pytest.approx(max(scores))
+    assert last["run"]["best"]["epoch"] == best_epoch
+    assert f"best: epoch {best_epoch}" in capsys.readouterr().out
+    # a resumed run keeps the best so far: three more epochs only replace it with a better one
+    assert main(["train", "--resume", "--epochs", "7", "--out", str(out)]) == 0
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["modes_covered"] + r["high_quality"] for r in log]
+    _, best = io.load(out / "best.pygan")
+    assert best["epoch"] == 1 + int(np.argmax(scores)) and best["run"]["best"]["score"] == pytest.approx(max(scores))
+    # eval and sample take a run folder (its best checkpoint) or either file
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json", str(tmp_path / "e.json")]) == 0
+    text = capsys.readouterr().out
+    assert "best.pygan" in text and "modes covered" in text and "real data" in text
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["real"]["modes_covered"] == 8 and result["real"]["high_quality"] > 0.97  # 3 sigma in 2-D: 98.9%
+    assert 0 <= result["model"]["high_quality"] <= 1
+    assert main(["sample", str(out), "--n", "50", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["eval", str(out / "checkpoint.pygan"), "--samples", "100"]) == 0
+    with pytest.raises(SystemExit, match="not a pygan run"):
+        main(["eval", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--eval-every"):
+        main(["train", "--eval-every", "0", "--out", str(tmp_path / "x")])
+
+
+def test_collapse_warning_on_a_collapsed_generator(tmp_path, capsys):
+    from pygan.cli import BEST, Run, _Reporter, _train_config, build_parser, collapse_warnings
+
+    config = _train_config(build_parser().parse_args(["train", "--train-size", "1024", "--epochs", "2"]))
+    config["batch_size"] = 128
+    run = Run(config)
+    as_varied = metrics.diversity(run.x[:256], run.x[256:512])  # a generator as varied as the data
+    assert 0.9 < as_varied < 1.1
+    healthy = collapse_warnings({"d_acc_real": 0.6, "d_acc_fake": 0.7}, {"diversity": as_varied})
+    assert healthy == []
+    last = run.spec.generator.layers[-1]
+    last.w.data[...] = 0.0  # every z gives the same point: a collapsed generator
+    scores = run.evaluate(seed=0)
+    assert scores["diversity"] < 1e-6
+    assert any("vary" in w for w in collapse_warnings({}, scores))
+    assert any("discriminator" in w for w in collapse_warnings({"d_acc_real": 1.0, "d_acc_fake": 0.995}, {}))
+    reporter = _Reporter(run, tmp_path, 2, 8, 0.0, {})
+    run.gan.epoch = 1
+    summary = {k: 0.5 for k in ("d_loss", "g_loss", "d_x", "d_g_z")} | {"d_acc_real": 1.0, "d_acc_fake": 1.0}
+    reporter.on_epoch_end(run.gan, summary)
+    printed = capsys.readouterr().out
+    assert printed.count("warning:") == 2 and "mode collapse" in printed
+    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert len(record["warnings"]) == 2 and (tmp_path / BEST).exists()
+
+
+def test_parse_seeds():
+    from pygan.cli import parse_seeds
+
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("5,1-2,2") == [5, 1, 2]
+    for bad in ("", "a", "3-1", "-1", "0-99999"):
+        with pytest.raises(SystemExit, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_seeds_run_in_parallel_and_are_summarised(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["train", "--seeds", "0-1", "--epochs", "2", "--train-size", "2048", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "seeds.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["failed"] == []
+    finals = []
+    for s in (0, 1):
+        rows = [json.loads(x) for x in (out / f"seed-{s}" / "metrics.jsonl").read_text().splitlines()]
+        assert len(rows) == 2
+        _, meta = io.load(out / f"seed-{s}" / "checkpoint.pygan")
+        assert meta["config"]["seed"] == s and meta["config"]["epochs"] == 2 and meta["config"]["train_size"] == 2048
+        finals.append(rows[-1]["high_quality"])
+    hq = summary["last_high_quality"]
+    assert hq["n"] == 2 and hq["mean"] == pytest.approx(np.mean(finals))
+    assert hq["stderr"] == pytest.approx(np.std(finals, ddof=1) / np.sqrt(2))
+    assert "last high_quality" in text and "standard error of 2 seeds" in text
