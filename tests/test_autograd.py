@@ -416,7 +416,7 @@ def wgan_gp(gan, real, labels, wants, weight=10.0):
 
 @pytest.mark.slow
 def test_wgan_gp_in_user_code_trains_on_the_ring():
-    from pygan import data, metrics, models
+    from pygan import data, models
 
     g = models.mlp_generator(8, [128, 128], 2, act="relu", seed=0)
     d = models.mlp_discriminator(2, [128, 128], act="relu", seed=1)
