@@ -54,7 +54,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the discriminator's own learning rate (TTUR, Heusel et al. 2017); default: the model's")
     parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
                         help="sample and evaluate with an exponential moving average of the generator's weights, "
-                             "e.g. 0.999 (default: off)")
+                             "e.g. 0.999 (default: 0.999 for paper-mlp, else off)")
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default=None,
                        help="default: adam; sgd is paper-mlp's original schedule (lr 0.1, momentum 0.5 -> 0.7)")
     parser.add_argument("--norm", choices=("batch", "virtual"), default="batch", help="DCGAN generator normalisation")
@@ -258,7 +258,7 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
         "prior": args.prior,
         "lr": args.lr,
         "d_lr": args.d_lr,
-        "ema": args.ema,
+        "ema": args.ema if args.ema is not None else models.DEFAULT_EMA.get(args.model),
         "norm": args.norm,
         "optimizer": args.optimizer,
         "train_size": args.train_size or (25600 if toy else 50000),
@@ -554,12 +554,12 @@ _ROWS: tuple[tuple[str, str, str, str | None], ...] = (
     ("high_quality", "high-quality samples (%)", "{:.1f}", None),
     ("parzen", "Parzen log-likelihood (nats)", "{:.1f}", "parzen_stderr"),
     ("fid", "FID (classifier features)", "{:.3f}", None),
-    ("kid", "KID x 1000", "{:.3f}", "kid_stderr"),
+    ("kid", "KID", "{:.4g}", "kid_stderr"),
     ("precision", "precision (k=3)", "{:.3f}", None),
     ("recall", "recall (k=3)", "{:.3f}", None),
     ("classifier_score", "classifier score", "{:.3f}", "classifier_score_stderr"),
 )
-_SCALE = {"high_quality": 100.0, "kid": 1000.0, "kid_stderr": 1000.0}
+_SCALE = {"high_quality": 100.0}
 
 
 def _cell(values: dict[str, float], key: str, fmt: str, se: str | None) -> str:

@@ -251,3 +251,16 @@ def test_seeds_run_in_parallel_and_are_summarised(tmp_path, capsys):
     assert hq["n"] == 2 and hq["mean"] == pytest.approx(np.mean(finals))
     assert hq["stderr"] == pytest.approx(np.std(finals, ddof=1) / np.sqrt(2))
     assert "last high_quality" in text and "standard error of 2 seeds" in text
+
+
+def test_weight_average_defaults():
+    from pygan.cli import _train_config, build_parser
+
+    cfg = lambda *a: _train_config(build_parser().parse_args(["train", *a]))  # noqa: E731
+    assert cfg("--model", "paper-mlp", "--dataset", "mnist")["ema"] == 0.999
+    assert cfg("--model", "paper-mlp", "--dataset", "mnist", "--ema", "0.99")["ema"] == 0.99
+    assert cfg()["ema"] is None and cfg("--model", "dcgan", "--dataset", "mnist")["ema"] is None
+    with pytest.raises(SystemExit, match="--ema"):
+        cfg("--ema", "1.5")
+    with pytest.raises(SystemExit, match="--d-lr"):
+        cfg("--d-lr", "-1")

@@ -302,7 +302,7 @@ def test_sigkill_while_checkpointing_never_loses_the_last_checkpoint(tmp_path):
     check that the checkpoint on disk always loads, resume each time, and end where an
     uninterrupted run ends, bit for bit."""
     out = tmp_path / "killed"
-    args = ["train", "--epochs", "200", "--train-size", "512", "--batch-size", "128", "--seed", "5"]
+    args = ["train", "--epochs", "100", "--train-size", "512", "--batch-size", "128", "--seed", "5", "--eval-every", "50"]
     env = dict(os.environ, PYGAN_NUM_THREADS="1")
     rng = np.random.default_rng(0)
     kills = 0
