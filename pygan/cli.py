@@ -452,6 +452,8 @@ def _child_argv(args: argparse.Namespace, seed: int, out: Path, threads: int) ->
         value = getattr(args, action.dest)
         if action.dest in ("seeds", "jobs", "seed", "out", "threads") or value == action.default:
             continue
+        if action.dest == "data":  # the runs start in their own folder
+            value = Path(value).resolve()
         argv += [action.option_strings[0]] if isinstance(value, bool) else [action.option_strings[0], str(value)]
     return argv + ["--seed", str(seed), "--out", str(out), "--threads", str(threads)]
 
@@ -471,8 +473,13 @@ def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
     if jobs < 1:
         raise SystemExit(f"pygan train: error: --jobs must be >= 1, got {args.jobs}")
     threads = args.threads or max(1, cores // jobs)
-    root = Path(args.out)
+    root = Path(args.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    # each run starts in its own folder, so a source checkout in the working directory never
+    # shadows the installed package; paths it is given are absolute
+    env = dict(os.environ)
+    if env.get("PYGAN_DATA"):
+        env["PYGAN_DATA"] = str(Path(env["PYGAN_DATA"]).resolve())
     start = time.perf_counter()
     print(f"{len(seeds)} runs (seeds {args.seeds}) into {root}/seed-S, {jobs} at a time, {threads} thread(s) each")
     pending, running, results = list(seeds), {}, {}
@@ -483,7 +490,7 @@ def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
             out.mkdir(exist_ok=True)
             log = (out / "train.log").open("w")
             cmd = [sys.executable, "-m", "pygan", *_child_argv(args, seed, out, threads)]
-            running[seed] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, out)
+            running[seed] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=out, env=env), log, out)
         time.sleep(0.2)
         for seed, (proc, log, out) in list(running.items()):
             if proc.poll() is None:
