@@ -66,7 +66,8 @@ def scatter(samples: np.ndarray, means: np.ndarray, sigma: float, size: int = 51
     if m.shape[1] == 1:
         lo, hi = m.min() - 6 * sigma, m.max() + 6 * sigma
         bins = np.linspace(lo, hi, size // 4 + 1)
-        hist, _ = np.histogram(s[:, 0], bins=bins, density=True)
+        counts, _ = np.histogram(s[:, 0], bins=bins)
+        hist = counts / (max(len(s), 1) * (bins[1] - bins[0]))  # a density over all samples, even those off the plot
         centres = (bins[:-1] + bins[1:]) / 2
         true = np.mean([np.exp(-((centres - mu) ** 2) / (2 * sigma**2)) for mu in m[:, 0]], axis=0) / (sigma * np.sqrt(2 * np.pi))
         top = max(hist.max(initial=0), true.max()) * 1.1

@@ -264,3 +264,11 @@ def test_weight_average_defaults():
         cfg("--ema", "1.5")
     with pytest.raises(SystemExit, match="--d-lr"):
         cfg("--d-lr", "-1")
+
+
+def test_histogram_of_samples_all_off_the_plot():
+    """A young 1-D generator's samples can all fall outside the plotted range: an empty histogram."""
+    means, sigma = data.toy_modes("gauss1d")
+    img = plot.scatter(np.full((50, 1), 1e3), means, sigma)
+    assert img.shape == (512, 512, 3) and (img == [240, 140, 20]).all(axis=2).any()
+    assert not (img == [40, 70, 200]).all(axis=2).any()  # no sample bars
