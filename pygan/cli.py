@@ -339,9 +339,10 @@ class _Reporter:
         warnings = collapse_warnings(summary, scores)
         picture = self.out / "samples" / f"epoch_{gan.epoch:03d}.png"
         plot.write_png(picture, self.run.picture(2500 if self.run.toy else 100, seed=cfg["seed"] + 777))
-        improved = bool(scores) and ("score" not in self.best or self.run.score(scores) > self.best["score"])
+        score = self.run.score(scores) if scores else None
+        improved = score is not None and ("score" not in self.best or score > self.best["score"])
         if improved:
-            self.best = {"score": self.run.score(scores), "epoch": gan.epoch, **scores}
+            self.best = {"score": score, "epoch": gan.epoch, **scores}
             io.save_gan(self.out / BEST, gan, cfg, run={"best": self.best})
         self.save(gan)
         record: dict[str, Any] = {"epoch": gan.epoch, "steps": gan.steps, "seconds": round(time.perf_counter() - self.start, 3)}
