@@ -52,6 +52,21 @@ def adam(float[::1] param, const float[::1] grad, float[::1] m, float[::1] v,
             param[i] = param[i] - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps)
 
 
+def rmsprop(float[::1] param, const float[::1] grad, float[::1] sq, float lr, float alpha, float eps,
+            int num_threads=1):
+    """RMSprop: ``sq = alpha * sq + (1 - alpha) * g^2``; ``p -= lr * g / (sqrt(sq) + eps)`` (in place)."""
+    cdef Py_ssize_t i, n = param.shape[0]
+    cdef float g, s
+    cdef float one_m_alpha = 1.0 - alpha
+    _same_length(n, grad=grad, sq=sq)
+    with nogil:
+        for i in prange(n, num_threads=num_threads, schedule="static"):
+            g = grad[i]
+            s = alpha * sq[i] + one_m_alpha * g * g
+            sq[i] = s
+            param[i] = param[i] - lr * g / (sqrtf(s) + eps)
+
+
 def parzen_lse(const float[:, ::1] cross, const float[::1] x_sq, const float[::1] c_sq,
                const double[::1] inv_two_var, double[:, ::1] out, int num_threads=1):
     """For each row i and bandwidth s: ``out[i, s] = log sum_j exp(-d2[i, j] * inv_two_var[s])``.

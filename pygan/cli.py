@@ -13,10 +13,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import classifier, data, io, metrics, models, plot, recipes
+from . import classifier, data, io, metrics, models, objectives, plot, recipes
 from .backend import BACKENDS, _checks, backend_info, set_backend, to_numpy
 from .gan import GAN, PRIORS, TrainingDiverged
-from .optim import SGD, Adam, Optimizer, Schedule
+from .optim import SGD, Adam, Optimizer, RMSprop, Schedule
 
 CHECKPOINT = "checkpoint.pygan"
 #: The checkpoint of the epoch with the best validation score so far (``--eval-every``).
@@ -33,6 +33,12 @@ TOY_PACK = 4
 # batch, many more epochs and a leaky-ReLU generator to cover its modes (README, "Figures").
 TOY_SETTINGS: dict[str, dict[str, Any]] = {"grid25": {"epochs": 300, "batch_size": 256, "g_act": "leaky_relu"}}
 LOG = "metrics.jsonl"
+#: The step statistics the progress bar (the first four) and the epoch line show, when present:
+#: (key, label, format). Each objective reports its own (pygan.objectives).
+STAT_LABELS: tuple[tuple[str, str, str], ...] = (
+    ("d_loss", "d_loss", ".3f"), ("g_loss", "g_loss", ".3f"), ("d_x", "D(x)", ".2f"), ("d_g_z", "D(G(z))", ".2f"),
+    ("critic_gap", "critic gap", ".3f"), ("gp", "gp", ".3f"), ("r1", "r1", ".3f"),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,8 +50,20 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=data.DATASETS, default="ring8")
     parser.add_argument("--epochs", type=int, default=None, help=f"default: {TOY_EPOCHS} on toy data (300 on grid25), 25 on images")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the model's (128 toy, 256 on grid25, 64 DCGAN/MLP, 100 paper-mlp)")
-    parser.add_argument("--loss", choices=_checks.GENERATOR_LOSSES, default="non_saturating")
-    parser.add_argument("--d-steps", type=int, default=1, help="discriminator steps per generator step (k)")
+    parser.add_argument("--loss", choices=_checks.GENERATOR_LOSSES + objectives.OBJECTIVES, default="non_saturating",
+                        help="a 2014 generator loss, or wgan (weight clipping, RMSprop 5e-5, 5 critic steps), wgan-gp "
+                             "(gradient penalty 10, Adam 1e-4 (0.5, 0.9), 5 critic steps), hinge (with spectral norm) "
+                             "or lsgan (least squares)")
+    parser.add_argument("--d-steps", type=int, default=None,
+                        help="discriminator steps per generator step (k; default 1, 5 for wgan and wgan-gp)")
+    parser.add_argument("--clip", type=float, default=None, metavar="C",
+                        help="wgan: clip the critic's parameters to [-C, C] after each step (default 0.01)")
+    parser.add_argument("--gp-weight", type=float, default=None, metavar="LAMBDA",
+                        help="wgan-gp: weight of the gradient penalty (default 10)")
+    parser.add_argument("--r1", type=float, default=0.0, metavar="GAMMA",
+                        help="R1 penalty gamma/2 E|grad D(x)|^2 on real data (Mescheder et al. 2018), any loss")
+    parser.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
+                        help="spectral normalisation of the discriminator's weights (default: on for hinge only)")
     parser.add_argument("--pack", type=int, default=None, help=f"PacGAN: samples the discriminator judges at once (default: {TOY_PACK} on toy data, else 1)")
     parser.add_argument("--label-smoothing", type=float, default=1.0, metavar="TARGET", help="real target, e.g. 0.9 (one-sided)")
     parser.add_argument("--prior", choices=PRIORS, default=None, help="default: the model's")
@@ -55,9 +73,11 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
                         help="sample and evaluate with an exponential moving average of the generator's weights, "
                              "e.g. 0.999 (default: 0.999 for paper-mlp, else off)")
-    parser.add_argument("--optimizer", choices=("adam", "sgd"), default=None,
+    parser.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), default=None,
                        help="default: adam; sgd is paper-mlp's original schedule (lr 0.1, momentum 0.5 -> 0.7)")
     parser.add_argument("--norm", choices=("batch", "virtual"), default="batch", help="DCGAN generator normalisation")
+    parser.add_argument("--image-size", type=int, default=28, metavar="S",
+                        help="dcgan: train at S x S (28, or a power of two >= 8: digits padded to 32, then resized)")
     parser.add_argument("--train-size", type=int, default=None, help="examples to train on (toy default 25600; images: all 50,000)")
     parser.add_argument("--backend", choices=BACKENDS, default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="native-kernel threads (default: all cores)")
@@ -130,6 +150,11 @@ class Run:
         if self.x is not None and self.flat:
             self.x = self.x.reshape(len(self.x), -1)
         opt = dict(self.spec.optimizer)
+        preset = objectives.PRESETS.get(config["loss"], {})
+        if preset.get("lr"):
+            opt.update(lr=preset["lr"], betas=preset.get("betas"), d_lr_scale=1.0)
+        if config.get("optimizer") == "rmsprop" or (preset.get("optimizer") == "rmsprop" and not config.get("optimizer")):
+            opt["kind"] = "rmsprop"
         if config.get("lr") is not None:
             opt["lr"] = config["lr"]
         self.opt = opt
@@ -141,10 +166,11 @@ class Run:
             g_opt,
             d_opt,
             latent_dim=self.spec.latent_dim,
-            loss=config["loss"],
             d_steps=config["d_steps"],
+            objective=objectives.make_objective(
+                config["loss"], config["label_smoothing"], r1=config.get("r1", 0.0), clip=config.get("clip") or 0.01,
+                gp_weight=config.get("gp_weight") or 10.0),
             prior=config.get("prior") or self.spec.prior,
-            real_target=config["label_smoothing"],
             num_classes=num_classes,
             pack=config["pack"],
             d_max_norm=self.spec.d_max_norm,
@@ -168,22 +194,33 @@ class Run:
     def _optimizer(self, net: Any, lr: float) -> Optimizer:
         if self.opt["kind"] == "sgd":
             return SGD(net.parameters(), lr=lr, momentum=self.opt.get("momentum", 0.0))
-        return Adam(net.parameters(), lr=lr)
+        if self.opt["kind"] == "rmsprop":
+            return RMSprop(net.parameters(), lr=lr)
+        return Adam(net.parameters(), lr=lr, betas=self.opt.get("betas") or (0.5, 0.999))
 
     def transform(self, batch: np.ndarray) -> np.ndarray:
-        """Host batch -> the generator's output range."""
-        return batch if self.toy else self.spec.scale_data(batch)
+        """Host batch -> the model's image size and the generator's output range."""
+        if self.toy:
+            return batch
+        side = self.config.get("image_size") or 28
+        return self.spec.scale_data(batch if side == 28 else data.resize_images(batch, side))
+
+    def native_samples(self, n: int, seed: int) -> np.ndarray:
+        """``n`` generated samples on the host in data units, at the model's own resolution."""
+        out = to_numpy(self.gan.sample(n, seed=seed)).astype(np.float64)
+        return out if self.toy else self.spec.unscale(out).reshape(n, *recipes.data_shape(self.config))
 
     def samples(self, n: int, seed: int) -> np.ndarray:
-        """``n`` generated samples on the host, in data units ([0, 1] pixels for images)."""
-        out = to_numpy(self.gan.sample(n, seed=seed)).astype(np.float64)
-        return out if self.toy else self.spec.unscale(out).reshape(n, 1, 28, 28)
+        """``n`` generated samples on the host, in data units ([0, 1] pixels for images, 28x28
+        whatever the model's resolution, as the metrics read them)."""
+        out = self.native_samples(n, seed)
+        return out if self.toy else data.to_mnist_size(out)
 
     def picture(self, n: int, seed: int) -> np.ndarray:
         """A PNG-ready picture: a scatter against the true density (toy) or a grid of images."""
         if self.toy:
             return plot.scatter(self.samples(n, seed), self.means, self.sigma)
-        return plot.image_grid(self.samples(n, seed), columns=10)
+        return plot.image_grid(self.native_samples(n, seed), columns=10)
 
     def evaluate(self, seed: int) -> dict[str, float]:
         """The per-epoch validation metrics: mode coverage (toy data; 2,500 samples) or the Parzen
@@ -231,17 +268,35 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
     preset = TOY_SETTINGS.get(args.dataset, {})
     if args.model in ("paper-mlp", "dcgan") and toy:
         raise SystemExit(f"pygan train: error: --model {args.model} needs an image dataset (mnist, fashion-mnist)")
+    if args.image_size != 28:
+        try:
+            data.check_image_size(args.image_size)
+        except ValueError as e:
+            raise SystemExit(f"pygan train: error: --image-size: {str(e).split(': ', 1)[1]}") from None
+        if args.model != "dcgan" or toy:
+            raise SystemExit("pygan train: error: --image-size is for the dcgan model on images")
+    preset_steps = objectives.PRESETS.get(args.loss, {}).get("d_steps", 1)
     if args.optimizer == "sgd" and args.model != "paper-mlp":
         raise SystemExit("pygan train: error: --optimizer sgd is paper-mlp's original schedule; other models use adam")
     for name in ("lr", "d_lr"):
         v = getattr(args, name)
         if v is not None and not (np.isfinite(v) and v > 0):
             raise SystemExit(f"pygan train: error: --{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    for name in ("clip", "gp_weight", "r1"):
+        v = getattr(args, name)
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            raise SystemExit(f"pygan train: error: --{name.replace('_', '-')} must be a finite number >= 0, got {v}")
+    if args.clip is not None and args.loss != "wgan":
+        raise SystemExit(f"pygan train: error: --clip is wgan's weight clipping, not part of --loss {args.loss}")
+    if args.gp_weight is not None and args.loss != "wgan-gp":
+        raise SystemExit(f"pygan train: error: --gp-weight is wgan-gp's penalty weight, not part of --loss {args.loss}")
+    if args.label_smoothing != 1.0 and args.loss in objectives.OBJECTIVES:
+        raise SystemExit(f"pygan train: error: --label-smoothing belongs to the 2014 losses, not --loss {args.loss}")
     if args.ema is not None and not 0 < args.ema < 1:
         raise SystemExit(f"pygan train: error: --ema must be in (0, 1), e.g. 0.999, got {args.ema}")
     if args.eval_samples is not None and args.eval_samples < 2:
         raise SystemExit(f"pygan train: error: --eval-samples must be >= 2, got {args.eval_samples}")
-    for name in ("epochs", "batch_size", "train_size", "threads", "pack", "eval_every"):
+    for name in ("epochs", "batch_size", "train_size", "threads", "pack", "eval_every", "d_steps"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise SystemExit(f"pygan train: error: --{name.replace('_', '-')} must be >= 1, got {v}")
@@ -252,7 +307,11 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size or preset.get("batch_size"),
         "g_act": preset.get("g_act"),
         "loss": args.loss,
-        "d_steps": args.d_steps,
+        "d_steps": args.d_steps or (preset_steps if args.model != "paper-mlp" else 1),
+        "clip": args.clip,
+        "gp_weight": args.gp_weight,
+        "r1": args.r1,
+        "spectral_norm": args.spectral_norm if args.spectral_norm is not None else args.loss == "hinge",
         "pack": args.pack or (TOY_PACK if toy else 1),
         "label_smoothing": args.label_smoothing,
         "prior": args.prior,
@@ -260,6 +319,7 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
         "d_lr": args.d_lr,
         "ema": args.ema if args.ema is not None else models.DEFAULT_EMA.get(args.model),
         "norm": args.norm,
+        "image_size": args.image_size,
         "optimizer": args.optimizer,
         "train_size": args.train_size or (25600 if toy else 50000),
         "seed": args.seed,
@@ -315,10 +375,9 @@ class _Reporter:
             self._open_bar(gan)
         self.bar.update(1)
         if gan.batch_in_epoch % 10 == 0 or gan.batch_in_epoch == self.batches:
-            self.bar.set_postfix(
-                d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}",
-                D_x=f"{stats['d_x']:.2f}", D_G_z=f"{stats['d_g_z']:.2f}", refresh=False,
-            )
+            shown = {label.replace("(", "_").replace(")", ""): f"{stats[key]:{fmt}}"
+                     for key, label, fmt in STAT_LABELS[:4] if key in stats}
+            self.bar.set_postfix(refresh=False, **shown)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -354,11 +413,10 @@ class _Reporter:
             record["warnings"] = warnings
         with (self.out / LOG).open("a") as f:
             f.write(json.dumps(record) + "\n")
-        line = (
-            f"epoch {gan.epoch}/{self.epochs}  d_loss {summary['d_loss']:.3f}  g_loss {summary['g_loss']:.3f}  "
-            f"D(x) {summary['d_x']:.2f}  D(G(z)) {summary['d_g_z']:.2f}  "
-            f"acc real/fake {summary['d_acc_real']:.2f}/{summary['d_acc_fake']:.2f}"
-        )
+        line = f"epoch {gan.epoch}/{self.epochs}  " + "  ".join(
+            f"{label} {summary[key]:{fmt}}" for key, label, fmt in STAT_LABELS if key in summary)
+        if "d_acc_real" in summary:
+            line += f"  acc real/fake {summary['d_acc_real']:.2f}/{summary['d_acc_fake']:.2f}"
         if "modes_covered" in scores:
             line += f"  modes {scores['modes_covered']:.0f}/{scores['modes_total']:.0f}  high-quality {100 * scores['high_quality']:.1f}%"
         if "val_parzen" in scores:

@@ -218,6 +218,50 @@ def load_images(
     return x, labels.astype(np.int64)
 
 
+def check_image_size(size: int) -> int:
+    """An image side a model can be trained at: 28 (MNIST's own) or a power of two >= 8."""
+    size = C.check_int("image_size", size, 1)
+    if size != 28 and (size < 8 or size & (size - 1)):
+        raise ValueError(f"image_size: expected 28 or a power of two >= 8, got {size}")
+    return size
+
+
+def resize_images(x: np.ndarray, size: int) -> np.ndarray:
+    """28x28 images ``(N, C, 28, 28)`` at side ``size``: padded with 2 background pixels to 32x32
+    (StyleGAN's MNIST setting), then 2x bilinear upsampling up to ``size`` or 2x2 average pooling
+    down to it. ``size = 28`` returns ``x``."""
+    from .backend import reference as R
+
+    size = check_image_size(size)
+    if x.ndim != 4 or x.shape[2:] != (28, 28):
+        raise ValueError(f"x: expected 28x28 images (N, C, 28, 28), got shape {x.shape}")
+    if size == 28:
+        return x
+    out = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2))))
+    while out.shape[2] < size:
+        out = R.upsample2x_forward(out, "bilinear")
+    while out.shape[2] > size:
+        out = R.avg_pool2d_forward(out, 2)
+    return out
+
+
+def to_mnist_size(x: np.ndarray) -> np.ndarray:
+    """Images made by :func:`resize_images` back at 28x28 (what the classifiers and the metrics
+    read): pooled or upsampled to 32x32, then the 2-pixel border cropped."""
+    from .backend import reference as R
+
+    if x.ndim != 4 or x.shape[2] != x.shape[3]:
+        raise ValueError(f"x: expected square images (N, C, S, S), got shape {x.shape}")
+    if x.shape[2] == 28:
+        return x
+    out = np.ascontiguousarray(x)
+    while out.shape[2] > 32:
+        out = R.avg_pool2d_forward(out, 2)
+    while out.shape[2] < 32:
+        out = R.upsample2x_forward(out, "bilinear")
+    return np.ascontiguousarray(out[:, :, 2:30, 2:30])
+
+
 # ---------------------------------------------------------------------------------------------
 # toy distributions
 # ---------------------------------------------------------------------------------------------

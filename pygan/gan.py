@@ -10,12 +10,12 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
-from . import losses
 from .autograd import Tensor, as_tensor, no_grad
 from .backend import _checks as C
 from .backend import get_backend, to_numpy
 from .nn import functional as F
-from .nn.layers import VirtualBatchNorm
+from .nn.layers import VirtualBatchNorm, refresh_spectral_norm
+from .objectives import GAN2014
 from .nn.module import Module
 from .optim import Optimizer, Schedule, clip_column_norms
 
@@ -65,47 +65,6 @@ class Player:
 #: Tensor) of every player named in ``wants`` (a tuple of player names) under that name; any other
 #: entry (a 0-d tensor or array) is logged as a statistic of the step.
 Objective = Callable[["GAN", Any, Any, tuple], dict]
-
-
-class GAN2014:
-    """The 2014 family as an objective: the discriminator's binary cross-entropy on real and
-    generated batches (real target ``real_target``: one-sided label smoothing below 1) and the
-    generator's ``loss`` (minimax, non-saturating or maximum-likelihood).
-
-    Asked for the discriminator alone it generates without recording (the generator gets no
-    gradient from that step); asked for both players at once (simultaneous updates) one generated
-    batch and one discriminator forward serve both losses.
-    """
-
-    def __init__(self, loss: str = "non_saturating", real_target: float = 1.0) -> None:
-        if loss not in C.GENERATOR_LOSSES:
-            raise ValueError(f"loss: unknown generator loss {loss!r}; expected one of {', '.join(C.GENERATOR_LOSSES)}")
-        self.loss = loss
-        self.real_target = C.check_prob("real_target", real_target, low_open=True, high_open=False)
-
-    def __call__(self, gan: "GAN", real: Any, labels: Any, wants: tuple) -> dict:
-        n = int(real.shape[0])
-        out: dict[str, Any] = {}
-        if "discriminator" in wants:
-            if "generator" in wants:
-                fake, fake_labels = gan.generate_fake(n)
-            else:
-                with no_grad():
-                    fake, fake_labels = gan.generate_fake(n)
-            real_logits = gan.discriminate(real, labels)
-            fake_logits = gan.discriminate(fake, fake_labels)
-            out["discriminator"] = losses.discriminator_loss(real_logits, fake_logits, self.real_target)
-            xp = get_backend().xp
-            out["d_x"] = _sigmoid_mean(xp, real_logits.data)
-            out["d_acc_real"] = (real_logits.data > 0).mean()
-            out["d_acc_fake"] = (fake_logits.data < 0).mean()
-        if "generator" in wants:
-            if "discriminator" not in wants:  # same samples, same dropout masks when simultaneous
-                fake, fake_labels = gan.generate_fake(n)
-                fake_logits = gan.discriminate(fake, fake_labels)
-            out["generator"] = losses.generator_loss(fake_logits, self.loss)
-            out["d_g_z"] = _sigmoid_mean(get_backend().xp, fake_logits.data)
-        return out
 
 
 class Sampling:
@@ -435,10 +394,14 @@ class GAN(Sampling):
         for name in wants:
             player = self.players[name]
             player.optimizer.step()
+            refresh_spectral_norm(player.module)
             if name == "generator" and self.ema is not None:
                 self._update_ema()
             if name == "discriminator" and self.d_max_norm is not None:
                 clip_column_norms(player.module.parameters(), self.d_max_norm)
+            after = getattr(self.objective, "after_step", None)
+            if after is not None:
+                after(self, name)
             for cb in self.callbacks:
                 if hasattr(cb, "on_player_step"):
                     cb.on_player_step(self, name)
@@ -619,8 +582,3 @@ class _StopFlag:
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-
-
-def _sigmoid_mean(xp: Any, logits: Any) -> Any:
-    """Mean of sigmoid(logits), computed stably in float64 on the backend (no host transfer)."""
-    return xp.exp(-xp.logaddexp(0.0, -logits.astype(xp.float64))).mean()

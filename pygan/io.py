@@ -30,7 +30,7 @@ import numpy as np
 from .backend import get_backend, to_numpy
 from .gan import GAN, Player
 from .nn.module import Module
-from .optim import SGD, Adam, Optimizer
+from .optim import SGD, Optimizer
 
 MAGIC = b"PYGANCKP"
 #: 2: tensors named by player and dotted module path (``generator.0.w``, ``discriminator.optimizer.m.3.b``);
@@ -163,11 +163,7 @@ def load(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str,
 # ---------------------------------------------------------------------------------------------
 def _optimizer_slots(opt: Optimizer) -> dict[str, Any]:
     """The optimizer's per-parameter state buffers (flat, aligned with ``opt.flat``) by name."""
-    if isinstance(opt, SGD):
-        return {"velocity": opt.velocity}
-    if isinstance(opt, Adam):
-        return {"m": opt.m, "v": opt.v}
-    return {}
+    return {slot: getattr(opt, slot) for slot in opt.slots}
 
 
 def _optimizer_meta(opt: Optimizer) -> dict[str, Any]:

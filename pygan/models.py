@@ -20,6 +20,7 @@ from .nn import (
     Dense,
     Dropout,
     Flatten,
+    LayerNorm,
     Maxout,
     Module,
     Reshape,
@@ -108,11 +109,25 @@ def paper_mlp_discriminator(in_features: int = 784, seed: Seed = None) -> Sequen
     )
 
 
+def _dcgan_plan(size: int) -> tuple[int, list[int]]:
+    """The DCGAN's starting side and channel widths for ``size`` x ``size`` images: 28 starts at
+    7x7 with widths 128, 64 (sized for MNIST); a power of two >= 8 starts at 4x4 and halves 64 *
+    2^k channels with every doubling, down to 64."""
+    size = C.check_int("size", size, 1)
+    if size == 28:
+        return 7, [128, 64]
+    if size < 8 or size & (size - 1):
+        raise ValueError(f"size: the DCGAN builds 28x28 images or a power of two >= 8, got {size}")
+    ups = size.bit_length() - 3  # 4 -> size in that many doublings
+    return 4, [64 * 2 ** (ups - 1 - i) for i in range(ups)]
+
+
 def dcgan_generator(
-    latent_dim: int = 100, channels: int = 1, norm: str = "batch", seed: Seed = None
+    latent_dim: int = 100, channels: int = 1, norm: str = "batch", seed: Seed = None, size: int = 28
 ) -> Sequential:
-    """DCGAN for 28x28 (Radford et al. 2016, sized for MNIST): ``z -> dense 128x7x7 -> BN ReLU ->
-    convT(128, 64, 4, 2, 1) -> BN ReLU -> convT(64, channels, 4, 2, 1) -> tanh``; no pooling.
+    """DCGAN (Radford et al. 2016): ``z -> dense (w0, s, s) -> BN ReLU -> [convT(w, w/2, 4, 2, 1) ->
+    BN ReLU]... -> convT(64, channels, 4, 2, 1) -> tanh``, no pooling; for 28x28 (MNIST) ``s = 7``
+    and widths 128, 64; for a power-of-two ``size`` ``s = 4`` and the widths of ``_dcgan_plan``.
 
     ``norm="virtual"`` uses virtual batch norm (Salimans et al. 2016) instead of batch norm.
     """
@@ -120,27 +135,34 @@ def dcgan_generator(
     if norm not in ("batch", "virtual"):
         raise ValueError(f"norm: expected 'batch' or 'virtual', got {norm!r}")
     Norm = BatchNorm if norm == "batch" else VirtualBatchNorm
-    return Sequential(
-        Dense(latent_dim, 128 * 7 * 7, init="normal", std=0.02, bias=False, seed=rng),
-        Norm(128 * 7 * 7, act="relu"),
-        Reshape(128, 7, 7),
-        ConvTranspose2d(128, 64, 4, 2, 1, bias=False, seed=rng),
-        Norm(64, act="relu"),
-        ConvTranspose2d(64, channels, 4, 2, 1, act="tanh", seed=rng),
-    )
+    side, widths = _dcgan_plan(size)
+    layers: list[Module] = [
+        Dense(latent_dim, widths[0] * side * side, init="normal", std=0.02, bias=False, seed=rng),
+        Norm(widths[0] * side * side, act="relu"),
+        Reshape(widths[0], side, side),
+    ]
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [ConvTranspose2d(a, b, 4, 2, 1, bias=False, seed=rng), Norm(b, act="relu")]
+    layers.append(ConvTranspose2d(widths[-1], channels, 4, 2, 1, act="tanh", seed=rng))
+    return Sequential(*layers)
 
 
-def dcgan_discriminator(channels: int = 1, seed: Seed = None) -> Sequential:
-    """DCGAN discriminator for 28x28: ``conv(channels, 64, 4, 2, 1) -> LeakyReLU(0.2) ->
-    conv(64, 128, 4, 2, 1) -> BN -> LeakyReLU(0.2) -> dense 6272 -> 1`` (logits); no pooling."""
+def dcgan_discriminator(channels: int = 1, seed: Seed = None, size: int = 28, norm: str = "batch") -> Sequential:
+    """DCGAN discriminator, the generator's mirror: ``conv(channels, 64, 4, 2, 1) -> LeakyReLU(0.2)
+    -> [conv(w, 2w, 4, 2, 1) -> norm -> LeakyReLU(0.2)]... -> dense -> 1`` (logits); no pooling.
+    For 28x28: widths 64, 128 down to 7x7. ``norm="layer"`` puts layer norm where batch norm was
+    (a critic for a gradient penalty, which needs double backward: WGAN-GP's choice)."""
     rng = make_rng(seed)
-    return Sequential(
-        Conv2d(channels, 64, 4, 2, 1, act="leaky_relu", seed=rng),
-        Conv2d(64, 128, 4, 2, 1, bias=False, seed=rng),
-        BatchNorm(128, act="leaky_relu"),
-        Flatten(),
-        Dense(128 * 7 * 7, 1, init="normal", std=0.02, seed=rng),
-    )
+    if norm not in ("batch", "layer"):
+        raise ValueError(f"norm: expected 'batch' or 'layer', got {norm!r}")
+    side, widths = _dcgan_plan(size)
+    widths = widths[::-1]
+    layers: list[Module] = [Conv2d(channels, widths[0], 4, 2, 1, act="leaky_relu", seed=rng)]
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers.append(Conv2d(a, b, 4, 2, 1, bias=False, seed=rng))
+        layers.append(BatchNorm(b, act="leaky_relu") if norm == "batch" else LayerNorm(b, act="leaky_relu"))
+    layers += [Flatten(), Dense(widths[-1] * side * side, 1, init="normal", std=0.02, seed=rng)]
+    return Sequential(*layers)
 
 
 @dataclass
@@ -185,6 +207,7 @@ def build(
     marginals: np.ndarray | None = None,
     optimizer: str | None = None,
     g_act: str | None = None,
+    d_norm: str = "batch",
 ) -> ModelSpec:
     """Build model ``name`` (one of ``MODELS``) for examples of shape ``data_shape``.
 
@@ -197,7 +220,8 @@ def build(
       variance, simultaneous updates, dropout in D for both players' gradients), batch 100, but
       with Adam 2e-4 instead of the authors' SGD (images only).
     - ``cgan``: ``mlp`` conditioned on one-hot labels (``num_classes`` must be > 0).
-    - ``dcgan``: the 28x28 DCGAN (images only), Adam 2e-4, betas (0.5, 0.999).
+    - ``dcgan``: the DCGAN (images only: 28x28, or any power-of-two side >= 8), Adam 2e-4, betas
+      (0.5, 0.999); ``d_norm="layer"`` gives its discriminator layer norm in place of batch norm.
 
     ``pack`` widens the discriminator's input for PacGAN; ``num_classes`` adds label inputs;
     ``marginals`` (mean training image) initialises the paper model's output bias.
@@ -251,8 +275,12 @@ def build(
             opt = {"kind": "sgd", "lr": 0.1, "d_lr_scale": 0.5, "momentum": 0.5, "final_momentum": 0.7,
                    "momentum_epochs": 250, "lr_decay": 1.000004}
         return ModelSpec(name, g, d, 100, "uniform", "sigmoid", 100, opt, updates="simultaneous")
-    if shape[1:] != (28, 28):
-        raise ValueError(f"data_shape: the dcgan model is built for 28x28 images, got {shape}")
-    g = dcgan_generator(100 + num_classes, shape[0], norm=norm, seed=rng)
-    d = dcgan_discriminator((shape[0] + num_classes) * pack, seed=rng)
+    if shape[1] != shape[2]:
+        raise ValueError(f"data_shape: the dcgan model is built for square images, got {shape}")
+    try:
+        _dcgan_plan(shape[1])
+    except ValueError as e:
+        raise ValueError(f"data_shape: {str(e).split(': ', 1)[1]}") from None
+    g = dcgan_generator(100 + num_classes, shape[0], norm=norm, seed=rng, size=shape[1])
+    d = dcgan_discriminator((shape[0] + num_classes) * pack, seed=rng, size=shape[1], norm=d_norm)
     return ModelSpec(name, g, d, 100, "normal", "tanh", 64, {"kind": "adam", "lr": 2e-4})

@@ -18,6 +18,9 @@ from .nn.module import Parameter
 class Optimizer:
     """Base class: owns the flat parameter and gradient buffers."""
 
+    #: names of the per-parameter state buffers (flat, aligned with ``flat``) a checkpoint stores
+    slots: tuple[str, ...] = ()
+
     def __init__(self, params: Iterable[Parameter], lr: float) -> None:
         self.params = list(params)
         if not self.params:
@@ -52,7 +55,12 @@ class Optimizer:
             p.zero_grad()
 
     def step(self) -> None:
-        """Apply one update from the accumulated gradients."""
+        """Apply one update from the accumulated gradients (``steps`` counts it first)."""
+        self.steps += 1
+        self._update(self._gradients())
+
+    def _update(self, grad: Any) -> None:
+        """The update rule over the flat buffers, given the flat gradient."""
         raise NotImplementedError
 
     def _gradients(self) -> Any:
@@ -83,18 +91,21 @@ class SGD(Optimizer):
     ``lr`` and ``momentum`` may be changed between steps (the 2014 paper raises momentum 0.5 -> 0.7).
     """
 
+    slots = ("velocity",)
+
     def __init__(self, params: Iterable[Parameter], lr: float = 0.1, momentum: float = 0.0) -> None:
         super().__init__(params, lr)
         self.momentum = _fraction("momentum", momentum)
         self.velocity = self.flat * 0
 
-    def step(self) -> None:
-        get_backend().sgd_update(self.flat, self._gradients(), self.velocity, self.lr, self.momentum)
-        self.steps += 1
+    def _update(self, grad: Any) -> None:
+        get_backend().sgd_update(self.flat, grad, self.velocity, self.lr, self.momentum)
 
 
 class Adam(Optimizer):
     """Adam with bias correction (Kingma & Ba 2015). Defaults are the DCGAN paper's: lr 2e-4, betas (0.5, 0.999)."""
+
+    slots = ("m", "v")
 
     def __init__(
         self,
@@ -110,11 +121,27 @@ class Adam(Optimizer):
         self.m = self.flat * 0
         self.v = self.flat * 0
 
-    def step(self) -> None:
-        self.steps += 1
+    def _update(self, grad: Any) -> None:
         get_backend().adam_update(
-            self.flat, self._gradients(), self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps
+            self.flat, grad, self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps
         )
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton 2012) without momentum: ``sq = alpha * sq + (1 - alpha) g^2``,
+    ``p -= lr * g / (sqrt(sq) + eps)``; the WGAN paper trains its critic and generator with it
+    (lr 5e-5)."""
+
+    slots = ("sq",)
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 5e-5, alpha: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__(params, lr)
+        self.alpha = _fraction("alpha", alpha)
+        self.eps = _positive("eps", eps)
+        self.sq = self.flat * 0
+
+    def _update(self, grad: Any) -> None:
+        get_backend().rmsprop_update(self.flat, grad, self.sq, self.lr, self.alpha, self.eps)
 
 
 def clip_column_norms(params: Iterable[Parameter], limit: float) -> None:

@@ -10,14 +10,16 @@ import numpy as np
 
 from . import data, io, models
 from .gan import TrainedGenerator
-from .nn.layers import VirtualBatchNorm
+from .nn.layers import VirtualBatchNorm, spectral_norm
 
 
 def data_shape(config: dict[str, Any]) -> tuple[int, ...]:
-    """One example's shape: a 1-D or 2-D point for toy data, ``(1, 28, 28)`` for images."""
+    """One example's shape: a 1-D or 2-D point for toy data, ``(1, S, S)`` for images (S the run's
+    ``image_size``, 28 unless set)."""
     if config["dataset"] in data.TOY_DATASETS:
         return (data.toy_modes(config["dataset"])[0].shape[1],)
-    return (1, 28, 28)
+    side = config.get("image_size") or 28
+    return (1, side, side)
 
 
 def num_classes(config: dict[str, Any]) -> int:
@@ -38,11 +40,15 @@ def _g_act(config: dict[str, Any]) -> str | None:
 
 def build_spec(config: dict[str, Any], marginals: np.ndarray | None = None) -> models.ModelSpec:
     """The two networks (freshly initialised) and how to train them, for a run configuration."""
-    return models.build(
+    spec = models.build(
         config["model"], data_shape(config), num_classes=num_classes(config), pack=config["pack"],
-        norm=config["norm"], seed=config["seed"], marginals=marginals, optimizer=config.get("optimizer"),
-        g_act=_g_act(config),
+        norm=config["norm"], seed=config["seed"], marginals=marginals,
+        optimizer=None if config.get("optimizer") == "rmsprop" else config.get("optimizer"), g_act=_g_act(config),
+        d_norm="layer" if config["loss"] == "wgan-gp" or config.get("r1") else "batch",
     )
+    if config.get("spectral_norm"):
+        spectral_norm(spec.discriminator, seed=config["seed"] + 1)
+    return spec
 
 
 def load_generator(path: str | os.PathLike[str]) -> TrainedGenerator:

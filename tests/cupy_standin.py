@@ -165,6 +165,10 @@ def emulate(name, grid, a):
         f(m)[...] = b1 * f(m) + (1 - b1) * f(g)
         f(v)[...] = b2 * f(v) + (1 - b2) * f(g) ** 2
         f(p)[...] -= step_size * f(m) / (np.sqrt(f(v)) * inv + eps)
+    elif name == "rmsprop":
+        p, g, s, n, lr, alpha, eps = a
+        f(s)[...] = alpha * f(s) + (1 - alpha) * f(g) ** 2
+        f(p)[...] -= lr * f(g) / (np.sqrt(f(s)) + eps)
     elif name == "parzen_lse":
         d2, inv, out, m, nsig = a
         rows = f(d2).reshape(-1, m).astype(np.float64)

@@ -37,3 +37,17 @@ def loss_and_grads(fn: Callable, *arrays: np.ndarray, backend: str = "numpy") ->
         loss = fn(*ts)
         grads = pygan.grad(loss, ts)
     return (float(loss.item()), *(g.numpy() for g in grads))
+
+
+def tiny_mnist_folder(folder, n: int = 64, seed: int = 0):
+    """A folder of random uint8 digits in the standard MNIST file names (train and test alike)."""
+    from pygan import data
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    imgs = (rng.random((n, 28, 28)) * 255).astype(np.uint8)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    for split in ("train", "t10k"):
+        data.write_idx(folder / f"{split}-images-idx3-ubyte.gz", imgs)
+        data.write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    return folder

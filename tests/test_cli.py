@@ -16,6 +16,8 @@ import pytest
 from pygan import data, io, metrics, plot
 from pygan.cli import main
 
+from helpers import tiny_mnist_folder
+
 
 def read_png(path):
     """Decode the PNGs pygan writes (8-bit grey or RGB, filter 0) to check them independently."""
@@ -87,15 +89,7 @@ def test_train_resume_sample_eval_on_toy_data(tmp_path, capsys):
 
 
 def test_mnist_models_on_a_tiny_idx_folder(tmp_path, capsys, monkeypatch):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "data"
-    folder.mkdir()
-    imgs = (rng.random((64, 28, 28)) * 255).astype(np.uint8)
-    labels = rng.integers(0, 10, 64).astype(np.uint8)
-    for split in ("train", "t10k"):
-        data.write_idx(folder / f"{split}-images-idx3-ubyte.gz", imgs)
-        data.write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
-    monkeypatch.setenv("PYGAN_DATA", str(folder))
+    monkeypatch.setenv("PYGAN_DATA", str(tiny_mnist_folder(tmp_path / "data", 64)))
     for model in ("paper-mlp", "cgan", "dcgan"):
         out = tmp_path / model
         bs = "20" if model == "paper-mlp" else "16"

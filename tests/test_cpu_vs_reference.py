@@ -153,3 +153,19 @@ def test_backward_writes_or_adds_into_param_grads(backend):
         assert w_only is gw2 and b_new is not None
         assert_close(gw2, dw + 1.0, 1e-4, 1e-4)
         assert_close(b_new, db, 1e-4, 1e-4)
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000, 100_003])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rmsprop_matches_reference(n, threads, thread_count):
+    pygan.set_num_threads(threads)
+    rng = np.random.default_rng(n)
+    p = rng.standard_normal(n).astype(np.float32)
+    s = np.zeros(n, np.float32)
+    p2, s2 = p.copy(), s.copy()
+    for _ in range(4):
+        g = rng.standard_normal(n).astype(np.float32)
+        CPU.rmsprop_update(p, g, s, 5e-3, 0.99, 1e-8)
+        REF.rmsprop_update(p2, g, s2, 5e-3, 0.99, 1e-8)
+    assert_close(p, p2, 1e-5, 1e-6)
+    assert_close(s, s2, 1e-5, 1e-7)

@@ -267,3 +267,33 @@ def test_host_device_moves(standin):
     pygan.set_backend("numpy")
     v = pygan.from_dlpack(a)  # numpy speaks DLPack too: a view, no copy
     assert np.shares_memory(v, a)
+
+
+def test_resampling_group_norm_and_rmsprop(ops):
+    """The new ops run the reference's expressions on the device array module; RMSprop is a kernel."""
+    rng = np.random.default_rng(7)
+    x = r(rng, 2, 8, 5, 6)
+    for name, args, back in (("upsample2x", ("bilinear",), ("bilinear",)), ("upsample2x", ("nearest",), ("nearest",)),
+                             ("avg_pool2d", (2,), (2, 5, 6)), ("pixel_shuffle", (2,), (2,)),
+                             ("reflection_pad2d", (2,), (2,))):
+        y = getattr(ops, name + "_forward")(device(x), *args)
+        assert isinstance(y, type(device(x)))
+        close(y, getattr(ref, name + "_forward")(x, *args))
+        dy = r(rng, *y.shape)
+        close(getattr(ops, name + "_backward")(device(dy), *back), getattr(ref, name + "_backward")(dy, *back))
+    for groups, shape in ((8, (8,)), (1, (8,)), (8, (2, 8))):
+        gamma, beta = r(rng, *shape, lo=0.5, hi=1.5), r(rng, *shape)
+        y, mean, invstd = ops.group_norm_forward(device(x), device(gamma), device(beta), groups, 1e-5, "relu")
+        ye, me, ie = ref.group_norm_forward(x, gamma, beta, groups, 1e-5, "relu")
+        close(y, ye, 1e-4)
+        dy = r(rng, *x.shape)
+        for g, e in zip(ops.group_norm_backward(device(dy), device(x), y, device(gamma), mean, invstd, groups, "relu"),
+                        ref.group_norm_backward(dy, x, host(y), gamma, me, ie, groups, "relu")):
+            close(g, e, 1e-4)
+    p, g, s = r(rng, 1001), r(rng, 1001), np.zeros(1001, np.float32)
+    pd, sd = device(p), device(s)
+    for _ in range(3):
+        ops.rmsprop_update(pd, device(g), sd, 1e-3, 0.99, 1e-8)
+        ref.rmsprop_update(p, g, s, 1e-3, 0.99, 1e-8)
+    close(pd, p)
+    close(sd, s)

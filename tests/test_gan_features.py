@@ -203,8 +203,11 @@ def test_model_builder_errors():
         models.build("cgan", (2,))
     with pytest.raises(ValueError, match="^data_shape"):
         models.build("dcgan", (2,))
-    with pytest.raises(ValueError, match="^data_shape"):
-        models.build("dcgan", (1, 32, 32))
+    with pytest.raises(ValueError, match="^data_shape.*power of two"):
+        models.build("dcgan", (1, 30, 30))
+    with pytest.raises(ValueError, match="^data_shape.*square"):
+        models.build("dcgan", (1, 32, 16))
+    assert models.build("dcgan", (1, 32, 32)).generator(np.zeros((2, 100), np.float32)).shape == (2, 1, 32, 32)
 
 
 def test_max_column_norm():

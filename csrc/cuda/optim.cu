@@ -22,4 +22,13 @@ __global__ void adam(float* param, const float* grad, float* m, float* v, long l
     }
 }
 
+__global__ void rmsprop(float* param, const float* grad, float* sq, long long n, float lr, float alpha, float eps) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        const float g = grad[i];
+        const float s = alpha * sq[i] + (1.f - alpha) * g * g;
+        sq[i] = s;
+        param[i] -= lr * g / (sqrtf(s) + eps);
+    }
+}
+
 }  // extern "C"

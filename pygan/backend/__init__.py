@@ -28,8 +28,19 @@ OPS: tuple[str, ...] = (
     "dropout_backward",
     "maxout_forward",
     "maxout_backward",
+    "upsample2x_forward",
+    "upsample2x_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "pixel_shuffle_forward",
+    "pixel_shuffle_backward",
+    "reflection_pad2d_forward",
+    "reflection_pad2d_backward",
+    "group_norm_forward",
+    "group_norm_backward",
     "sgd_update",
     "adam_update",
+    "rmsprop_update",
 )
 
 BACKENDS: tuple[str, ...] = ("numpy", "cpu", "cupy")

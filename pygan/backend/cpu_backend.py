@@ -169,6 +169,12 @@ def adam_update(
     _loops.adam(param, grad, m, v, lr, beta1, beta2, eps, step, get_num_threads())
 
 
+def rmsprop_update(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float, alpha: float, eps: float) -> None:
+    """RMSprop over flat float32 buffers (Cython, in place)."""
+    ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, sq=sq)
+    _loops.rmsprop(param, grad, sq, lr, alpha, eps, get_num_threads())
+
+
 def parzen_log_sum_exp(x: np.ndarray, centres: np.ndarray, inv_two_var: np.ndarray, block: int = 512) -> np.ndarray:
     """``out[i, s] = log sum_j exp(-|x_i - c_j|^2 * inv_two_var[s])`` for float32 points (host only).
 
@@ -197,6 +203,7 @@ NATIVE: dict[str, Any] = {
     "batch_norm_backward": batch_norm_backward,
     "sgd_update": sgd_update,
     "adam_update": adam_update,
+    "rmsprop_update": rmsprop_update,
 }
 
 

@@ -88,7 +88,7 @@ _KERNELS = {
     "epilogue.cu": ("bias_act", "act_grad_bias_grad", "act_forward", "act_backward"),
     "batch_norm.cu": ("bn_stats", "bn_forward", "bn_backward_reduce", "bn_backward_dx"),
     "im2col.cu": ("im2col", "col2im"),
-    "optim.cu": ("sgd_momentum", "adam"),
+    "optim.cu": ("sgd_momentum", "adam", "rmsprop"),
     "parzen.cu": ("parzen_lse",),
 }
 
@@ -385,6 +385,49 @@ class CupyOps:
         onehot = index[..., None] == self.cp.arange(pieces, dtype=np.int32)
         return (onehot * dy[..., None]).astype(dy.dtype).reshape(dy.shape[0], -1)
 
+    # -- resampling, padding, group norm: the reference's array expressions, run by CuPy ------
+    def upsample2x_forward(self, x: Any, mode: str = "nearest") -> Any:
+        """2x nearest or bilinear upsampling (CuPy array expressions)."""
+        return ref.upsample2x_forward(x, mode, xp=self.cp)
+
+    def upsample2x_backward(self, dy: Any, mode: str = "nearest") -> Any:
+        """Its adjoint."""
+        return ref.upsample2x_backward(dy, mode, xp=self.cp)
+
+    def avg_pool2d_forward(self, x: Any, k: int = 2) -> Any:
+        """k x k average pooling, stride k."""
+        return ref.avg_pool2d_forward(x, k, xp=self.cp)
+
+    def avg_pool2d_backward(self, dy: Any, k: int, height: int, width: int) -> Any:
+        """Its adjoint."""
+        return ref.avg_pool2d_backward(dy, k, height, width, xp=self.cp)
+
+    def pixel_shuffle_forward(self, x: Any, r: int = 2) -> Any:
+        """The sub-pixel shuffle."""
+        return ref.pixel_shuffle_forward(x, r, xp=self.cp)
+
+    def pixel_shuffle_backward(self, dy: Any, r: int = 2) -> Any:
+        """Its inverse."""
+        return ref.pixel_shuffle_backward(dy, r, xp=self.cp)
+
+    def reflection_pad2d_forward(self, x: Any, padding: int = 1) -> Any:
+        """Mirror padding."""
+        return ref.reflection_pad2d_forward(x, padding, xp=self.cp)
+
+    def reflection_pad2d_backward(self, dy: Any, padding: int = 1) -> Any:
+        """Its adjoint."""
+        return ref.reflection_pad2d_backward(dy, padding, xp=self.cp)
+
+    def group_norm_forward(self, x: Any, gamma: Any, beta: Any, groups: int, eps: float = 1e-5,
+                           act: str = "identity", slope: float = 0.2) -> Any:
+        """Group / instance / layer norm and AdaIN with a fused activation."""
+        return ref.group_norm_forward(x, gamma, beta, groups, eps, act, slope, xp=self.cp)
+
+    def group_norm_backward(self, dy: Any, x: Any, y: Any, gamma: Any, mean: Any, invstd: Any, groups: int,
+                            act: str = "identity", slope: float = 0.2) -> Any:
+        """Its gradients."""
+        return ref.group_norm_backward(dy, x, y, gamma, mean, invstd, groups, act, slope, xp=self.cp)
+
     # -- optimizers --------------------------------------------------------------------------
     def _flat(self, **buffers: Any) -> int:
         n = None
@@ -408,6 +451,11 @@ class CupyOps:
         step_size = lr / (1 - beta1**step)
         inv_sqrt_bc2 = 1 / math.sqrt(1 - beta2**step)
         self.k.elementwise("adam", n, param, grad, m, v, _i64(n), _f32(beta1), _f32(beta2), _f32(eps), _f32(step_size), _f32(inv_sqrt_bc2))
+
+    def rmsprop_update(self, param: Any, grad: Any, sq: Any, lr: float, alpha: float, eps: float) -> None:
+        """RMSprop, one kernel over the flat buffers."""
+        n = self._flat(param=param, grad=grad, sq=sq)
+        self.k.elementwise("rmsprop", n, param, grad, sq, _i64(n), _f32(lr), _f32(alpha), _f32(eps))
 
     # -- Parzen (not an op of the table: a metric's kernel) ------------------------------------
     def parzen_log_sum_exp(self, x: Any, centres: Any, inv_two_var: np.ndarray, block: int = 512) -> np.ndarray:

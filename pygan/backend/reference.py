@@ -522,6 +522,246 @@ def maxout_backward(dy: Array, index: Array, pieces: int) -> Array:
 
 
 # ---------------------------------------------------------------------------------------------
+# resampling, padding and normalisation over (N, C, H, W). Written against an array module ``xp``
+# (NumPy here): the cupy backend runs these same expressions on the device.
+# ---------------------------------------------------------------------------------------------
+UPSAMPLE_MODES: tuple[str, ...] = ("nearest", "bilinear")
+
+
+def _check_image(name: str, x: Array, xp: Any) -> None:
+    C.check_array(name, x, ndim=4, dtypes=FLOATS, xp=xp)
+
+
+def _check_mode(mode: Any) -> str:
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"mode: unknown upsampling {mode!r}; expected one of {', '.join(UPSAMPLE_MODES)}")
+    return mode
+
+
+def _interleave(xp: Any, even: Array, odd: Array) -> Array:
+    """``out[..., 2k] = even[..., k]``, ``out[..., 2k + 1] = odd[..., k]``."""
+    return xp.stack([even, odd], axis=-1).reshape(*even.shape[:-1], 2 * even.shape[-1])
+
+
+def _bilinear_last(xp: Any, x: Array) -> Array:
+    """2x linear upsampling along the last axis, half-pixel centres, edges clamped: out[2k] =
+    x[k] * 3/4 + x[k-1] / 4, out[2k+1] = x[k] * 3/4 + x[k+1] / 4."""
+    t = x.dtype.type
+    prev = xp.concatenate([x[..., :1], x[..., :-1]], axis=-1)
+    nxt = xp.concatenate([x[..., 1:], x[..., -1:]], axis=-1)
+    return _interleave(xp, t(0.75) * x + t(0.25) * prev, t(0.75) * x + t(0.25) * nxt)
+
+
+def _bilinear_last_adjoint(xp: Any, dy: Array) -> Array:
+    """The adjoint of :func:`_bilinear_last`."""
+    t = dy.dtype.type
+    even, odd = dy[..., 0::2], dy[..., 1::2]
+    dx = t(0.75) * (even + odd)
+    dx[..., :-1] += t(0.25) * even[..., 1:]
+    dx[..., :1] += t(0.25) * even[..., :1]
+    dx[..., 1:] += t(0.25) * odd[..., :-1]
+    dx[..., -1:] += t(0.25) * odd[..., -1:]
+    return dx
+
+
+def upsample2x_forward(x: Array, mode: str = "nearest", xp: Any = np) -> Array:
+    """2x upsampling of ``(N, C, H, W)`` to ``(N, C, 2H, 2W)``: ``nearest`` repeats each pixel,
+    ``bilinear`` interpolates at half-pixel centres with clamped edges (PyTorch's
+    ``align_corners=False``)."""
+    _check_image("x", x, xp)
+    if _check_mode(mode) == "nearest":
+        return xp.ascontiguousarray(xp.repeat(xp.repeat(x, 2, axis=2), 2, axis=3))
+    rows = _bilinear_last(xp, x)
+    return xp.ascontiguousarray(xp.swapaxes(_bilinear_last(xp, xp.swapaxes(rows, 2, 3)), 2, 3))
+
+
+def upsample2x_backward(dy: Array, mode: str = "nearest", xp: Any = np) -> Array:
+    """The gradient of :func:`upsample2x_forward` (its adjoint) from ``dy`` ``(N, C, 2H, 2W)``."""
+    _check_image("dy", dy, xp)
+    if dy.shape[2] % 2 or dy.shape[3] % 2:
+        raise ValueError(f"dy: the output of a 2x upsampling has even sides, got shape {tuple(dy.shape)}")
+    n, c, h2, w2 = dy.shape
+    if _check_mode(mode) == "nearest":
+        return xp.ascontiguousarray(dy.reshape(n, c, h2 // 2, 2, w2 // 2, 2).sum(axis=(3, 5)))
+    cols = _bilinear_last_adjoint(xp, dy)
+    return xp.ascontiguousarray(xp.swapaxes(_bilinear_last_adjoint(xp, xp.swapaxes(cols, 2, 3)), 2, 3))
+
+
+def avg_pool2d_forward(x: Array, k: int = 2, xp: Any = np) -> Array:
+    """Average pooling over k x k windows with stride k: ``(N, C, H, W) -> (N, C, H // k, W // k)``
+    (rows and columns past the last whole window are dropped)."""
+    _check_image("x", x, xp)
+    k = C.check_int("k", k, 1)
+    n, c, h, w = x.shape
+    ho, wo = h // k, w // k
+    if ho == 0 or wo == 0:
+        raise ValueError(f"k: a {k}x{k} window does not fit in an image of shape {tuple(x.shape)}")
+    win = x[:, :, : ho * k, : wo * k].reshape(n, c, ho, k, wo, k)
+    return xp.ascontiguousarray(win.sum(axis=(3, 5)) * x.dtype.type(1.0 / (k * k)))
+
+
+def avg_pool2d_backward(dy: Array, k: int, height: int, width: int, xp: Any = np) -> Array:
+    """The gradient of :func:`avg_pool2d_forward` for an input of ``height`` x ``width``."""
+    _check_image("dy", dy, xp)
+    k = C.check_int("k", k, 1)
+    height, width = C.check_int("height", height, 1), C.check_int("width", width, 1)
+    n, c, ho, wo = dy.shape
+    if (height // k, width // k) != (ho, wo):
+        raise ValueError(f"dy: shape {tuple(dy.shape)} is not a {k}x{k} pooling of a {height}x{width} image")
+    dx = xp.zeros((n, c, height, width), dtype=dy.dtype)
+    share = dy * dy.dtype.type(1.0 / (k * k))
+    dx[:, :, : ho * k, : wo * k] = xp.repeat(xp.repeat(share, k, axis=2), k, axis=3)
+    return dx
+
+
+def pixel_shuffle_forward(x: Array, r: int = 2, xp: Any = np) -> Array:
+    """Sub-pixel convolution's rearrangement (Shi et al. 2016): ``(N, C r^2, H, W) -> (N, C, rH, rW)``,
+    ``y[n, c, h r + i, w r + j] = x[n, c r^2 + i r + j, h, w]``."""
+    _check_image("x", x, xp)
+    r = C.check_int("r", r, 1)
+    n, cr, h, w = x.shape
+    if cr % (r * r):
+        raise ValueError(f"x: {cr} channels do not split into groups of r^2 = {r * r}")
+    c = cr // (r * r)
+    return xp.ascontiguousarray(x.reshape(n, c, r, r, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c, h * r, w * r))
+
+
+def pixel_shuffle_backward(dy: Array, r: int = 2, xp: Any = np) -> Array:
+    """The gradient of :func:`pixel_shuffle_forward` (its inverse rearrangement)."""
+    _check_image("dy", dy, xp)
+    r = C.check_int("r", r, 1)
+    n, c, hr, wr = dy.shape
+    if hr % r or wr % r:
+        raise ValueError(f"dy: sides of shape {tuple(dy.shape)} are not multiples of r = {r}")
+    h, w = hr // r, wr // r
+    return xp.ascontiguousarray(dy.reshape(n, c, h, r, w, r).transpose(0, 1, 3, 5, 2, 4).reshape(n, c * r * r, h, w))
+
+
+def _check_pad(p: Any, h: int, w: int) -> int:
+    p = C.check_int("padding", p, 0)
+    if p >= h or p >= w:
+        raise ValueError(f"padding: reflection padding {p} needs sides longer than it, got {h}x{w}")
+    return p
+
+
+def reflection_pad2d_forward(x: Array, padding: int = 1, xp: Any = np) -> Array:
+    """Pad H and W by ``padding`` on each side with the mirror image of the border (the edge
+    itself not repeated): ``(N, C, H, W) -> (N, C, H + 2p, W + 2p)``; ``padding < H, W``."""
+    _check_image("x", x, xp)
+    p = _check_pad(padding, x.shape[2], x.shape[3])
+    return xp.ascontiguousarray(xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect"))
+
+
+def _reflect_last_adjoint(xp: Any, dy: Array, p: int) -> Array:
+    n = dy.shape[-1] - 2 * p
+    dx = dy[..., p : p + n].copy()
+    if p:
+        dx[..., 1 : p + 1] += dy[..., :p][..., ::-1]
+        dx[..., n - 1 - p : n - 1] += dy[..., n + p :][..., ::-1]
+    return dx
+
+
+def reflection_pad2d_backward(dy: Array, padding: int = 1, xp: Any = np) -> Array:
+    """The gradient of :func:`reflection_pad2d_forward`: each padded entry's gradient goes back
+    to the pixel it mirrors."""
+    _check_image("dy", dy, xp)
+    p = C.check_int("padding", padding, 0)
+    _check_pad(p, dy.shape[2] - 2 * p, dy.shape[3] - 2 * p)
+    cols = _reflect_last_adjoint(xp, dy, p)
+    return xp.ascontiguousarray(xp.swapaxes(_reflect_last_adjoint(xp, xp.swapaxes(cols, 2, 3), p), 2, 3))
+
+
+def check_group_norm(x: Array, gamma: Array, beta: Array, groups: int, xp: Any = np) -> int:
+    """x ``(N, C)`` or ``(N, C, H, W)``; ``groups`` divides C; gamma and beta ``(C,)``, or
+    ``(N, C)`` for a per-example affine (AdaIN); one dtype. Returns ``groups``."""
+    C.check_array("x", x, ndim=(2, 4), dtypes=FLOATS, xp=xp)
+    groups = C.check_int("groups", groups, 1)
+    n, c = x.shape[:2]
+    if c % groups:
+        raise ValueError(f"groups: {groups} groups do not divide {c} channels")
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        C.check_array(name, a, ndim=(1, 2), dtypes=FLOATS, xp=xp)
+        if tuple(a.shape) not in ((c,), (n, c)):
+            raise ValueError(f"{name}: expected shape ({c},) or ({n}, {c}) for x of shape {tuple(x.shape)}, "
+                             f"got {tuple(a.shape)}")
+    if gamma.shape != beta.shape:
+        raise ValueError(f"beta: shape {tuple(beta.shape)} differs from gamma's {tuple(gamma.shape)}")
+    C.check_same_dtype(x=x, gamma=gamma, beta=beta)
+    return groups
+
+
+def _affine_shape(a: Array, x: Array) -> tuple[int, ...]:
+    """How a ``(C,)`` or ``(N, C)`` affine vector broadcasts against x."""
+    lead = (1, -1) if a.ndim == 1 else tuple(a.shape)
+    return lead + (1,) * (x.ndim - 2)
+
+
+def group_norm_forward(
+    x: Array, gamma: Array, beta: Array, groups: int, eps: float = 1e-5, act: str = "identity", slope: float = 0.2,
+    xp: Any = np,
+) -> tuple[Array, Array, Array]:
+    """Group normalisation (Wu & He 2018) then an activation: each example's channels split into
+    ``groups`` groups, each group normalised by its own mean and variance (biased, two-pass, in
+    float64), then ``act(xhat * gamma + beta)``. ``groups = C`` is instance norm (Ulyanov et al.
+    2016), ``groups = 1`` layer norm with a per-channel affine (Ba et al. 2016); gamma and beta of
+    shape ``(N, C)`` make it adaptive instance norm (AdaIN, Huang & Belongie 2017). There are no
+    running statistics: training and evaluation compute the same. Returns ``(y, mean, invstd)``,
+    the statistics ``(N, groups)``."""
+    act, slope = C.check_activation(act, slope)
+    groups = check_group_norm(x, gamma, beta, groups, xp)
+    if not eps > 0:
+        raise ValueError(f"eps: must be > 0, got {eps}")
+    n = x.shape[0]
+    xg = x.reshape(n, groups, -1)
+    if xg.shape[2] == 0:
+        return x.copy(), xp.zeros((n, groups), x.dtype), xp.ones((n, groups), x.dtype)
+    mean = xg.mean(axis=2, dtype=xp.float64)
+    d = xg - mean[..., None]
+    var = (d * d).mean(axis=2)
+    invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+    xhat = (d * invstd[..., None]).astype(x.dtype).reshape(x.shape)
+    z = xhat * gamma.reshape(_affine_shape(gamma, x)) + beta.reshape(_affine_shape(beta, x))
+    return xp.ascontiguousarray(_act(z, act, slope)), mean.astype(x.dtype), invstd
+
+
+def group_norm_backward(
+    dy: Array, x: Array, y: Array, gamma: Array, mean: Array, invstd: Array, groups: int, act: str = "identity",
+    slope: float = 0.2, xp: Any = np,
+) -> tuple[Array, Array, Array]:
+    """``(dx, dgamma, dbeta)`` of :func:`group_norm_forward` (dgamma and dbeta shaped as gamma)."""
+    act, slope = C.check_activation(act, slope)
+    groups = check_group_norm(x, gamma, gamma, groups, xp)
+    for name, a in (("dy", dy), ("y", y)):
+        C.check_array(name, a, ndim=x.ndim, dtypes=FLOATS, xp=xp)
+        C.check_shape(name, a, tuple(x.shape))
+    for name, a in (("mean", mean), ("invstd", invstd)):
+        C.check_array(name, a, ndim=2, dtypes=FLOATS, xp=xp)
+        C.check_shape(name, a, (x.shape[0], groups))
+    C.check_same_dtype(dy=dy, x=x, y=y, gamma=gamma, mean=mean, invstd=invstd)
+    n, c = x.shape[:2]
+    dz = _act_grad(dy, y, act, slope)
+    xg = x.reshape(n, groups, -1)
+    xhat_g = (xg - mean[..., None]) * invstd[..., None]
+    xhat = xhat_g.reshape(x.shape)
+    spatial = tuple(range(2, x.ndim))
+    per_example_dg = (dz * xhat).sum(axis=spatial) if spatial else dz * xhat
+    per_example_db = dz.sum(axis=spatial) if spatial else dz
+    if gamma.ndim == 1:
+        dgamma, dbeta = per_example_dg.sum(axis=0), per_example_db.sum(axis=0)
+    else:
+        dgamma, dbeta = per_example_dg, per_example_db
+    dxhat = (dz * gamma.reshape(_affine_shape(gamma, x))).reshape(n, groups, -1)
+    m = dxhat.shape[2]
+    if m == 0:
+        return xp.zeros_like(x), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+    mean_d = dxhat.mean(axis=2, keepdims=True, dtype=xp.float64).astype(x.dtype)
+    mean_dx = (dxhat * xhat_g).mean(axis=2, keepdims=True, dtype=xp.float64).astype(x.dtype)
+    dx = invstd[..., None] * (dxhat - mean_d - xhat_g * mean_dx)
+    return (xp.ascontiguousarray(dx.reshape(x.shape)), xp.ascontiguousarray(dgamma.astype(x.dtype)),
+            xp.ascontiguousarray(dbeta.astype(x.dtype)))
+
+
+# ---------------------------------------------------------------------------------------------
 # optimizer updates over flat parameter buffers (in place)
 # ---------------------------------------------------------------------------------------------
 def check_flat_buffers(dtypes: Any = FLOATS, **buffers: Array) -> None:
@@ -559,6 +799,16 @@ def adam_update(
     bc1 = 1 - beta1**step
     bc2 = 1 - beta2**step
     param -= t(lr / bc1) * m / (np.sqrt(v) * t(1 / np.sqrt(bc2)) + t(eps))
+
+
+def rmsprop_update(param: Array, grad: Array, sq: Array, lr: float, alpha: float, eps: float) -> None:
+    """RMSprop (Tieleman & Hinton 2012): ``sq = alpha * sq + (1 - alpha) * g^2``;
+    ``p -= lr * g / (sqrt(sq) + eps)``."""
+    check_flat_buffers(param=param, grad=grad, sq=sq)
+    t = param.dtype.type
+    sq *= t(alpha)
+    sq += t(1 - alpha) * grad * grad
+    param -= t(lr) * grad / (np.sqrt(sq) + t(eps))
 
 
 def make_backend() -> Any:

@@ -1,7 +1,15 @@
-"""Layers: Dense, Conv2d, ConvTranspose2d, BatchNorm, VirtualBatchNorm, activations, Dropout, Maxout,
-Reshape, Flatten, Sequential."""
+"""Layers: Dense, Conv2d, ConvTranspose2d, BatchNorm, VirtualBatchNorm, GroupNorm / InstanceNorm /
+LayerNorm, Upsample, AvgPool2d, PixelShuffle, ReflectionPad2d, activations, Dropout, Maxout, Reshape,
+Flatten, Sequential; spectral_norm."""
 
 from .layers import (
+    AvgPool2d,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+    PixelShuffle,
+    ReflectionPad2d,
+    Upsample,
     Activation,
     BatchNorm,
     Conv2d,
@@ -16,11 +24,20 @@ from .layers import (
     Sigmoid,
     Tanh,
     VirtualBatchNorm,
+    refresh_spectral_norm,
+    spectral_norm,
 )
 from . import functional
 from .module import Module, Parameter, Sequential
 
 __all__ = [
+    "AvgPool2d",
+    "GroupNorm",
+    "InstanceNorm",
+    "LayerNorm",
+    "PixelShuffle",
+    "ReflectionPad2d",
+    "Upsample",
     "Activation",
     "BatchNorm",
     "Conv2d",
@@ -39,4 +56,6 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "VirtualBatchNorm",
+    "refresh_spectral_norm",
+    "spectral_norm",
 ]

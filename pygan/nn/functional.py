@@ -433,7 +433,202 @@ def l1_loss(a: Any, b: Any) -> Tensor:
     return (as_tensor(a) - b).abs().mean()
 
 
+def _unit(xp: Any, a: Any, eps: float = 1e-12) -> Any:
+    return a / (xp.sqrt((a * a).sum()) + a.dtype.type(eps))
+
+
+def _as_matrix(w: Any, out_axis: int) -> tuple[Any, Any]:
+    """``w`` moved so its output axis leads, and that as an ``(out, rest)`` matrix."""
+    moved = get_backend().xp.moveaxis(w, out_axis, 0)
+    return moved, moved.reshape(moved.shape[0], -1)
+
+
+def _check_u(w: Any, u: Any, out_axis: int) -> None:
+    if not -w.ndim <= out_axis < w.ndim:
+        raise ValueError(f"out_axis: {out_axis} is not an axis of a weight of shape {tuple(w.shape)}")
+    if tuple(u.shape) != (w.shape[out_axis],) or u.dtype != w.dtype:
+        raise ValueError(f"u: expected a {w.dtype} vector of shape ({w.shape[out_axis]},) for a weight of shape "
+                         f"{tuple(w.shape)}, got {u.dtype} {tuple(u.shape)}")
+
+
+def power_iteration(w: Any, u: Any, out_axis: int = 0, steps: int = 1) -> None:
+    """``steps`` power iterations on ``u`` (in place), the running left singular vector of ``w``
+    (an array) viewed as an ``(out, rest)`` matrix along ``out_axis``."""
+    _check_u(w, u, out_axis)
+    xp = get_backend().xp
+    _, mat = _as_matrix(w, out_axis)
+    for _ in range(C.check_int("steps", steps, 1)):
+        u[...] = _unit(xp, mat @ _unit(xp, mat.T @ u))
+
+
+def spectral_normalize(w: Any, u: Any, out_axis: int = 0) -> Tensor:
+    """``w / sigma``, ``sigma = u^T W v`` the largest singular value of ``w`` viewed as an
+    ``(out, rest)`` matrix along ``out_axis`` as estimated by the vector ``u`` (``(out,)``, an
+    array; :func:`power_iteration` refines it) and ``v = W^T u / |W^T u|`` (Miyato et al. 2018).
+    The vectors are constants to the tape; sigma is differentiated (twice, too)."""
+    w = as_tensor(w)
+    _check_u(w.data, u, out_axis)
+    xp = get_backend().xp
+    moved, mat = _as_matrix(w.data, out_axis)
+    v = _unit(xp, mat.T @ u)
+    uv = xp.moveaxis((u[:, None] * v[None, :]).reshape(moved.shape), 0, out_axis)
+    return w / (w * xp.ascontiguousarray(uv)).sum()
+
+
 def flatten(x: Any) -> Tensor:
     """``(N, ...) -> (N, prod(...))``."""
     x = as_tensor(x)
     return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+
+
+# ---------------------------------------------------------------------------------------------
+# resampling and padding: linear ops whose backward is their adjoint op (and whose double
+# backward is the forward op again)
+# ---------------------------------------------------------------------------------------------
+class _LinearMap:
+    """A linear op of the table as a pair of calls: ``forward`` and its adjoint (``adjoint``)."""
+
+    def __init__(self, name: str, forward: Any, adjoint: Any) -> None:
+        self.name, self.forward, self.adjoint = name, forward, adjoint
+
+    def transposed(self) -> "_LinearMap":
+        """The adjoint as a linear map (whose adjoint is this one)."""
+        return _LinearMap(self.name + "_adjoint", self.adjoint, self.forward)
+
+
+class _Linear(Function):
+    name = "linear_map"
+
+    def forward(self, x: Any, op: _LinearMap) -> Any:
+        self.op, self.name = op, op.name
+        return op.forward(x)
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        return (self.op.adjoint(g),)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        return (_Linear.apply(g, op=self.op.transposed()),)
+
+
+def _image(name: str, x: Any) -> Tensor:
+    x = as_tensor(x)
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected an (N, C, H, W) tensor, got shape {x.shape}")
+    return x
+
+
+def upsample2x(x: Any, mode: str = "nearest") -> Tensor:
+    """``(N, C, H, W) -> (N, C, 2H, 2W)``: ``nearest`` or ``bilinear`` (half-pixel centres, edges
+    clamped, as PyTorch's ``align_corners=False``)."""
+    from ..backend.reference import UPSAMPLE_MODES
+
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"mode: unknown upsampling {mode!r}; expected one of {', '.join(UPSAMPLE_MODES)}")
+    op = _LinearMap("upsample2x", lambda a: get_backend().upsample2x_forward(a, mode),
+                    lambda g: get_backend().upsample2x_backward(g, mode))
+    return _Linear.apply(_image("x", x), op=op)
+
+
+def avg_pool2d(x: Any, k: int = 2) -> Tensor:
+    """Average pooling over k x k windows, stride k: ``(N, C, H, W) -> (N, C, H // k, W // k)``."""
+    x = _image("x", x)
+    k = C.check_int("k", k, 1)
+    h, w = x.shape[2], x.shape[3]
+    op = _LinearMap("avg_pool2d", lambda a: get_backend().avg_pool2d_forward(a, k),
+                    lambda g: get_backend().avg_pool2d_backward(g, k, h, w))
+    return _Linear.apply(x, op=op)
+
+
+def pixel_shuffle(x: Any, r: int = 2) -> Tensor:
+    """Sub-pixel convolution's shuffle (Shi et al. 2016): ``(N, C r^2, H, W) -> (N, C, rH, rW)``."""
+    r = C.check_int("r", r, 1)
+    op = _LinearMap("pixel_shuffle", lambda a: get_backend().pixel_shuffle_forward(a, r),
+                    lambda g: get_backend().pixel_shuffle_backward(g, r))
+    return _Linear.apply(_image("x", x), op=op)
+
+
+def reflection_pad2d(x: Any, padding: int = 1) -> Tensor:
+    """Mirror-pad H and W by ``padding`` (< H, W) on each side, the edge pixel not repeated."""
+    p = C.check_int("padding", padding, 0)
+    op = _LinearMap("reflection_pad2d", lambda a: get_backend().reflection_pad2d_forward(a, p),
+                    lambda g: get_backend().reflection_pad2d_backward(g, p))
+    return _Linear.apply(_image("x", x), op=op)
+
+
+# ---------------------------------------------------------------------------------------------
+# group / instance / layer norm and AdaIN (one op; double backward supported)
+# ---------------------------------------------------------------------------------------------
+class GroupNorm(Function):
+    """The group-norm op on the tape."""
+
+    name = "group_norm"
+
+    def forward(self, x: Any, gamma: Any, beta: Any, groups: int, eps: float, act: str, slope: float) -> Any:
+        y, mean, invstd = get_backend().group_norm_forward(x, gamma, beta, groups, eps, act, slope)
+        self.groups, self.eps, self.act, self.slope = groups, eps, act, slope
+        if self.recording:
+            self.saved = (x, y, gamma, mean, invstd)
+        return y
+
+    def backward(self, g: Any, needs: tuple[bool, ...], sinks: Any) -> tuple[Any, ...]:
+        x, y, gamma, mean, invstd = self.saved
+        dx, dgamma, dbeta = get_backend().group_norm_backward(g, x, y, gamma, mean, invstd, self.groups, self.act,
+                                                              self.slope)
+        return (dx if needs[0] else None, dgamma if needs[1] else None, dbeta if needs[2] else None)
+
+    def backward_graph(self, g: Tensor, needs: tuple[bool, ...]) -> tuple[Any, ...]:
+        x, gamma = self.input_tensor(0), self.input_tensor(1)
+        dz = _act_grad_graph(g, self.output_tensor(), self.act, self.slope)
+        n, groups = x.shape[0], self.groups
+        xg = x.reshape(n, groups, -1)
+        d = xg - xg.mean(axis=2, keepdims=True)
+        r = ((d * d).mean(axis=2, keepdims=True) + self.eps) ** -0.5
+        xhat_g = d * r
+        xhat = xhat_g.reshape(*x.shape)
+        spatial = tuple(range(2, x.ndim))
+        lead = (1, x.shape[1]) if gamma.ndim == 1 else (n, x.shape[1])
+        over = ((0,) if gamma.ndim == 1 else ()) + spatial
+
+        def reduce(t: Tensor) -> Tensor:
+            return t.sum(axis=over) if over else t
+
+        dgamma = reduce(dz * xhat) if needs[1] else None
+        dbeta = reduce(dz) if needs[2] else None
+        dx = None
+        if needs[0]:
+            dxhat = (dz * gamma.reshape(*lead, *(1,) * len(spatial))).reshape(n, groups, -1)
+            dx = (r * (dxhat - dxhat.mean(axis=2, keepdims=True)
+                       - xhat_g * (dxhat * xhat_g).mean(axis=2, keepdims=True))).reshape(*x.shape)
+        return dx, dgamma, dbeta
+
+
+def group_norm(x: Any, groups: int, gamma: Any, beta: Any, eps: float = 1e-5, act: str = "identity",
+               slope: float = 0.2) -> Tensor:
+    """Group norm (Wu & He 2018) over ``(N, C)`` or ``(N, C, H, W)`` then ``act``: each example's
+    channels in ``groups`` groups, each group normalised by its own statistics, then the affine
+    ``gamma``, ``beta`` (``(C,)``, or ``(N, C)`` per example). No running statistics."""
+    act, slope = C.check_activation(act, slope)
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps: must be a number > 0, got {eps!r}")
+    return GroupNorm.apply(x, gamma, beta, groups=C.check_int("groups", groups, 1), eps=float(eps), act=act,
+                           slope=slope)
+
+
+def instance_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, act: str = "identity", slope: float = 0.2) -> Tensor:
+    """Instance norm (Ulyanov et al. 2016): each example's each channel normalised on its own."""
+    return group_norm(x, as_tensor(x).shape[1], gamma, beta, eps, act, slope)
+
+
+def layer_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5, act: str = "identity", slope: float = 0.2) -> Tensor:
+    """Layer norm (Ba et al. 2016) over all of an example's features, per-channel affine (as
+    WGAN-GP's critics use in place of batch norm)."""
+    return group_norm(x, 1, gamma, beta, eps, act, slope)
+
+
+def adain(x: Any, scale: Any, shift: Any, eps: float = 1e-5, act: str = "identity", slope: float = 0.2) -> Tensor:
+    """Adaptive instance norm (Huang & Belongie 2017; StyleGAN's style injection): instance norm
+    whose affine comes per example from ``scale`` and ``shift``, both ``(N, C)``."""
+    s = as_tensor(scale)
+    if s.ndim != 2:
+        raise ValueError(f"scale: expected an (N, C) tensor, got shape {s.shape}")
+    return instance_norm(x, s, shift, eps, act, slope)

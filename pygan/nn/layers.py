@@ -35,7 +35,48 @@ def _init_weight(
     return w.astype(dtype)
 
 
-class Dense(Module):
+class _Weighted(Module):
+    """A layer with a weight ``w`` that :func:`spectral_norm` can reparametrise."""
+
+    #: the axis of ``w`` that indexes output units
+    out_axis = 0
+    w: Parameter
+
+    def weight(self) -> Tensor:
+        """The weight the layer computes with: ``w``, or ``w / sigma(w)`` under spectral norm."""
+        if "sn_u" not in self._buffers:
+            return self.w
+        return F.spectral_normalize(self.w, self.sn_u, self.out_axis)
+
+
+#: power iterations that give a fresh ``sn_u`` its first estimate
+SPECTRAL_NORM_WARMUP = 15
+
+
+def spectral_norm(module: Module, seed: Seed = None) -> Module:
+    """Spectral normalisation (Miyato et al. 2018) of every Dense, Conv2d and ConvTranspose2d in
+    ``module``, in place: each computes with ``w / sigma(w)``, sigma the largest singular value of
+    ``w`` as estimated by a vector ``sn_u`` (a buffer, so it is checkpointed) that starts from
+    ``SPECTRAL_NORM_WARMUP`` power iterations and takes one more after every optimizer step
+    (:func:`refresh_spectral_norm`, which ``pygan.GAN`` calls). Returns ``module``."""
+    rng = make_rng(seed)
+    for m in module.modules():
+        if isinstance(m, _Weighted) and "sn_u" not in m._buffers:
+            u = rng.normal(size=m.w.data.shape[m.out_axis])
+            m.register_buffer("sn_u", to_backend((u / np.linalg.norm(u)).astype(m.w.data.dtype)))
+            F.power_iteration(m.w.data, m.sn_u, m.out_axis, SPECTRAL_NORM_WARMUP)
+    return module
+
+
+def refresh_spectral_norm(module: Module) -> None:
+    """One power iteration for every spectrally normalised layer of ``module`` (after its weights
+    changed: an optimizer step)."""
+    for m in module.modules():
+        if isinstance(m, _Weighted) and "sn_u" in m._buffers:
+            F.power_iteration(m.w.data, m.sn_u, m.out_axis)
+
+
+class Dense(_Weighted):
     """Fully connected layer with a fused activation: ``y = act(x @ w + b)``; w is ``(in, out)``."""
 
     def __init__(
@@ -59,8 +100,10 @@ class Dense(Module):
         self.w = Parameter(to_backend(w))
         self.b = Parameter(to_backend(np.zeros(out_features, dtype=dtype))) if bias else None
 
+    out_axis = 1
+
     def forward(self, x: Any) -> Tensor:
-        return F.Dense.apply(x, self.w, self.b, act=self.act, slope=self.slope)  # act checked at construction
+        return F.Dense.apply(x, self.weight(), self.b, act=self.act, slope=self.slope)  # act checked at construction
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, act={self.act!r}, bias={self.b is not None}"
@@ -140,7 +183,7 @@ class Maxout(Module):
         return f"pieces={self.pieces}"
 
 
-class _Conv(Module):
+class _Conv(_Weighted):
     """What Conv2d and ConvTranspose2d share: weights, bias, the fused activation."""
 
     transposed = False
@@ -161,12 +204,14 @@ class _Conv(Module):
         w = _init_weight(make_rng(seed), shape, in_channels * k * k, init, std, dtype)
         self.w = Parameter(to_backend(w))
         self.b = Parameter(to_backend(np.zeros(out_channels, dtype=dtype))) if bias else None
+        self.out_axis = 1 if self.transposed else 0
 
     def forward(self, x: Any) -> Tensor:
+        w = self.weight()
         if self.transposed:
-            return F.ConvTranspose2d.apply(x, self.w, self.b, stride=self.stride, padding=self.padding,
+            return F.ConvTranspose2d.apply(x, w, self.b, stride=self.stride, padding=self.padding,
                                            output_padding=self.output_padding, act=self.act, slope=self.slope)
-        return F.Conv2d.apply(x, self.w, self.b, stride=self.stride, padding=self.padding, act=self.act,
+        return F.Conv2d.apply(x, w, self.b, stride=self.stride, padding=self.padding, act=self.act,
                               slope=self.slope)
 
     def extra_repr(self) -> str:
@@ -325,3 +370,103 @@ class Flatten(Module):
 
     def forward(self, x: Any) -> Tensor:
         return F.flatten(x)
+
+
+class Upsample(Module):
+    """2x upsampling, ``nearest`` or ``bilinear``."""
+
+    def __init__(self, mode: str = "nearest") -> None:
+        super().__init__()
+        from ..backend.reference import UPSAMPLE_MODES
+
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f"mode: unknown upsampling {mode!r}; expected one of {', '.join(UPSAMPLE_MODES)}")
+        self.mode = mode
+
+    def forward(self, x: Any) -> Tensor:
+        return F.upsample2x(x, self.mode)
+
+    def extra_repr(self) -> str:
+        return repr(self.mode)
+
+
+class AvgPool2d(Module):
+    """Average pooling over k x k windows with stride k (downsampling by k)."""
+
+    def __init__(self, k: int = 2) -> None:
+        super().__init__()
+        self.k = C.check_int("k", k, 1)
+
+    def forward(self, x: Any) -> Tensor:
+        return F.avg_pool2d(x, self.k)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
+
+
+class PixelShuffle(Module):
+    """Sub-pixel convolution's shuffle: ``(N, C r^2, H, W) -> (N, C, rH, rW)``."""
+
+    def __init__(self, r: int = 2) -> None:
+        super().__init__()
+        self.r = C.check_int("r", r, 1)
+
+    def forward(self, x: Any) -> Tensor:
+        return F.pixel_shuffle(x, self.r)
+
+    def extra_repr(self) -> str:
+        return f"r={self.r}"
+
+
+class ReflectionPad2d(Module):
+    """Mirror padding of H and W by ``padding`` on each side."""
+
+    def __init__(self, padding: int = 1) -> None:
+        super().__init__()
+        self.padding = C.check_int("padding", padding, 0)
+
+    def forward(self, x: Any) -> Tensor:
+        return F.reflection_pad2d(x, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}"
+
+
+class GroupNorm(Module):
+    """Group norm with a per-channel affine and a fused activation; ``groups = channels`` is
+    instance norm, ``groups = 1`` layer norm. Training and evaluation compute the same."""
+
+    def __init__(self, groups: int, channels: int, act: str = "identity", slope: float = 0.2, eps: float = 1e-5,
+                 dtype: Any = np.float32) -> None:
+        super().__init__()
+        self.groups = C.check_int("groups", groups, 1)
+        self.channels = C.check_int("channels", channels, 1)
+        if channels % groups:
+            raise ValueError(f"groups: {groups} groups do not divide {channels} channels")
+        self.act, self.slope = C.check_activation(act, slope)
+        self.eps = _check_eps(eps)
+        self.gamma = Parameter(to_backend(np.ones(channels, dtype=dtype)))
+        self.beta = Parameter(to_backend(np.zeros(channels, dtype=dtype)))
+
+    def forward(self, x: Any) -> Tensor:
+        return F.GroupNorm.apply(x, self.gamma, self.beta, groups=self.groups, eps=self.eps, act=self.act,
+                                 slope=self.slope)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}, {self.channels}, act={self.act!r}"
+
+
+class InstanceNorm(GroupNorm):
+    """Instance norm (Ulyanov et al. 2016) with a per-channel affine and a fused activation."""
+
+    def __init__(self, channels: int, act: str = "identity", slope: float = 0.2, eps: float = 1e-5,
+                 dtype: Any = np.float32) -> None:
+        super().__init__(channels, channels, act, slope, eps, dtype)
+
+
+class LayerNorm(GroupNorm):
+    """Layer norm over each example's (C, H, W) with a per-channel affine and a fused activation."""
+
+    def __init__(self, channels: int, act: str = "identity", slope: float = 0.2, eps: float = 1e-5,
+                 dtype: Any = np.float32) -> None:
+        super().__init__(1, channels, act, slope, eps, dtype)
