@@ -325,6 +325,84 @@ py::tuple bn_backward(const py::handle& dy_obj, const py::handle& x_obj, const p
     return py::make_tuple(dx, dgamma, dbeta);
 }
 
+farray upsample(const py::handle& x_obj, bool bilinear, bool backward) {
+    farray x = as_f32(x_obj, backward ? "dy" : "x", 4);
+    const py::ssize_t n = x.shape(0), c = x.shape(1);
+    py::ssize_t h = x.shape(2), w = x.shape(3);
+    if (backward) {
+        if (h % 2 || w % 2) throw py::value_error("dy: the output of a 2x upsampling has even sides, got shape " + shape_str(x));
+        h /= 2, w /= 2;
+    }
+    const py::ssize_t f = backward ? 1 : 2;
+    farray y({n, c, h * f, w * f});
+    {
+        py::gil_scoped_release nogil;
+        if (backward) pygan::upsample2x_backward(x.data(), n * c, h, w, bilinear, y.mutable_data());
+        else pygan::upsample2x_forward(x.data(), n * c, h, w, bilinear, y.mutable_data());
+    }
+    return y;
+}
+
+// group norm's (n, c, inner) view, and whether gamma/beta are per example ((n, c)) or per channel
+py::tuple gn_forward(const py::handle& x_obj, const py::handle& gamma_obj, const py::handle& beta_obj, int groups,
+                     float eps, int act, float slope) {
+    const pygan::Act a = to_act(act, slope);
+    farray x = as_bn_input(x_obj, "x");
+    py::ssize_t n, c, inner;
+    bn_dims(x, n, c, inner);
+    if (groups < 1 || c % groups) throw py::value_error("groups: " + std::to_string(groups) + " groups do not divide " +
+                                                        std::to_string(c) + " channels");
+    const bool per_example = py::isinstance<py::array>(gamma_obj) && py::reinterpret_borrow<py::array>(gamma_obj).ndim() == 2;
+    farray gamma = as_f32(gamma_obj, "gamma", per_example ? 2 : 1), beta = as_f32(beta_obj, "beta", per_example ? 2 : 1);
+    for (auto [arr, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}}) {
+        if (per_example) expect_dim(*arr, name, 0, n, "examples of x");
+        expect_dim(*arr, name, per_example ? 1 : 0, c, "channels of x");
+    }
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    farray y(shape), mean({n, static_cast<py::ssize_t>(groups)}), invstd({n, static_cast<py::ssize_t>(groups)});
+    {
+        py::gil_scoped_release nogil;
+        pygan::group_norm_forward(x.data(), n, c, inner, groups, gamma.data(), beta.data(), per_example, eps,
+                                  y.mutable_data(), mean.mutable_data(), invstd.mutable_data(), a, slope);
+    }
+    return py::make_tuple(y, mean, invstd);
+}
+
+py::tuple gn_backward(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& y_obj,
+                      const py::handle& gamma_obj, const py::handle& mean_obj, const py::handle& invstd_obj, int groups,
+                      int act, float slope) {
+    const pygan::Act a = to_act(act, slope);
+    farray x = as_bn_input(x_obj, "x");
+    const py::ssize_t nd = x.ndim();
+    farray dy = as_f32(dy_obj, "dy", nd), y = as_f32(y_obj, "y", nd);
+    for (py::ssize_t d = 0; d < nd; ++d) {
+        expect_dim(dy, "dy", d, x.shape(d), "shape of x");
+        expect_dim(y, "y", d, x.shape(d), "shape of x");
+    }
+    py::ssize_t n, c, inner;
+    bn_dims(x, n, c, inner);
+    if (groups < 1 || c % groups) throw py::value_error("groups: " + std::to_string(groups) + " groups do not divide " +
+                                                        std::to_string(c) + " channels");
+    const bool per_example = py::isinstance<py::array>(gamma_obj) && py::reinterpret_borrow<py::array>(gamma_obj).ndim() == 2;
+    farray gamma = as_f32(gamma_obj, "gamma", per_example ? 2 : 1);
+    if (per_example) expect_dim(gamma, "gamma", 0, n, "examples of x");
+    expect_dim(gamma, "gamma", per_example ? 1 : 0, c, "channels of x");
+    farray mean = as_f32(mean_obj, "mean", 2), invstd = as_f32(invstd_obj, "invstd", 2);
+    for (auto [arr, name] : {std::pair{&mean, "mean"}, {&invstd, "invstd"}}) {
+        expect_dim(*arr, name, 0, n, "examples of x");
+        expect_dim(*arr, name, 1, groups, "groups");
+    }
+    std::vector<py::ssize_t> shape(x.shape(), x.shape() + nd), gshape(gamma.shape(), gamma.shape() + gamma.ndim());
+    farray dx(shape), dgamma(gshape), dbeta(gshape);
+    {
+        py::gil_scoped_release nogil;
+        pygan::group_norm_backward(dy.data(), x.data(), y.data(), n, c, inner, groups, gamma.data(), per_example,
+                                   mean.data(), invstd.data(), dx.mutable_data(), dgamma.mutable_data(),
+                                   dbeta.mutable_data(), a, slope);
+    }
+    return py::make_tuple(dx, dgamma, dbeta);
+}
+
 void set_isa(const std::string& name) {
     try {
         pygan::gemm::set_isa(name);
@@ -366,6 +444,12 @@ PYBIND11_MODULE(_core, m) {
     m.def("bn_backward", &bn_backward, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("gamma"),
           py::arg("mean"), py::arg("invstd"), py::arg("training"), py::arg("act"), py::arg("slope"),
           "(dx, dgamma, dbeta) of batch norm + activation.");
+    m.def("upsample", &upsample, py::arg("x"), py::arg("bilinear"), py::arg("backward"),
+          "2x upsampling of (N, C, H, W) (nearest or bilinear), or its adjoint.");
+    m.def("gn_forward", &gn_forward, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("groups"), py::arg("eps"),
+          py::arg("act"), py::arg("slope"), "Group norm + activation: (y, mean, invstd).");
+    m.def("gn_backward", &gn_backward, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("gamma"), py::arg("mean"),
+          py::arg("invstd"), py::arg("groups"), py::arg("act"), py::arg("slope"), "Group norm backward: (dx, dgamma, dbeta).");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads for the GEMM macro-kernel loops.");
     m.def("num_threads", &pygan::gemm::num_threads, "Threads the GEMM core uses.");
     m.def("supported_isas", &pygan::gemm::supported_isas, "ISA paths this CPU can run.");

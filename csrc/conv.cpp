@@ -569,4 +569,149 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
     });
 }
 
+// ---- 2x upsampling -----------------------------------------------------------------------------
+namespace {
+// One axis of bilinear 2x upsampling: out[2k] = 3/4 in[k] + 1/4 in[k-1], out[2k+1] = 3/4 in[k] +
+// 1/4 in[k+1] (clamped), over n elements `stride` apart; and its adjoint.
+void bilinear_axis(const float* in, idx n, idx in_stride, float* out, idx out_stride) {
+    for (idx k = 0; k < n; ++k) {
+        const float c = in[k * in_stride], p = in[std::max<idx>(k - 1, 0) * in_stride],
+                    q = in[std::min<idx>(k + 1, n - 1) * in_stride];
+        out[2 * k * out_stride] = 0.75f * c + 0.25f * p;
+        out[(2 * k + 1) * out_stride] = 0.75f * c + 0.25f * q;
+    }
+}
+
+void bilinear_axis_adjoint(const float* g, idx n, idx g_stride, float* out, idx out_stride) {
+    for (idx k = 0; k < n; ++k) out[k * out_stride] = 0.75f * (g[2 * k * g_stride] + g[(2 * k + 1) * g_stride]);
+    for (idx k = 0; k < n; ++k) out[std::max<idx>(k - 1, 0) * out_stride] += 0.25f * g[2 * k * g_stride];
+    for (idx k = 0; k < n; ++k) out[std::min<idx>(k + 1, n - 1) * out_stride] += 0.25f * g[(2 * k + 1) * g_stride];
+}
+}  // namespace
+
+void upsample2x_forward(const float* x, idx planes, idx h, idx w, bool bilinear, float* y) {
+    FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(planes * h * w * 4)) schedule(static) firstprivate(ftz)
+    for (idx pl = 0; pl < planes; ++pl) {
+        const float* src = x + pl * h * w;
+        float* dst = y + pl * 4 * h * w;
+        if (!bilinear) {
+            for (idx i = 0; i < 2 * h; ++i)
+                for (idx j = 0; j < 2 * w; ++j) dst[i * 2 * w + j] = src[(i / 2) * w + j / 2];
+            continue;
+        }
+        std::vector<float> rows(static_cast<std::size_t>(h * 2 * w));  // along W first, as the reference
+        for (idx i = 0; i < h; ++i) bilinear_axis(src + i * w, w, 1, rows.data() + i * 2 * w, 1);
+        for (idx j = 0; j < 2 * w; ++j) bilinear_axis(rows.data() + j, h, 2 * w, dst + j, 2 * w);
+    }
+}
+
+void upsample2x_backward(const float* dy, idx planes, idx h, idx w, bool bilinear, float* dx) {
+    FlushDenormals ftz;
+#pragma omp parallel for num_threads(threads_for(planes * h * w * 4)) schedule(static) firstprivate(ftz)
+    for (idx pl = 0; pl < planes; ++pl) {
+        const float* g = dy + pl * 4 * h * w;
+        float* dst = dx + pl * h * w;
+        if (!bilinear) {
+            for (idx i = 0; i < h; ++i)
+                for (idx j = 0; j < w; ++j) {
+                    const float* p = g + 2 * i * 2 * w + 2 * j;
+                    dst[i * w + j] = (p[0] + p[2 * w]) + (p[1] + p[2 * w + 1]);
+                }
+            continue;
+        }
+        std::vector<float> cols(static_cast<std::size_t>(2 * h * w));  // the W adjoint first, as the reference
+        for (idx i = 0; i < 2 * h; ++i) bilinear_axis_adjoint(g + i * 2 * w, w, 1, cols.data() + i * w, 1);
+        for (idx j = 0; j < w; ++j) bilinear_axis_adjoint(cols.data() + j, h, w, dst + j, w);
+    }
+}
+
+// ---- group norm (instance norm, layer norm, AdaIN) ------------------------------------------
+// A group of one example is c / groups contiguous planes, so its sums are one pass of the ISA's
+// row kernels over a contiguous block; the affine and the gradient sweep run per plane.
+void group_norm_forward(const float* x, idx n, idx c, idx inner, idx groups, const float* gamma, const float* beta,
+                        bool per_example, float eps, float* y, float* mean, float* invstd, Act act, float slope) {
+    const gemm::BnRows& rows = gemm::active_kernel().bn;
+    const idx cpg = c / groups, len = cpg * inner, blocks = n * groups;
+    FlushDenormals ftz;
+#pragma omp parallel num_threads(threads_for(n * c * inner)) firstprivate(ftz)
+    {
+#pragma omp for schedule(static)
+        for (idx b = 0; b < blocks; ++b) {
+            const float* p = x + b * len;
+            const double mu = rows.sum(p, len) / double(len);
+            const double var = rows.sqdev(p, len, mu) / double(len);
+            mean[b] = static_cast<float>(mu);
+            invstd[b] = static_cast<float>(1.0 / std::sqrt(var + double(eps)));
+        }
+#pragma omp for schedule(static)
+        for (idx pl = 0; pl < n * c; ++pl) {
+            const idx img = pl / c, ch = pl % c, b = img * groups + ch / cpg;
+            const idx a = per_example ? pl : ch;
+            const float scale = gamma[a] * invstd[b];
+            rows.affine_act(x + pl * inner, y + pl * inner, inner, scale, beta[a] - mean[b] * scale, act, slope);
+        }
+    }
+}
+
+void group_norm_backward(const float* dy, const float* x, const float* y, idx n, idx c, idx inner, idx groups,
+                         const float* gamma, bool per_example, const float* mean, const float* invstd, float* dx,
+                         float* dgamma, float* dbeta, Act act, float slope) {
+    const gemm::BnRows& rows = gemm::active_kernel().bn;
+    const idx cpg = c / groups, planes = n * c;
+    const double count = double(cpg) * double(inner);
+    // per plane: sum of g = dy * act'(y) and of g * (x - mean)
+    std::vector<double> sb(static_cast<std::size_t>(planes)), sg(sb.size());
+    FlushDenormals ftz;
+#pragma omp parallel num_threads(threads_for(planes * inner)) firstprivate(ftz)
+    {
+#pragma omp for schedule(static)
+        for (idx pl = 0; pl < planes; ++pl) {
+            const idx b = (pl / c) * groups + (pl % c) / cpg;
+            const auto [s_b, s_g] = rows.grad_sums(dy + pl * inner, y + pl * inner, x + pl * inner, inner, mean[b], act,
+                                                   slope);
+            sb[pl] = s_b;
+            sg[pl] = s_g * double(invstd[b]);  // the sum of g * xhat
+        }
+#pragma omp single
+        {
+            // dgamma, dbeta: per channel in image order (per example for AdaIN)
+            if (per_example) {
+                for (idx pl = 0; pl < planes; ++pl) dgamma[pl] = float(sg[pl]), dbeta[pl] = float(sb[pl]);
+            } else {
+                for (idx ch = 0; ch < c; ++ch) {
+                    double g_sum = 0.0, b_sum = 0.0;
+                    for (idx img = 0; img < n; ++img) g_sum += sg[img * c + ch], b_sum += sb[img * c + ch];
+                    dgamma[ch] = float(g_sum), dbeta[ch] = float(b_sum);
+                }
+            }
+        }
+#pragma omp for schedule(static)
+        for (idx b = 0; b < n * groups; ++b) {
+            // dx = invstd * (gamma g - mean(gamma g) - xhat * mean(gamma g xhat)) over the group
+            const idx img = b / groups, c0 = (b % groups) * cpg;
+            double mb = 0.0, mg = 0.0;
+            for (idx ch = c0; ch < c0 + cpg; ++ch) {
+                const double gm = gamma[per_example ? img * c + ch : ch];
+                mb += gm * sb[img * c + ch];
+                mg += gm * sg[img * c + ch];
+            }
+            mb /= count, mg /= count;
+            for (idx ch = c0; ch < c0 + cpg; ++ch) {
+                const idx pl = img * c + ch, off = pl * inner;
+                const float gm = gamma[per_example ? pl : ch];
+                if (gm != 0.0f) {  // the batch-norm row kernel: dx = scale * (g - mean_b - xhat * mean_g)
+                    const gemm::BnDxTerms t{mean[b], invstd[b], gm * invstd[b], float(mb / gm), float(mg / gm)};
+                    rows.grad_dx(dy + off, y + off, x + off, dx + off, inner, t, act, slope);
+                } else {  // a zero scale passes no gradient of its own: only the group's mean terms
+                    for (idx i = 0; i < inner; ++i) {
+                        const double xhat = (double(x[off + i]) - mean[b]) * invstd[b];
+                        dx[off + i] = static_cast<float>(-double(invstd[b]) * (mb + xhat * mg));
+                    }
+                }
+            }
+        }
+    }
+}
+
 }  // namespace pygan

@@ -42,4 +42,19 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
                          const float* gamma, const float* mean, const float* invstd, bool training,
                          float* dx, float* dgamma, float* dbeta, Act act, float slope);
 
+// 2x upsampling of planes (h, w) -> (2h, 2w), nearest or bilinear (half-pixel centres, edges
+// clamped); the backward is the adjoint, (2h, 2w) -> (h, w).
+void upsample2x_forward(const float* x, idx planes, idx h, idx w, bool bilinear, float* y);
+void upsample2x_backward(const float* dy, idx planes, idx h, idx w, bool bilinear, float* dx);
+
+// Group norm of x (n, c, inner) in `groups` groups of c / groups channels (instance norm: groups
+// = c, layer norm: groups = 1), then act(xhat * gamma + beta); gamma and beta are (c) or, when
+// per_example, (n, c) (AdaIN). mean and invstd are (n, groups). Statistics two-pass in double.
+void group_norm_forward(const float* x, idx n, idx c, idx inner, idx groups, const float* gamma, const float* beta,
+                        bool per_example, float eps, float* y, float* mean, float* invstd, Act act, float slope);
+// dx, and dgamma / dbeta shaped as gamma.
+void group_norm_backward(const float* dy, const float* x, const float* y, idx n, idx c, idx inner, idx groups,
+                         const float* gamma, bool per_example, const float* mean, const float* invstd, float* dx,
+                         float* dgamma, float* dbeta, Act act, float slope);
+
 }  // namespace pygan

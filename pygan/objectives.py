@@ -117,7 +117,7 @@ class Objective:
         return type(self).__name__ + (f" + R1 {self.r1:g}" if self.r1 else "")
 
 
-def _sigmoid_mean(logits: Any) -> Any:
+def sigmoid_mean(logits: Any) -> Any:
     """Mean of ``sigmoid(logits)`` in float64 (D(x) of the 2014 game), on the device."""
     xp = get_backend().xp
     return xp.exp(-xp.logaddexp(0.0, -logits.astype(xp.float64))).mean()
@@ -146,10 +146,10 @@ class GAN2014(Objective):
         return losses.generator_loss(fake, self.loss)
 
     def stats(self, real: Any, fake: Any) -> dict[str, Any]:
-        return {"d_x": _sigmoid_mean(real), **_accuracy(real, fake, 0.0)}
+        return {"d_x": sigmoid_mean(real), **_accuracy(real, fake, 0.0)}
 
     def g_stats(self, fake: Any) -> dict[str, Any]:
-        return {"d_g_z": _sigmoid_mean(fake)}
+        return {"d_g_z": sigmoid_mean(fake)}
 
 
 class Wasserstein(Objective):

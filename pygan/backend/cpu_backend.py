@@ -147,6 +147,47 @@ def batch_norm_backward(
     return tuple(_core.bn_backward(dy, x, y, gamma, mean, invstd, bool(training), ACT_CODES[act], slope))
 
 
+def upsample2x_forward(x: np.ndarray, mode: str = "nearest") -> np.ndarray:
+    """2x nearest or bilinear upsampling, one pass per plane in C++ (float32)."""
+    C.check_array("x", x, ndim=4, dtypes=F32)
+    return _core.upsample(x, ref.check_upsample_mode(mode) == "bilinear", False)
+
+
+def upsample2x_backward(dy: np.ndarray, mode: str = "nearest") -> np.ndarray:
+    """Its adjoint, one pass per plane in C++."""
+    C.check_array("dy", dy, ndim=4, dtypes=F32)
+    return _core.upsample(dy, ref.check_upsample_mode(mode) == "bilinear", True)
+
+
+def group_norm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float = 1e-5, act: str = "identity",
+    slope: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group / instance / layer norm and AdaIN + activation: each group's two-pass statistics over its
+    contiguous block, then one fused scale-shift-activate sweep per plane (the ISA's row kernels)."""
+    act, slope = C.check_activation(act, slope)
+    groups = ref.check_group_norm(x, gamma, beta, groups)
+    C.check_array("x", x, ndim=(2, 4), dtypes=F32)
+    if not eps > 0:
+        raise ValueError(f"eps: must be > 0, got {eps}")
+    if x.size == 0:
+        return ref.group_norm_forward(x, gamma, beta, groups, eps, act, slope)
+    return tuple(_core.gn_forward(x, gamma, beta, groups, float(eps), ACT_CODES[act], slope))
+
+
+def group_norm_backward(
+    dy: np.ndarray, x: np.ndarray, y: np.ndarray, gamma: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
+    groups: int, act: str = "identity", slope: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx, dgamma, dbeta)``: per-plane gradient sums, then dx per plane (the ISA's row kernels)."""
+    act, slope = C.check_activation(act, slope)
+    C.check_array("x", x, ndim=(2, 4), dtypes=F32)
+    groups = ref.check_group_norm(x, gamma, gamma, groups)
+    if x.size == 0:
+        return ref.group_norm_backward(dy, x, y, gamma, mean, invstd, groups, act, slope)
+    return tuple(_core.gn_backward(dy, x, y, gamma, mean, invstd, groups, ACT_CODES[act], slope))
+
+
 def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float) -> None:
     """Classical momentum over flat float32 buffers (Cython, in place)."""
     ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, velocity=velocity)
@@ -201,6 +242,10 @@ NATIVE: dict[str, Any] = {
     "conv_transpose2d_backward": conv_transpose2d_backward,
     "batch_norm_forward": batch_norm_forward,
     "batch_norm_backward": batch_norm_backward,
+    "upsample2x_forward": upsample2x_forward,
+    "upsample2x_backward": upsample2x_backward,
+    "group_norm_forward": group_norm_forward,
+    "group_norm_backward": group_norm_backward,
     "sgd_update": sgd_update,
     "adam_update": adam_update,
     "rmsprop_update": rmsprop_update,

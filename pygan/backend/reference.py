@@ -532,7 +532,7 @@ def _check_image(name: str, x: Array, xp: Any) -> None:
     C.check_array(name, x, ndim=4, dtypes=FLOATS, xp=xp)
 
 
-def _check_mode(mode: Any) -> str:
+def check_upsample_mode(mode: Any) -> str:
     if mode not in UPSAMPLE_MODES:
         raise ValueError(f"mode: unknown upsampling {mode!r}; expected one of {', '.join(UPSAMPLE_MODES)}")
     return mode
@@ -569,7 +569,7 @@ def upsample2x_forward(x: Array, mode: str = "nearest", xp: Any = np) -> Array:
     ``bilinear`` interpolates at half-pixel centres with clamped edges (PyTorch's
     ``align_corners=False``)."""
     _check_image("x", x, xp)
-    if _check_mode(mode) == "nearest":
+    if check_upsample_mode(mode) == "nearest":
         return xp.ascontiguousarray(xp.repeat(xp.repeat(x, 2, axis=2), 2, axis=3))
     rows = _bilinear_last(xp, x)
     return xp.ascontiguousarray(xp.swapaxes(_bilinear_last(xp, xp.swapaxes(rows, 2, 3)), 2, 3))
@@ -581,7 +581,7 @@ def upsample2x_backward(dy: Array, mode: str = "nearest", xp: Any = np) -> Array
     if dy.shape[2] % 2 or dy.shape[3] % 2:
         raise ValueError(f"dy: the output of a 2x upsampling has even sides, got shape {tuple(dy.shape)}")
     n, c, h2, w2 = dy.shape
-    if _check_mode(mode) == "nearest":
+    if check_upsample_mode(mode) == "nearest":
         return xp.ascontiguousarray(dy.reshape(n, c, h2 // 2, 2, w2 // 2, 2).sum(axis=(3, 5)))
     cols = _bilinear_last_adjoint(xp, dy)
     return xp.ascontiguousarray(xp.swapaxes(_bilinear_last_adjoint(xp, xp.swapaxes(cols, 2, 3)), 2, 3))

@@ -520,10 +520,9 @@ def _image(name: str, x: Any) -> Tensor:
 def upsample2x(x: Any, mode: str = "nearest") -> Tensor:
     """``(N, C, H, W) -> (N, C, 2H, 2W)``: ``nearest`` or ``bilinear`` (half-pixel centres, edges
     clamped, as PyTorch's ``align_corners=False``)."""
-    from ..backend.reference import UPSAMPLE_MODES
+    from ..backend.reference import check_upsample_mode
 
-    if mode not in UPSAMPLE_MODES:
-        raise ValueError(f"mode: unknown upsampling {mode!r}; expected one of {', '.join(UPSAMPLE_MODES)}")
+    check_upsample_mode(mode)
     op = _LinearMap("upsample2x", lambda a: get_backend().upsample2x_forward(a, mode),
                     lambda g: get_backend().upsample2x_backward(g, mode))
     return _Linear.apply(_image("x", x), op=op)

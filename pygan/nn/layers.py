@@ -377,11 +377,9 @@ class Upsample(Module):
 
     def __init__(self, mode: str = "nearest") -> None:
         super().__init__()
-        from ..backend.reference import UPSAMPLE_MODES
+        from ..backend.reference import check_upsample_mode
 
-        if mode not in UPSAMPLE_MODES:
-            raise ValueError(f"mode: unknown upsampling {mode!r}; expected one of {', '.join(UPSAMPLE_MODES)}")
-        self.mode = mode
+        self.mode = check_upsample_mode(mode)
 
     def forward(self, x: Any) -> Tensor:
         return F.upsample2x(x, self.mode)
