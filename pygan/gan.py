@@ -90,6 +90,9 @@ class Sampling:
         Both priors have unit variance: N(0, 1), or U(-sqrt 3, sqrt 3) as the 2014 paper's code draws it.
         """
         rng = self.rng if rng is None else rng
+        if self.latent_dim == 0:
+            raise ValueError("latent_dim: this GAN's generator maps images, not noise (latent_dim 0): call its "
+                             "generator on inputs instead of sampling")
         if self.prior == "normal":
             z = rng.standard_normal((n, self.latent_dim))
         else:
@@ -250,7 +253,7 @@ class GAN(Sampling):
         objective: Objective | None = None,
         ema: float | None = None,
     ) -> None:
-        self.latent_dim = C.check_int("latent_dim", latent_dim, 1)
+        self.latent_dim = C.check_int("latent_dim", latent_dim, 0)
         d_steps = C.check_int("d_steps", d_steps, 1)
         if objective is not None and not callable(objective):
             raise TypeError(f"objective: expected a callable (gan, real, labels, wants) -> losses, got {type(objective).__name__}")

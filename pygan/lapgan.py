@@ -62,7 +62,7 @@ class LapGenerator(Module):
 
     latent_dim = BASE_LATENT + 14 * 14 + 28 * 28
 
-    def __init__(self, width: int = 64, seed: Seed = None) -> None:
+    def __init__(self, width: int = 32, seed: Seed = None) -> None:
         super().__init__()
         rng = make_rng(seed)
         self.base = Sequential(

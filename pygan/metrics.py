@@ -278,3 +278,77 @@ def diversity(samples: np.ndarray, reference: np.ndarray) -> float:
     if ref == 0.0:
         raise ValueError("reference: all examples are identical")
     return spread("samples", samples) / ref
+
+
+# ---------------------------------------------------------------------------------------------
+# image-to-image figures: PSNR, SSIM, and the bicubic baseline
+# ---------------------------------------------------------------------------------------------
+def _image_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if x.shape != y.shape or x.ndim < 3:
+        raise ValueError(f"images: expected two batches of one shape (n, ..., H, W), got {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("images: contain NaN or Inf")
+    return x.reshape(len(x), *x.shape[-2:]), y.reshape(len(y), *y.shape[-2:])
+
+
+def psnr(images: np.ndarray, targets: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """Each image's peak signal-to-noise ratio against its target, ``10 log10(range^2 / MSE)`` in
+    dB (infinite for an exact match). Single-channel batches ``(n, [1,] H, W)``."""
+    x, y = _image_pair(images, targets)
+    mse = ((x - y) ** 2).mean(axis=(1, 2))
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(data_range**2 / mse)
+
+
+def _gaussian_filter_valid(x: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Separable filtering of ``(n, H, W)`` with a 1-D window, 'valid' region only."""
+    k = len(window)
+    rows = sum(window[i] * x[:, i : x.shape[1] - k + 1 + i, :] for i in range(k))
+    return sum(window[i] * rows[:, :, i : x.shape[2] - k + 1 + i] for i in range(k))
+
+
+def ssim(images: np.ndarray, targets: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """Each image's structural similarity to its target (Wang et al. 2004): their protocol's 11x11
+    Gaussian window (sigma 1.5) over the valid region, K1 = 0.01, K2 = 0.03, the mean of the map."""
+    x, y = _image_pair(images, targets)
+    if min(x.shape[1:]) < 11:
+        raise ValueError(f"images: SSIM's 11x11 window needs sides >= 11, got {x.shape[1:]}")
+    t = np.arange(11) - 5.0
+    window = np.exp(-(t**2) / (2 * 1.5**2))
+    window /= window.sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = _gaussian_filter_valid(x, window), _gaussian_filter_valid(y, window)
+    sxx = _gaussian_filter_valid(x * x, window) - mx * mx
+    syy = _gaussian_filter_valid(y * y, window) - my * my
+    sxy = _gaussian_filter_valid(x * y, window) - mx * my
+    smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return smap.mean(axis=(1, 2))
+
+
+def _cubic_weights(n_in: int, factor: int, a: float = -0.5) -> np.ndarray:
+    """The ``(n_in * factor, n_in)`` matrix of bicubic (Keys, a = -0.5) upsampling along one axis,
+    half-pixel centres, edge pixels repeated."""
+    out = np.zeros((n_in * factor, n_in))
+    for i in range(n_in * factor):
+        src = (i + 0.5) / factor - 0.5
+        base = math.floor(src)
+        for tap in range(base - 1, base + 3):
+            d = abs(src - tap)
+            w = ((a + 2) * d - (a + 3)) * d * d + 1 if d <= 1 else ((a * d - 5 * a) * d + 8 * a) * d - 4 * a if d < 2 else 0.0
+            out[i, min(max(tap, 0), n_in - 1)] += w
+    return out
+
+
+def bicubic_upsample(images: np.ndarray, factor: int) -> np.ndarray:
+    """Bicubic upsampling by an integer ``factor`` of ``(n, C, H, W)`` images (Keys' kernel, a =
+    -0.5 as MATLAB's imresize; half-pixel centres; edges repeated), clipped to [0, 1]: the
+    super-resolution baseline."""
+    x = np.asarray(images, np.float64)
+    if x.ndim != 4:
+        raise ValueError(f"images: expected (n, C, H, W), got shape {x.shape}")
+    factor = int(factor)
+    if factor < 1:
+        raise ValueError(f"factor: must be >= 1, got {factor}")
+    wh, ww = _cubic_weights(x.shape[2], factor), _cubic_weights(x.shape[3], factor)
+    return np.clip(np.einsum("ih,nchw,jw->ncij", wh, x, ww), 0.0, 1.0)

@@ -27,14 +27,25 @@ from .nn import (
     Sequential,
     VirtualBatchNorm,
 )
+from .lapgan import LapDiscriminator, LapGenerator
 from .nn.layers import Seed
+from .stylegan import StyleGenerator
+from .translation import CycleDiscriminators, CycleGenerators, SRGenerator
 from .nn.module import make_rng
 
-MODELS: tuple[str, ...] = ("mlp", "paper-mlp", "cgan", "dcgan")
+MODELS: tuple[str, ...] = ("mlp", "paper-mlp", "cgan", "dcgan", "lapgan", "stylegan", "srgan", "cyclegan")
+#: Models that train on images only, and those among them that read images as flat vectors.
+IMAGE_MODELS: tuple[str, ...] = ("paper-mlp", "dcgan", "lapgan", "stylegan", "srgan", "cyclegan")
+#: Models whose generators map images to images (trained with latent_dim 0; pygan.translation).
+TRANSLATION_MODELS: tuple[str, ...] = ("srgan", "cyclegan")
+FLAT_MODELS: tuple[str, ...] = ("mlp", "paper-mlp", "cgan")
 #: Models whose runs sample and evaluate with a moving average of the generator's weights unless
 #: told otherwise (``pygan train --ema``): the paper model's Parzen estimate after 25 epochs rose
 #: from 114.5 to 176.7 with it (README, "Results").
-DEFAULT_EMA: dict[str, float] = {"paper-mlp": 0.999}
+DEFAULT_EMA: dict[str, float] = {"paper-mlp": 0.999, "stylegan": 0.999}
+#: The image side a model trains at unless told otherwise (MNIST's 28 for the others): StyleGAN's
+#: MNIST setting pads the digits to 32x32.
+DEFAULT_IMAGE_SIZE: dict[str, int] = {"stylegan": 32}
 
 
 def mlp_generator(
@@ -187,6 +198,11 @@ class ModelSpec:
     optimizer: dict[str, Any] = field(default_factory=dict)
     d_max_norm: float | None = None
     updates: str = "alternating"
+    #: the objective the model trains with: ``standard`` (any ``--loss``), or the model's own
+    #: (``lapgan``, ``srgan``, ``cyclegan``)
+    objective: str = "standard"
+    #: the R1 penalty's gamma unless told otherwise
+    r1: float = 0.0
 
     def scale_data(self, x: np.ndarray) -> np.ndarray:
         """Map images in [0, 1] to the generator's output range."""
@@ -222,6 +238,14 @@ def build(
     - ``cgan``: ``mlp`` conditioned on one-hot labels (``num_classes`` must be > 0).
     - ``dcgan``: the DCGAN (images only: 28x28, or any power-of-two side >= 8), Adam 2e-4, betas
       (0.5, 0.999); ``d_norm="layer"`` gives its discriminator layer norm in place of batch norm.
+    - ``lapgan``: LAPGAN's pyramid 7 -> 14 -> 28 (``pygan.lapgan``), Adam 2e-4, batch 64.
+    - ``srgan``: SRGAN's 7x7 -> 28x28 super-resolution (``pygan.translation``), Adam 1e-4 (0.9,
+      0.999) as the paper, batch 64.
+    - ``cyclegan``: CycleGAN's two generators and two PatchGANs (``pygan.translation``), Adam 2e-4,
+      batch 16.
+    - ``stylegan``: the StyleGAN generator at 32x32 (``pygan.stylegan``) against the 32x32 DCGAN
+      discriminator with layer norm, the non-saturating loss with R1 (gamma 1), Adam 2e-4 (0.5,
+      0.99), batch 64.
 
     ``pack`` widens the discriminator's input for PacGAN; ``num_classes`` adds label inputs;
     ``marginals`` (mean training image) initialises the paper model's output bias.
@@ -275,6 +299,29 @@ def build(
             opt = {"kind": "sgd", "lr": 0.1, "d_lr_scale": 0.5, "momentum": 0.5, "final_momentum": 0.7,
                    "momentum_epochs": 250, "lr_decay": 1.000004}
         return ModelSpec(name, g, d, 100, "uniform", "sigmoid", 100, opt, updates="simultaneous")
+    if name in TRANSLATION_MODELS:
+        if shape != (1, 28, 28) or num_classes or pack > 1:
+            raise ValueError(f"data_shape: the {name} model is built for unlabelled 1x28x28 digits, got {shape}"
+                             + (" with labels or packing" if num_classes or pack > 1 else ""))
+        if name == "srgan":
+            return ModelSpec(name, SRGenerator(seed=rng), dcgan_discriminator(1, seed=rng), 0, "normal", "tanh", 64,
+                             {"kind": "adam", "lr": 1e-4, "betas": (0.9, 0.999)}, objective="srgan")
+        return ModelSpec(name, CycleGenerators(seed=rng), CycleDiscriminators(seed=rng), 0, "normal", "tanh", 16,
+                         {"kind": "adam", "lr": 2e-4}, objective="cyclegan")
+    if name == "lapgan":
+        if shape != (1, 28, 28) or num_classes or pack > 1:
+            raise ValueError(f"data_shape: the lapgan model is built for unconditional 1x28x28 images, got {shape}"
+                             + (" with labels or packing" if num_classes or pack > 1 else ""))
+        lg = LapGenerator(seed=rng)
+        return ModelSpec(name, lg, LapDiscriminator(seed=rng), lg.latent_dim, "normal", "tanh", 64,
+                         {"kind": "adam", "lr": 2e-4}, objective="lapgan")
+    if name == "stylegan":
+        if num_classes or shape[1] != shape[2]:
+            raise ValueError(f"data_shape: the stylegan model is built for unconditional square images, got {shape}")
+        sg = StyleGenerator(shape[1], channels=shape[0], seed=rng)
+        d = dcgan_discriminator(shape[0] * pack, seed=rng, size=shape[1], norm="layer")
+        return ModelSpec(name, sg, d, sg.latent_dim, "normal", "tanh", 64,
+                         {"kind": "adam", "lr": 2e-4, "betas": (0.5, 0.99)}, r1=1.0)
     if shape[1] != shape[2]:
         raise ValueError(f"data_shape: the dcgan model is built for square images, got {shape}")
     try:

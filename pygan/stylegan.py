@@ -146,10 +146,10 @@ class StyleGenerator(Module):
 
     def mixed(self, latent_a: Any, latent_b: Any, cut: int) -> Tensor:
         """Images whose layers before ``cut`` take the styles of ``latent_a`` and the rest those
-        of ``latent_b`` (noise from ``latent_a``): the style-mixing picture's cells."""
+        of ``latent_b`` (noise from ``latent_b``): the style-mixing picture's cells."""
         cut = C.check_int("cut", cut, 0)
-        za, _, noise = self.split(latent_a)
-        zb = self.split(latent_b)[0]
+        za = self.split(latent_a)[0]
+        zb, _, noise = self.split(latent_b)
         wa, wb = self.styles(za), self.styles(zb)
         if self.truncation != 1.0:
             wa, wb = (self.w_avg + (w - self.w_avg) * float(self.truncation) for w in (wa, wb))
