@@ -227,6 +227,8 @@ class GAN(Sampling):
       gradients are taken at the same parameters, and both optimizers step together.
       ``"alternating"`` (the default) is Algorithm 1 as printed: the generator step draws a fresh
       batch and sees the discriminator already updated.
+    - ``latent_dim = 0``: the generator maps images, not noise (SRGAN, CycleGAN: their objectives
+      build its inputs from the real batch); ``sample`` and ``generate_fake`` then refuse.
     - ``ema = d`` keeps an exponential moving average of the generator's weights (decay ``d``,
       e.g. 0.999; Yazıcı et al. 2019), updated after every generator step; ``sample``,
       ``generate`` and ``interpolate`` use it, training uses the live weights. Batch-norm running

@@ -270,3 +270,27 @@ def test_bad_input_names_the_argument():
         F.group_norm(x, 1, np.ones(4), np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="groups"):
         nn.GroupNorm(3, 4)
+
+
+@SETTINGS
+@given(n=st.integers(1, 3), c=st.sampled_from([1, 2, 3, 4, 8]), spatial=st.sampled_from([(), (1, 1), (3, 5), (7, 6)]),
+       groups=st.sampled_from(["instance", "layer", "pairs"]), per_example=st.booleans(),
+       act=st.sampled_from(ACTIVATIONS), mode=st.sampled_from(R.UPSAMPLE_MODES), seed=seeds)
+def test_native_ops_match_the_reference_on_random_shapes(n, c, spatial, groups, per_example, act, mode, seed):
+    g = c if groups == "instance" else 1 if groups == "layer" else (2 if c % 2 == 0 else 1)
+    rng = np.random.default_rng(seed)
+    cpu = pygan.load_backend("cpu")
+    x = (rng.standard_normal((n, c, *spatial)) * 3 + 1).astype(np.float32)
+    shape = (n, c) if per_example else (c,)
+    gamma, beta = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    got, want = cpu.group_norm_forward(x, gamma, beta, g, 1e-5, act), R.group_norm_forward(x, gamma, beta, g, 1e-5, act)
+    for a, b in zip(got, want):
+        assert_close(a, b, 5e-5, 5e-5)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    for a, b in zip(cpu.group_norm_backward(dy, x, got[0], gamma, got[1], got[2], g, act),
+                    R.group_norm_backward(dy, x, got[0], gamma, got[1], got[2], g, act)):
+        assert_close(a, b, 2e-4, 2e-4)
+    if spatial:
+        assert_close(cpu.upsample2x_forward(x, mode), R.upsample2x_forward(x, mode), 1e-6, 1e-6)
+        dy2 = rng.standard_normal((n, c, 2 * spatial[0], 2 * spatial[1])).astype(np.float32)
+        assert_close(cpu.upsample2x_backward(dy2, mode), R.upsample2x_backward(dy2, mode), 1e-6, 1e-6)
