@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <tuple>
 #include <utility>
 #include <vector>
 #include <string>
@@ -262,6 +263,19 @@ farray as_bn_input(const py::handle& obj, const char* name) {
     return as_f32(obj, name, 4);
 }
 
+// A normalisation's backward inputs: x (2-D or 4-D), and dy and y of its shape.
+std::tuple<farray, farray, farray> norm_backward_inputs(const py::handle& x_obj, const py::handle& dy_obj,
+                                                        const py::handle& y_obj) {
+    farray x = as_bn_input(x_obj, "x");
+    const py::ssize_t nd = x.ndim();
+    farray dy = as_f32(dy_obj, "dy", nd), y = as_f32(y_obj, "y", nd);
+    for (py::ssize_t d = 0; d < nd; ++d) {
+        expect_dim(dy, "dy", d, x.shape(d), "shape of x");
+        expect_dim(y, "y", d, x.shape(d), "shape of x");
+    }
+    return {x, dy, y};
+}
+
 py::tuple bn_stats(const py::handle& x_obj) {
     farray x = as_bn_input(x_obj, "x");
     py::ssize_t n, c, inner;
@@ -300,13 +314,8 @@ py::tuple bn_backward(const py::handle& dy_obj, const py::handle& x_obj, const p
                       const py::handle& gamma_obj, const py::handle& mean_obj, const py::handle& invstd_obj,
                       bool training, int act, float slope) {
     const pygan::Act a = to_act(act, slope);
-    farray x = as_bn_input(x_obj, "x");
+    auto [x, dy, y] = norm_backward_inputs(x_obj, dy_obj, y_obj);
     const py::ssize_t nd = x.ndim();
-    farray dy = as_f32(dy_obj, "dy", nd), y = as_f32(y_obj, "y", nd);
-    for (py::ssize_t d = 0; d < nd; ++d) {
-        expect_dim(dy, "dy", d, x.shape(d), "shape of x");
-        expect_dim(y, "y", d, x.shape(d), "shape of x");
-    }
     py::ssize_t n, c, inner;
     bn_dims(x, n, c, inner);
     farray gamma = as_f32(gamma_obj, "gamma", 1), mean = as_f32(mean_obj, "mean", 1),
@@ -372,13 +381,8 @@ py::tuple gn_backward(const py::handle& dy_obj, const py::handle& x_obj, const p
                       const py::handle& gamma_obj, const py::handle& mean_obj, const py::handle& invstd_obj, int groups,
                       int act, float slope) {
     const pygan::Act a = to_act(act, slope);
-    farray x = as_bn_input(x_obj, "x");
+    auto [x, dy, y] = norm_backward_inputs(x_obj, dy_obj, y_obj);
     const py::ssize_t nd = x.ndim();
-    farray dy = as_f32(dy_obj, "dy", nd), y = as_f32(y_obj, "y", nd);
-    for (py::ssize_t d = 0; d < nd; ++d) {
-        expect_dim(dy, "dy", d, x.shape(d), "shape of x");
-        expect_dim(y, "y", d, x.shape(d), "shape of x");
-    }
     py::ssize_t n, c, inner;
     bn_dims(x, n, c, inner);
     if (groups < 1 || c % groups) throw py::value_error("groups: " + std::to_string(groups) + " groups do not divide " +
