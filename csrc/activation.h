@@ -25,6 +25,14 @@ inline float act_forward(Act act, float z, float slope) {
     return z;
 }
 
+// y > 0 read from y's bits: true for +denormal (which the kernels' denormals-are-zero mode would
+// read as 0, flipping the branch relative to the reference) and +inf, false for NaN, as in NumPy.
+inline bool positive(float y) {
+    std::int32_t bits;
+    std::memcpy(&bits, &y, sizeof bits);
+    return bits > 0 && bits <= 0x7f800000;
+}
+
 // dy * act'(z), written in terms of y = act(z)
 inline float act_backward(Act act, float dy, float y, float slope) {
     switch (act) {
@@ -34,12 +42,12 @@ inline float act_backward(Act act, float dy, float y, float slope) {
             // on half the elements: batch norm + relu backward ran 4x slower than + leaky_relu)
             std::uint32_t bits;
             std::memcpy(&bits, &dy, sizeof bits);
-            bits &= 0u - static_cast<std::uint32_t>(y > 0.0f);
+            bits &= 0u - static_cast<std::uint32_t>(positive(y));
             float out;
             std::memcpy(&out, &bits, sizeof out);
             return out;
         }
-        case Act::LeakyRelu: return y > 0.0f ? dy : dy * slope;
+        case Act::LeakyRelu: return positive(y) ? dy : dy * slope;
         case Act::Tanh: return dy * (1.0f - y * y);
         case Act::Sigmoid: return dy * y * (1.0f - y);
     }

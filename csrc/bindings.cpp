@@ -41,7 +41,7 @@ farray as_f32(const py::handle& obj, const char* name, py::ssize_t ndim) {
         throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
                              std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
     py::array a = py::reinterpret_borrow<py::array>(obj);
-    if (!a.dtype().is(py::dtype::of<float>()))
+    if (!a.dtype().equal(py::dtype::of<float>()))  // equality: a pickled float32 dtype is another object
         throw py::type_error(std::string(name) + ": expected dtype float32, got " +
                              std::string(py::str(a.dtype())));
     if (a.ndim() != ndim)
@@ -415,9 +415,12 @@ void set_isa(const std::string& name) {
     }
 }
 
-void set_num_threads(int n) {
-    if (n < 1) throw py::value_error("n: the number of threads must be >= 1, got " + std::to_string(n));
-    pygan::gemm::set_num_threads(n);
+void set_num_threads(py::ssize_t n) {
+    // taken wide so that any Python int within ssize_t reaches this check rather than pybind's overload error
+    if (n < 1 || n > pygan::gemm::kMaxThreads)
+        throw py::value_error("n: the number of threads must be in 1 .. " + std::to_string(pygan::gemm::kMaxThreads) +
+                              ", got " + std::to_string(n));
+    pygan::gemm::set_num_threads(static_cast<int>(n));
 }
 
 }  // namespace
@@ -456,6 +459,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("invstd"), py::arg("groups"), py::arg("act"), py::arg("slope"), "Group norm backward: (dx, dgamma, dbeta).");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads for the GEMM macro-kernel loops.");
     m.def("num_threads", &pygan::gemm::num_threads, "Threads the GEMM core uses.");
+    m.attr("MAX_THREADS") = pygan::gemm::kMaxThreads;
     m.def("supported_isas", &pygan::gemm::supported_isas, "ISA paths this CPU can run.");
     m.def("current_isa", &pygan::gemm::current_isa, "The ISA path in use.");
     m.def(

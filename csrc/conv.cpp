@@ -156,44 +156,52 @@ idx floor_div(idx a, idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
                       idx g, const float* bias, Act act, float slope, float* out) {
     const idx S = s.stride, plane = s.h * s.w;
-    // phase r (along either axis; the kernel is square): pixels i = i0[r] + S*a for a < na[r] (rows) or
-    // nb[r] (columns), reached by the taps r + S*t for t < nt[r], which read the input at q0[r] + a - t
-    std::vector<idx> q0(S), i0(S), na(S), nb(S), nt(S);
-    for (idx r = 0; r < S; ++r) {
-        q0[r] = -floor_div(r - s.pad, S), i0[r] = r - s.pad + S * q0[r];
-        na[r] = i0[r] < s.h ? (s.h - 1 - i0[r]) / S + 1 : 0;
-        nb[r] = i0[r] < s.w ? (s.w - 1 - i0[r]) / S + 1 : 0;
-        nt[r] = r < s.k ? (s.k - 1 - r) / S + 1 : 0;
-    }
+    // Phase r along an axis (the kernel is square) holds the pixels i = i0 + S*a, a < n, with
+    // i0 = (r - pad) mod S, reached by the taps r + S*t for t < nt, which read the input at
+    // q0 + a - t. Only phases with pixels are listed (at most min(S, size) of them), so the cost
+    // follows the output and never the stride.
+    struct Phase {
+        idx r, i0, n, nt, q0;
+    };
+    auto phases = [&](idx size) {
+        std::vector<Phase> list;
+        for (idx i0 = 0; i0 < std::min(S, size); ++i0) {
+            const idx r = (i0 + s.pad) % S;
+            list.push_back({r, i0, (size - 1 - i0) / S + 1, r < s.k ? (s.k - 1 - r) / S + 1 : 0, (i0 + s.pad) / S});
+        }
+        return list;
+    };
+    const std::vector<Phase> rows = phases(s.h), cols_ph = phases(s.w);
+    const idx nr = static_cast<idx>(rows.size()), nc = static_cast<idx>(cols_ph.size());
     // every phase's output block stays until all are computed, so that each output row is then
     // written in one go (a phase at a time, the stride-S stores would sweep the whole output S*S times)
-    std::vector<idx> start(static_cast<std::size_t>(S * S) + 1, 0);
-    for (idx ph = 0; ph < S * S; ++ph) start[ph + 1] = start[ph] + s.c_in * g * na[ph / S] * nb[ph % S];
-    const auto c = scratch(start[S * S]);
+    std::vector<idx> start(static_cast<std::size_t>(nr * nc) + 1, 0);
+    for (idx ph = 0; ph < nr * nc; ++ph) start[ph + 1] = start[ph] + s.c_in * g * rows[ph / nc].n * cols_ph[ph % nc].n;
+    const auto c = scratch(start[nr * nc]);
     std::vector<float> wp;
-    for (idx rh = 0; rh < S; ++rh)
-        for (idx rw = 0; rw < S; ++rw) {
-            if (na[rh] == 0 || nb[rw] == 0) continue;
-            const idx kp = s.c_out * nt[rh] * nt[rw], cols = g * na[rh] * nb[rw];
+    for (idx pr = 0; pr < nr; ++pr)
+        for (idx pc = 0; pc < nc; ++pc) {
+            const Phase &ph = rows[pr], &pw = cols_ph[pc];
+            const idx kp = s.c_out * ph.nt * pw.nt, ncols = g * ph.n * pw.n;
             // W_phase (c_in x kp): row c, column (co, t, u) = w[co][c][rh + S*t][rw + S*u]
             wp.resize(static_cast<std::size_t>(std::max<idx>(1, s.c_in * kp)));
             for (idx ch = 0; ch < s.c_in; ++ch)
                 for (idx co = 0; co < s.c_out; ++co)
-                    for (idx t = 0; t < nt[rh]; ++t)
-                        for (idx u = 0; u < nt[rw]; ++u)
-                            wp[ch * kp + (co * nt[rh] + t) * nt[rw] + u] =
-                                w[((co * s.c_in + ch) * s.k + rh + S * t) * s.k + rw + S * u];
-            // P_phase: row (co, t, u), column (img, a, b) = z[img][co][q0[rh] + a - t][q0[rw] + b - u]
+                    for (idx t = 0; t < ph.nt; ++t)
+                        for (idx u = 0; u < pw.nt; ++u)
+                            wp[ch * kp + (co * ph.nt + t) * pw.nt + u] =
+                                w[((co * s.c_in + ch) * s.k + ph.r + S * t) * s.k + pw.r + S * u];
+            // P_phase: row (co, t, u), column (img, a, b) = z[img][co][q0h + a - t][q0w + b - u]
             Patches::Taps taps{s.c_out, ch_stride, {}, {}};
-            for (idx t = 0; t < nt[rh]; ++t)
-                for (idx u = 0; u < nt[rw]; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
-            const Patches::Pixels px{g, img_stride, na[rh], nb[rw], 1, q0[rh], q0[rw]};
+            for (idx t = 0; t < ph.nt; ++t)
+                for (idx u = 0; u < pw.nt; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
+            const Patches::Pixels px{g, img_stride, ph.n, pw.n, 1, ph.q0, pw.q0};
             const Patches patches(z, s.ho, s.wo, taps, px, false);
             gemm::Problem p;
-            p.m = s.c_in, p.n = cols, p.k = kp;
+            p.m = s.c_in, p.n = ncols, p.k = kp;
             p.a = wp.data(), p.lda = std::max<idx>(1, kp);
             p.gather_b = patches.operand();
-            p.c = c.get() + start[rh * S + rw], p.ldc = cols;
+            p.c = c.get() + start[pr * nc + pc], p.ldc = ncols;
             p.epi.bias_row = bias, p.epi.act = act, p.epi.slope = slope;
             gemm::sgemm(p);
         }
@@ -204,13 +212,13 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
     for (idx ch = 0; ch < s.c_in; ++ch)
         for (idx img = 0; img < g; ++img) {
             float* o = out + ((n0 + img) * s.c_in + ch) * plane;
-            for (idx rh = 0; rh < S; ++rh)
-                for (idx a = 0; a < na[rh]; ++a) {
-                    float* row = o + (i0[rh] + S * a) * s.w;
-                    for (idx rw = 0; rw < S; ++rw) {
-                        const idx cols = g * na[rh] * nb[rw];
-                        const float* src = cp + start[rh * S + rw] + ch * cols + (img * na[rh] + a) * nb[rw];
-                        for (idx b = 0; b < nb[rw]; ++b) row[i0[rw] + S * b] = src[b];
+            for (idx pr = 0; pr < nr; ++pr)
+                for (idx a = 0; a < rows[pr].n; ++a) {
+                    float* row = o + (rows[pr].i0 + S * a) * s.w;
+                    for (idx pc = 0; pc < nc; ++pc) {
+                        const idx ncols = g * rows[pr].n * cols_ph[pc].n;
+                        const float* src = cp + start[pr * nc + pc] + ch * ncols + (img * rows[pr].n + a) * cols_ph[pc].n;
+                        for (idx b = 0; b < cols_ph[pc].n; ++b) row[cols_ph[pc].i0 + S * b] = src[b];
                     }
                 }
         }

@@ -164,9 +164,9 @@ def test_other_ops_bad_input(B):
             losses.bce_with_logits(x, x[:2].copy())
     c = np.ones(6, f32)
     with raises(ValueError, "gamma"):
-        B.batch_norm_forward(x, c[:5].copy(), c, c, c)
+        B.batch_norm_forward(x, c[:5].copy(), c, c.copy(), c.copy())
     with raises(ValueError, "x"):
-        B.batch_norm_forward(x[:1].copy(), c, c, c, c)  # one value per channel cannot be normalised
+        B.batch_norm_forward(x[:1].copy(), c, c, c.copy(), c.copy())  # one value per channel cannot be normalised
 
 
 def test_optimizer_buffers(B):

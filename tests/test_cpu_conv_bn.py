@@ -230,8 +230,8 @@ def test_batch_norm_same_bits_on_every_isa(isa, shape, act):
         (lambda: CPU.conv_transpose2d_forward(np.zeros((1, 2, 1, 1), np.float32), np.zeros((2, 1, 1, 1), np.float32), None, 1, 2), "^padding"),
         (lambda: CPU.conv_transpose2d_forward(np.zeros((1, 2, 3, 3), np.float32), np.zeros((2, 1, 3, 3), np.float32), None, 2, 1, 2), "^output_padding"),
         (lambda: CPU.conv2d_forward(np.zeros((1, 1, 3, 3), np.float32), np.full((1, 1, 1, 1), np.nan, np.float32), None), "^w: contains NaN"),
-        (lambda: CPU.batch_norm_forward(np.zeros((1, 3), np.float32), *[np.ones(3, np.float32)] * 4), "^x: batch norm in training"),
-        (lambda: CPU.batch_norm_forward(np.zeros((4, 3), np.float32), *[np.ones(2, np.float32)] * 4), "^gamma"),
+        (lambda: CPU.batch_norm_forward(np.zeros((1, 3), np.float32), *[np.ones(3, np.float32) for _ in range(4)]), "^x: batch norm in training"),
+        (lambda: CPU.batch_norm_forward(np.zeros((4, 3), np.float32), *[np.ones(2, np.float32) for _ in range(4)]), "^gamma"),
     ],
 )
 def test_conv_and_batch_norm_bad_input(call, message):

@@ -47,7 +47,7 @@
 namespace pygan::gemm {
 namespace {
 
-std::atomic<int> g_threads{std::max(1, omp_get_num_procs())};
+std::atomic<int> g_threads{std::clamp(omp_get_num_procs(), 1, kMaxThreads)};
 std::atomic<const MicroKernel*> g_kernel{nullptr};
 
 bool cpu_has(const std::string& isa) {
@@ -436,7 +436,9 @@ const MicroKernel& active_kernel() {
 void bias_act(float* x, idx n, float bias, Act act, float slope) { active_kernel().bias_act(x, n, bias, act, slope); }
 
 void set_num_threads(int n) {
-    if (n < 1) throw std::invalid_argument("n: the number of threads must be >= 1, got " + std::to_string(n));
+    if (n < 1 || n > kMaxThreads)
+        throw std::invalid_argument("n: the number of threads must be in 1 .. " + std::to_string(kMaxThreads) +
+                                    ", got " + std::to_string(n));
     g_threads.store(n);
 }
 

@@ -75,7 +75,11 @@ void sgemm(const Problem& p);
 // x[i] = act(x[i] + bias) for i < n, vectorised on the ISA in use (the epilogue's activations).
 void bias_act(float* x, idx n, float bias, Act act, float slope);
 
-// Threads used by the macro-kernel loops (>= 1).
+// Threads any kernel may use: the one cap on every thread count (OpenMP runtimes end the process
+// with no error past a few hundred threads).
+constexpr int kMaxThreads = 256;
+
+// Threads used by the macro-kernel loops and every other parallel kernel (1 .. kMaxThreads).
 void set_num_threads(int n);
 int num_threads();
 

@@ -81,6 +81,13 @@ bool pack_b_copy_avx(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, fl
     return !_mm256_testz_si256(bad, bad);
 }
 
+// positive(y) of activation.h on 8 lanes: 0 < bits(y) <= bits(+inf), as integers
+inline __m256 positive8(__m256 y) {
+    const __m256i b = _mm256_castps_si256(y);
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(b, _mm256_setzero_si256()),
+                                                _mm256_cmpgt_epi32(_mm256_set1_epi32(0x7f800001), b)));
+}
+
 // dz = dy * act'(y) on 8 lanes, in the same operations as act_backward (so the same bits).
 template <Act A>
 inline __m256 act_grad8(__m256 dy, __m256 y, float slope) {
@@ -90,9 +97,9 @@ inline __m256 act_grad8(__m256 dy, __m256 y, float slope) {
         return dy;
     } else if constexpr (A == Act::Relu) {
         (void)slope;
-        return _mm256_and_ps(dy, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ));
+        return _mm256_and_ps(dy, positive8(y));
     } else if constexpr (A == Act::LeakyRelu) {
-        return _mm256_blendv_ps(_mm256_mul_ps(dy, _mm256_set1_ps(slope)), dy, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ));
+        return _mm256_blendv_ps(_mm256_mul_ps(dy, _mm256_set1_ps(slope)), dy, positive8(y));
     } else if constexpr (A == Act::Tanh) {
         (void)slope;
         return _mm256_mul_ps(dy, _mm256_sub_ps(one, _mm256_mul_ps(y, y)));

@@ -7,7 +7,10 @@ and Cython kernels (float32), ``cupy`` runs on an NVIDIA GPU and is imported onl
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import importlib
+import inspect
 import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -45,6 +48,39 @@ OPS: tuple[str, ...] = (
 
 BACKENDS: tuple[str, ...] = ("numpy", "cpu", "cupy")
 
+#: The ops that write into buffers they are given: ``op -> (arguments written, arguments read)``.
+#: Every backend's op is wrapped so that a written buffer overlapping any other argument is refused
+#: (a kernel reads its inputs while it writes, so an overlap would be a silent wrong answer).
+WRITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "dense_backward": (("param_grads",), ("dy", "x", "w", "y")),
+    "conv2d_backward": (("param_grads",), ("dy", "x", "w", "y")),
+    "conv_transpose2d_backward": (("param_grads",), ("dy", "x", "w", "y")),
+    "batch_norm_forward": (("running_mean", "running_var"), ("x", "gamma", "beta")),
+    "sgd_update": (("param", "velocity"), ("grad",)),
+    "adam_update": (("param", "m", "v"), ("grad",)),
+    "rmsprop_update": (("param", "sq"), ("grad",)),
+}
+
+
+def _guarded(op: str, fn: Callable[..., Any], xp: Any) -> Callable[..., Any]:
+    """``fn`` behind the aliasing check of ``WRITES[op]`` (arguments found by name or position)."""
+    from ._checks import check_disjoint
+
+    written, read = WRITES[op]
+    names = list(inspect.signature(fn).parameters)
+    where = {n: names.index(n) for n in written + read}
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        def arg(n: str) -> Any:
+            return args[where[n]] if where[n] < len(args) else kwargs.get(n)
+
+        check_disjoint({n: arg(n) for n in written}, {n: arg(n) for n in read}, xp)
+        return fn(*args, **kwargs)
+
+    guarded.__pygan_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -55,6 +91,12 @@ class Backend:
     ops: dict[str, Callable[..., Any]]
     native: frozenset[str]
     details: str = ""
+
+    def __post_init__(self) -> None:
+        for op in WRITES:
+            fn = self.ops.get(op)
+            if fn is not None and not getattr(fn, "__pygan_guarded__", False):
+                self.ops[op] = _guarded(op, fn, self.xp)
 
     def __getattr__(self, op: str) -> Callable[..., Any]:
         try:
@@ -79,7 +121,8 @@ class Backend:
 
 _MODULES = {"numpy": "reference", "cpu": "cpu_backend", "cupy": "cupy"}
 _cache: dict[str, Backend] = {}
-_current: list[Backend] = []
+_current: list[Backend] = []  # the process-wide backend (set_backend)
+_local: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("pygan_backend", default=None)
 
 
 def load_backend(name: str) -> Backend:
@@ -95,14 +138,19 @@ def load_backend(name: str) -> Backend:
 
 
 def set_backend(name: str) -> Backend:
-    """Make ``name`` ("numpy", "cpu" or "cupy") the active backend and return it."""
+    """Make ``name`` ("numpy", "cpu" or "cupy") the process-wide backend and return it (a thread
+    inside a :func:`use_backend` block keeps that block's backend)."""
     backend = load_backend(name)
     _current[:] = [backend]
     return backend
 
 
 def get_backend() -> Backend:
-    """The active backend (``cpu`` unless changed)."""
+    """The active backend: the innermost :func:`use_backend` of this thread (or task), else the
+    process-wide one (``cpu`` unless changed)."""
+    local = _local.get()
+    if local is not None:
+        return local
     if not _current:
         set_backend("cpu")
     return _current[0]
@@ -110,13 +158,13 @@ def get_backend() -> Backend:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[Backend]:
-    """Run a block with another backend active; the previous one is restored afterwards."""
-    previous = get_backend()
-    backend = set_backend(name)
+    """Run a block with another backend active in this thread (a context variable: other threads
+    keep theirs); the previous one is restored afterwards."""
+    token = _local.set(load_backend(name))
     try:
-        yield backend
+        yield _local.get()  # type: ignore[misc]
     finally:
-        _current[:] = [previous]
+        _local.reset(token)
 
 
 def backend_info() -> str:
@@ -129,7 +177,7 @@ def to_numpy(a: Any) -> Any:
     import numpy as np
 
     if isinstance(a, np.ndarray):
-        xp = _current[0].xp if _current else np
+        xp = get_backend().xp
         return xp.asnumpy(a) if hasattr(xp, "asnumpy") else a  # a stand-in device module counts these
     get = getattr(a, "get", None)
     return get() if callable(get) else np.asarray(a)

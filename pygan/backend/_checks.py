@@ -104,3 +104,53 @@ def conv_out_size(name: str, size: int, k: int, stride: int, pad: int) -> int:
             f"{name}: kernel {k} with stride {stride} and padding {pad} does not fit an input of size {size}"
         )
     return out
+
+
+def check_real(
+    name: str, v: Any, low: float | None = None, high: float | None = None, low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real number (finite in float32 too, where kernels take it as one) within the bounds."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+    v = float(v)
+    ok = math.isfinite(v) and abs(v) <= float(np.finfo(np.float32).max)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        span = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise ValueError(f"{name}: must be a finite number in {span}, got {v}")
+    return v
+
+
+def _buffers(name: str, value: Any) -> list[tuple[str, Any]]:
+    """An argument's arrays: the value itself, or each entry of a tuple of them (None skipped)."""
+    if isinstance(value, (tuple, list)):
+        return [(f"{name}[{i}]", v) for i, v in enumerate(value) if v is not None and hasattr(v, "shape")]
+    return [(name, value)] if value is not None and hasattr(value, "shape") else []
+
+
+def check_disjoint(written: dict[str, Any], read: dict[str, Any], xp: Any = np) -> None:
+    """No buffer an op writes in place shares memory with another one it writes or with one it reads.
+
+    Kernels read their inputs while they write their outputs, so an overlap would give a wrong
+    answer (and one that changes with the thread count); it is refused instead.
+    """
+    outs = [b for k, v in written.items() for b in _buffers(k, v)]
+    ins = [b for k, v in read.items() for b in _buffers(k, v)]
+    may_share = getattr(xp, "may_share_memory", np.may_share_memory)
+    for i, (name, out) in enumerate(outs):
+        for other, arr in outs[i + 1 :] + ins:
+            if may_share(out, arr):
+                raise ValueError(f"{name}: shares memory with {other}; an op's output buffer must be a separate array")
+
+
+#: Largest stride, padding or output padding of a convolution (a geometry beyond it is a mistake).
+MAX_GEOMETRY = 1 << 20
+
+#: Largest number of elements of one array an op allocates.
+MAX_ELEMENTS = 1 << 31

@@ -33,9 +33,10 @@ def set_isa(name: str) -> None:
 
 def set_num_threads(n: int) -> None:
     """Threads for the GEMM core and the Cython loops (results do not depend on it)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"n: expected an int, got {type(n).__name__}")
-    _core.set_num_threads(int(n))
+    n = C.check_int("n", n, 1)
+    if n > _core.MAX_THREADS:
+        raise ValueError(f"n: the number of threads must be in 1 .. {_core.MAX_THREADS}, got {n}")
+    _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
@@ -191,6 +192,7 @@ def group_norm_backward(
 def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, lr: float, momentum: float) -> None:
     """Classical momentum over flat float32 buffers (Cython, in place)."""
     ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, velocity=velocity)
+    lr, momentum = ref.check_sgd(lr, momentum)
     _loops.sgd_momentum(param, grad, velocity, lr, momentum, get_num_threads())
 
 
@@ -207,12 +209,14 @@ def adam_update(
 ) -> None:
     """Adam with bias correction over flat float32 buffers (Cython, in place)."""
     ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, m=m, v=v)
+    lr, beta1, beta2, eps, step = ref.check_adam(lr, beta1, beta2, eps, step)
     _loops.adam(param, grad, m, v, lr, beta1, beta2, eps, step, get_num_threads())
 
 
 def rmsprop_update(param: np.ndarray, grad: np.ndarray, sq: np.ndarray, lr: float, alpha: float, eps: float) -> None:
     """RMSprop over flat float32 buffers (Cython, in place)."""
     ref.check_flat_buffers(dtypes=F32, param=param, grad=grad, sq=sq)
+    lr, alpha, eps = ref.check_rmsprop(lr, alpha, eps)
     _loops.rmsprop(param, grad, sq, lr, alpha, eps, get_num_threads())
 
 
@@ -262,8 +266,8 @@ def _configure_from_environment() -> None:
             raise ValueError(f"PYGAN_ISA: {e}") from None
     threads = os.environ.get("PYGAN_NUM_THREADS")
     if threads:
-        if not threads.isdigit() or int(threads) < 1:
-            raise ValueError(f"PYGAN_NUM_THREADS: expected a whole number >= 1, got {threads!r}")
+        if not threads.isdigit() or not 1 <= int(threads) <= _core.MAX_THREADS:
+            raise ValueError(f"PYGAN_NUM_THREADS: expected a whole number in 1 .. {_core.MAX_THREADS}, got {threads!r}")
         set_num_threads(int(threads))
 
 

@@ -442,12 +442,13 @@ class CupyOps:
     def sgd_update(self, param: Any, grad: Any, velocity: Any, lr: float, momentum: float) -> None:
         """Classical momentum, one kernel over the flat buffers."""
         n = self._flat(param=param, grad=grad, velocity=velocity)
+        lr, momentum = ref.check_sgd(lr, momentum)
         self.k.elementwise("sgd_momentum", n, param, grad, velocity, _i64(n), _f32(lr), _f32(momentum))
 
     def adam_update(self, param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float, step: int) -> None:
         """Adam with bias correction, one kernel over the flat buffers."""
         n = self._flat(param=param, grad=grad, m=m, v=v)
-        step = C.check_int("step", step, 1)
+        lr, beta1, beta2, eps, step = ref.check_adam(lr, beta1, beta2, eps, step)
         step_size = lr / (1 - beta1**step)
         inv_sqrt_bc2 = 1 / math.sqrt(1 - beta2**step)
         self.k.elementwise("adam", n, param, grad, m, v, _i64(n), _f32(beta1), _f32(beta2), _f32(eps), _f32(step_size), _f32(inv_sqrt_bc2))
@@ -455,6 +456,7 @@ class CupyOps:
     def rmsprop_update(self, param: Any, grad: Any, sq: Any, lr: float, alpha: float, eps: float) -> None:
         """RMSprop, one kernel over the flat buffers."""
         n = self._flat(param=param, grad=grad, sq=sq)
+        lr, alpha, eps = ref.check_rmsprop(lr, alpha, eps)
         self.k.elementwise("rmsprop", n, param, grad, sq, _i64(n), _f32(lr), _f32(alpha), _f32(eps))
 
     # -- Parzen (not an op of the table: a metric's kernel) ------------------------------------

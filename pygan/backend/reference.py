@@ -187,8 +187,12 @@ def _col2im(cols: Array, h: int, w: int, stride: int, pad: int) -> Array:
 
 
 def check_conv_geometry(stride: Any, padding: Any) -> tuple[int, int]:
-    """Validate stride and padding."""
-    return C.check_int("stride", stride, 1), C.check_int("padding", padding, 0)
+    """Validate stride and padding (each at most ``MAX_GEOMETRY``)."""
+    stride, padding = C.check_int("stride", stride, 1), C.check_int("padding", padding, 0)
+    for name, v in (("stride", stride), ("padding", padding)):
+        if v > C.MAX_GEOMETRY:
+            raise ValueError(f"{name}: must be <= {C.MAX_GEOMETRY}, got {v}")
+    return stride, padding
 
 
 def conv2d_shapes(
@@ -776,9 +780,27 @@ def check_flat_buffers(dtypes: Any = FLOATS, **buffers: Array) -> None:
     C.check_same_dtype(**buffers)
 
 
+def check_sgd(lr: Any, momentum: Any) -> tuple[float, float]:
+    """SGD's scalars: a learning rate >= 0 and a momentum in [0, 1]."""
+    return C.check_real("lr", lr, 0.0), C.check_real("momentum", momentum, 0.0, 1.0)
+
+
+def check_adam(lr: Any, beta1: Any, beta2: Any, eps: Any, step: Any) -> tuple[float, float, float, float, int]:
+    """Adam's scalars: lr >= 0, betas in [0, 1), eps > 0, step >= 1."""
+    return (C.check_real("lr", lr, 0.0), C.check_real("beta1", beta1, 0.0, 1.0, high_open=True),
+            C.check_real("beta2", beta2, 0.0, 1.0, high_open=True), C.check_real("eps", eps, 0.0, low_open=True),
+            C.check_int("step", step, 1))
+
+
+def check_rmsprop(lr: Any, alpha: Any, eps: Any) -> tuple[float, float, float]:
+    """RMSprop's scalars: lr >= 0, alpha in [0, 1], eps > 0."""
+    return C.check_real("lr", lr, 0.0), C.check_real("alpha", alpha, 0.0, 1.0), C.check_real("eps", eps, 0.0, low_open=True)
+
+
 def sgd_update(param: Array, grad: Array, velocity: Array, lr: float, momentum: float) -> None:
     """Classical momentum: ``v = momentum * v - lr * g``; ``p += v``."""
     check_flat_buffers(param=param, grad=grad, velocity=velocity)
+    lr, momentum = check_sgd(lr, momentum)
     t = param.dtype.type
     velocity *= t(momentum)
     velocity -= t(lr) * grad
@@ -790,7 +812,7 @@ def adam_update(
 ) -> None:
     """Adam with bias correction; ``step`` counts from 1."""
     check_flat_buffers(param=param, grad=grad, m=m, v=v)
-    step = C.check_int("step", step, 1)
+    lr, beta1, beta2, eps, step = check_adam(lr, beta1, beta2, eps, step)
     t = param.dtype.type
     m *= t(beta1)
     m += t(1 - beta1) * grad
@@ -805,6 +827,7 @@ def rmsprop_update(param: Array, grad: Array, sq: Array, lr: float, alpha: float
     """RMSprop (Tieleman & Hinton 2012): ``sq = alpha * sq + (1 - alpha) * g^2``;
     ``p -= lr * g / (sqrt(sq) + eps)``."""
     check_flat_buffers(param=param, grad=grad, sq=sq)
+    lr, alpha, eps = check_rmsprop(lr, alpha, eps)
     t = param.dtype.type
     sq *= t(alpha)
     sq += t(1 - alpha) * grad * grad
