@@ -10,11 +10,13 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from ._files import open_regular
 from .backend import _checks as C
 
 TOY_DATASETS: tuple[str, ...] = ("ring8", "grid25", "gauss1d")
@@ -25,6 +27,8 @@ DATASETS: tuple[str, ...] = TOY_DATASETS + IMAGE_DATASETS
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 #: Refuse headers claiming more than this many bytes of data (MNIST train images: 47 MB).
 MAX_IDX_BYTES = 1 << 31
+#: Deflate expands at most 1032:1, so a gzipped file of n bytes holds at most this times n.
+_DEFLATE_MAX_RATIO = 1032
 
 _FILES = {
     ("train", "images"): "train-images-idx3-ubyte.gz",
@@ -82,7 +86,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """
     p = Path(path)
     try:
-        raw = p.open("rb")
+        raw, size = open_regular(p)
     except OSError as e:
         raise DataError(f"{p}: cannot open: {e.strerror or e}") from None
     with raw:
@@ -99,10 +103,13 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             nbytes = int(np.prod(dims, dtype=np.float64)) * dtype.itemsize
             if nbytes > MAX_IDX_BYTES:
                 raise DataError(f"{p}: header claims shape {dims} ({nbytes} bytes), more than the {MAX_IDX_BYTES}-byte limit")
+            holds = size * _DEFLATE_MAX_RATIO if gz else size - 4 - 4 * ndim
+            if nbytes > holds:
+                raise DataError(f"{p}: header claims shape {dims} ({nbytes} bytes), more than the {size}-byte file can hold")
             body = _read_exact(f, nbytes, p, f"shape {dims}")
             if f.read(1):
                 raise DataError(f"{p}: trailing bytes after the {nbytes}-byte body of shape {dims}")
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise DataError(f"{p}: corrupt gzip stream: {e}") from None
     return np.frombuffer(body, dtype=dtype).astype(dtype.newbyteorder("="), copy=True).reshape(dims)
 

@@ -18,16 +18,18 @@ version, an unknown dtype or a shape that disagrees with the model each raise
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._files import make_temp, open_regular, remove_stale_temps
 from .backend import get_backend, to_numpy
+from .backend._checks import check_real
 from .gan import GAN, Player
 from .nn.module import Module
 from .optim import SGD, Optimizer
@@ -73,9 +75,8 @@ def save(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dic
     prefix = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header + struct.pack("<I", zlib.crc32(header))
     base = -(-len(prefix) // _ALIGN) * _ALIGN
     p.parent.mkdir(parents=True, exist_ok=True)
-    for stale in p.parent.glob(f".{p.name}.*.tmp"):  # left by a writer that was killed mid-write
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    remove_stale_temps(p, ".tmp")  # left by writers killed mid-write; a live writer's are kept
+    fd, tmp = make_temp(p)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(prefix)
@@ -104,57 +105,112 @@ def save(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dic
         os.close(dir_fd)
 
 
+def _nat(v: Any, what: str, bad: Any, limit: int = 1 << 62) -> int:
+    """A header integer: a JSON int (not a bool) in ``[0, limit]``."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit:
+        raise bad(f"invalid header value: {what} = {v!r} (expected a whole number in 0 .. {limit})")
+    return v
+
+
+def _entries(doc: Any, bad: Any) -> tuple[dict[str, Any], list[tuple[str, np.dtype, tuple[int, ...], int, int, int]]]:
+    """The header's meta and tensor entries, every value checked: ``(meta, [(name, dtype, shape,
+    offset, nbytes, crc32)])``, entries in file order, names unique, byte ranges disjoint."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("tensors"), list):
+        raise bad("unreadable header: expected an object with 'meta' (an object) and 'tensors' (a list)")
+    out, names = [], set()
+    for e in doc["tensors"]:
+        if not isinstance(e, dict) or not {"name", "dtype", "shape", "offset", "nbytes", "crc32"} <= set(e):
+            raise bad(f"malformed tensor entry {str(e)[:200]}")
+        name, dtype, shape = e["name"], e["dtype"], e["shape"]
+        if not isinstance(name, str) or not name or len(name) > 1000:
+            raise bad(f"invalid tensor name {str(name)[:200]!r}")
+        if name in names:
+            raise bad(f"tensor {name!r} appears twice")
+        names.add(name)
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise bad(f"tensor {name!r} has unsupported dtype {str(dtype)[:50]!r}")
+        if not isinstance(shape, list) or len(shape) > 32:
+            raise bad(f"tensor {name!r}: invalid shape {str(shape)[:200]}")
+        dims = tuple(_nat(d, f"{name}.shape", bad) for d in shape)
+        offset, nbytes = _nat(e["offset"], f"{name}.offset", bad), _nat(e["nbytes"], f"{name}.nbytes", bad)
+        crc = _nat(e["crc32"], f"{name}.crc32", bad, 0xFFFFFFFF)
+        dt = np.dtype(dtype).newbyteorder("<")
+        if math.prod(dims) * dt.itemsize != nbytes:
+            raise bad(f"tensor {name!r}: shape {dims} of {dtype} does not match its {nbytes} bytes")
+        out.append((name, dt, dims, offset, nbytes, crc))
+    end = 0
+    for name, _, _, offset, nbytes, _ in sorted(out, key=lambda t: t[3]):
+        if offset < end:
+            raise bad(f"tensor {name!r}: its bytes overlap another tensor's")
+        end = offset + nbytes
+    return doc["meta"], out
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON here")
+
+
 def load(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read and validate a checkpoint; returns ``(tensors, meta)`` (``meta["format_version"]`` is the file's format)."""
+    """Read and validate a checkpoint; returns ``(tensors, meta)`` (``meta["format_version"]`` is the file's format).
+
+    Only a regular file is read, and only the bytes its header accounts for (the header at most
+    ``MAX_HEADER_BYTES``, each tensor's bytes checked against the file's size before they are read),
+    so memory follows the file. Every header value is checked (types, ranges, unique names,
+    disjoint byte ranges), every tensor's CRC-32 too, and float tensors must be finite.
+    """
     p = Path(path)
-    try:
-        blob = p.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"{p}: cannot read: {e.strerror or e}") from None
 
     def bad(msg: str) -> CheckpointError:
         return CheckpointError(f"{p}: {msg}")
 
-    if len(blob) < 20 or blob[:8] != MAGIC:
-        raise bad("not a pygan checkpoint (bad magic bytes)" if len(blob) >= 8 else "truncated: too short to be a checkpoint")
-    version, hlen = struct.unpack_from("<IQ", blob, 8)
+    try:
+        f, size = open_regular(p)
+    except OSError as e:
+        raise CheckpointError(f"{p}: cannot read: {e.strerror or e}") from None
+    with f:
+        try:
+            return _read_checkpoint(f, size, bad)
+        except OSError as e:
+            raise bad(f"cannot read: {e.strerror or e}") from None
+
+
+def _read_checkpoint(f: Any, size: int, bad: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    prefix = f.read(20)
+    if len(prefix) < 20 or prefix[:8] != MAGIC:
+        raise bad("not a pygan checkpoint (bad magic bytes)" if len(prefix) >= 8 else "truncated: too short to be a checkpoint")
+    version, hlen = struct.unpack_from("<IQ", prefix, 8)
     if version > FORMAT_VERSION:
         raise bad(f"written in checkpoint format {version}, newer than this pygan reads ({FORMAT_VERSION}); upgrade pygan")
     if version < 1:
         raise bad(f"unknown checkpoint format version {version}")
-    if hlen > MAX_HEADER_BYTES or 20 + hlen + 4 > len(blob):
-        raise bad(f"truncated or corrupt: header of {hlen} bytes does not fit in the {len(blob)}-byte file")
-    header = blob[20 : 20 + hlen]
-    (crc,) = struct.unpack_from("<I", blob, 20 + hlen)
-    if zlib.crc32(header) != crc:
+    if hlen > MAX_HEADER_BYTES or 20 + hlen + 4 > size:
+        raise bad(f"truncated or corrupt: header of {hlen} bytes does not fit in the {size}-byte file")
+    header = f.read(hlen)
+    crc_bytes = f.read(4)
+    if len(header) != hlen or len(crc_bytes) != 4:
+        raise bad("truncated: the file ends inside its header")
+    if zlib.crc32(header) != struct.unpack("<I", crc_bytes)[0]:
         raise bad("corrupt header (CRC-32 mismatch)")
     try:
-        doc = json.loads(header)
-        meta, entries = doc["meta"], doc["tensors"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise bad(f"unreadable header: {e}") from None
-    if not isinstance(meta, dict):
-        raise bad("unreadable header: meta is not an object")
+        doc = json.loads(header, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as e:
+        raise bad(f"unreadable header: {type(e).__name__}: {str(e)[:200]}") from None
+    meta, entries = _entries(doc, bad)
     meta["format_version"] = version
+    base = -(-(20 + hlen + 4) // _ALIGN) * _ALIGN
     tensors: dict[str, np.ndarray] = {}
-    for e in entries:
-        try:
-            name, dtype, shape = str(e["name"]), str(e["dtype"]), tuple(int(s) for s in e["shape"])
-            offset, nbytes, tcrc = int(e["offset"]), int(e["nbytes"]), int(e["crc32"])
-        except (KeyError, TypeError, ValueError):
-            raise bad(f"malformed tensor entry {e!r}") from None
-        if dtype not in _DTYPES:
-            raise bad(f"tensor {name!r} has unsupported dtype {dtype!r}")
-        dt = np.dtype(dtype).newbyteorder("<")
-        if any(s < 0 for s in shape) or int(np.prod(shape, dtype=np.float64)) * dt.itemsize != nbytes:
-            raise bad(f"tensor {name!r}: shape {shape} of {dtype} does not match its {nbytes} bytes")
-        start = -(-(20 + hlen + 4) // _ALIGN) * _ALIGN + offset
-        if offset < 0 or start + nbytes > len(blob):
-            raise bad(f"truncated: tensor {name!r} needs bytes {start}..{start + nbytes}, the file has {len(blob)}")
-        raw = blob[start : start + nbytes]
-        if zlib.crc32(raw) != tcrc:
+    for name, dt, shape, offset, nbytes, tcrc in entries:
+        start = base + offset
+        if start + nbytes > size:
+            raise bad(f"truncated: tensor {name!r} needs bytes {start}..{start + nbytes}, the file has {size}")
+        f.seek(start)
+        raw = f.read(nbytes)
+        if len(raw) != nbytes or zlib.crc32(raw) != tcrc:
             raise bad(f"tensor {name!r} is corrupt (CRC-32 mismatch)")
-        tensors[name] = np.frombuffer(raw, dtype=dt).astype(dt.newbyteorder("="), copy=True).reshape(shape)
+        a = np.frombuffer(raw, dtype=dt).astype(dt.newbyteorder("="), copy=True).reshape(shape)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise bad(f"tensor {name!r} contains NaN or Inf")
+        tensors[name] = a
     return tensors, meta
 
 
@@ -286,29 +342,40 @@ def restore_gan(path: str | os.PathLike[str], gan: GAN) -> dict[str, Any]:
                 f"(format {version}) tensor {name!r} is {src.dtype}{tuple(src.shape)} in the file, the model has "
                 f"{np.dtype(target.dtype)}{tuple(target.shape)}"
             )
-    try:
-        for pname, player in gan.players.items():
-            m = opt_meta[pname]
-            if m["kind"] != type(player.optimizer).__name__:
-                raise bad(f"the {pname}'s optimizer was a {m['kind']}, the model has {type(player.optimizer).__name__}")
-        xp = get_backend().xp
-        for name, target in expected.items():
-            target[...] = xp.asarray(tensors[name])
-        for pname, player in gan.players.items():
-            m, opt = opt_meta[pname], player.optimizer
-            opt.steps = int(m["steps"])
-            opt.lr = float(m["lr"])
-            if isinstance(opt, SGD):
-                opt.momentum = float(m["momentum"])
-        gan.steps = int(meta["steps"])
-        gan.epoch = int(meta["epoch"])
-        gan.batch_in_epoch = int(meta["batch_in_epoch"])
-        gan.rng.bit_generator.state = meta["rng"]
-        for key, rng in rng_targets.items():
-            rng.bit_generator.state = meta["module_rngs"][key]
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise bad(f"malformed training state (format {version}): {type(e).__name__}: {e}") from None
+    # every value is checked before anything changes, so a bad file leaves the model as it was
+    counters = {k: _nat(meta.get(k), k, bad) for k in ("steps", "epoch", "batch_in_epoch")}
+    optimizers: dict[str, tuple[int, float, float | None]] = {}
+    for pname, player in gan.players.items():
+        m = opt_meta.get(pname) if isinstance(opt_meta, dict) else None
+        if not isinstance(m, dict):
+            raise bad(f"malformed training state (format {version}): no optimizer state for the {pname}")
+        if m.get("kind") != type(player.optimizer).__name__:
+            raise bad(f"the {pname}'s optimizer was a {str(m.get('kind'))[:50]}, the model has {type(player.optimizer).__name__}")
+        try:
+            lr = check_real(f"{pname} optimizer lr", m.get("lr"), 0.0)
+            momentum = check_real(f"{pname} optimizer momentum", m.get("momentum"), 0.0, 1.0) if isinstance(player.optimizer, SGD) else None
+        except (TypeError, ValueError) as e:
+            raise bad(f"invalid header value: {e}") from None
+        optimizers[pname] = (_nat(m.get("steps"), f"{pname} optimizer steps", bad), lr, momentum)
+    states = {"rng": (gan.rng, meta.get("rng"))}
+    module_rngs = meta.get("module_rngs")
+    for key, rng in rng_targets.items():
+        states[key] = (rng, module_rngs.get(key) if isinstance(module_rngs, dict) else None)
+    for key, (rng, state) in states.items():
+        try:  # on a scratch generator of the same kind first
+            type(rng.bit_generator)().state = state
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise bad(f"malformed training state (format {version}): random state {key!r}: {type(e).__name__}: {e}") from None
+    xp = get_backend().xp
+    for name, target in expected.items():
+        target[...] = xp.asarray(tensors[name])
+    for pname, player in gan.players.items():
+        opt = player.optimizer
+        opt.steps, opt.lr, momentum = optimizers[pname]
+        if momentum is not None:
+            opt.momentum = momentum  # type: ignore[attr-defined]
+    gan.steps, gan.epoch, gan.batch_in_epoch = counters["steps"], counters["epoch"], counters["batch_in_epoch"]
+    for rng, state in states.values():
+        rng.bit_generator.state = state
     config = meta.get("config", {})
     return config if isinstance(config, dict) else {}

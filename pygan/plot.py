@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ._files import make_temp
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
@@ -33,7 +34,7 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
     )
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    fd, tmp = make_temp(p)
     with os.fdopen(fd, "wb") as f:
         f.write(png)
     os.replace(tmp, p)
