@@ -5,20 +5,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import classifier, data, io, metrics, models, objectives, plot, recipes, translation
+from . import _core, classifier, data, io, metrics, models, objectives, plot, recipes, translation
 from .backend import BACKENDS, _checks, backend_info, set_backend, to_numpy
 from .autograd import no_grad
 from .gan import GAN, PRIORS, TrainingDiverged
 from .lapgan import LAPGAN
 from .optim import SGD, Adam, Optimizer, RMSprop, Schedule
+
+class UsageError(Exception):
+    """A mistake in the command line (a flag's value, a file it names): one line, exit status 2."""
+
+
+class RunFailed(Exception):
+    """A run that started and could not finish (diverged, a seed failed): one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming the command and the flag (exit status 2)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 CHECKPOINT = "checkpoint.pygan"
 #: The checkpoint of the epoch with the best validation score so far (``--eval-every``).
@@ -48,34 +64,71 @@ STAT_LABELS: tuple[tuple[str, str, str], ...] = (
 # ---------------------------------------------------------------------------------------------
 # arguments
 # ---------------------------------------------------------------------------------------------
+def whole(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``lo .. hi`` (argparse names the flag when it is not)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in {lo} .. {hi}, got {v}")
+        return v
+
+    return parse
+
+
+def real(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in the interval from ``lo`` to ``hi`` (ends open as asked)."""
+    span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open or hi == math.inf else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be a finite number in {span}, got {text}")
+        return v
+
+    return parse
+
+
+#: Bounds of the command's counts: beyond them a value is a typo, not a plan (and would run for ever).
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 16
+MAX_EXAMPLES = 10_000_000
+SEED_MAX = 2**32 - 1
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``pygan train``."""
     parser.add_argument("--model", choices=models.MODELS, default="mlp")
     parser.add_argument("--dataset", choices=data.DATASETS, default="ring8")
-    parser.add_argument("--epochs", type=int, default=None, help=f"default: {TOY_EPOCHS} on toy data (300 on grid25), 25 on images")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the model's (128 toy, 256 on grid25, 64 DCGAN/MLP, 100 paper-mlp)")
+    parser.add_argument("--epochs", type=whole(1, MAX_EPOCHS), default=None, help=f"default: {TOY_EPOCHS} on toy data (300 on grid25), 25 on images")
+    parser.add_argument("--batch-size", type=whole(1, MAX_BATCH), default=None, help="default: the model's (128 toy, 256 on grid25, 64 DCGAN/MLP, 100 paper-mlp)")
     parser.add_argument("--loss", choices=_checks.GENERATOR_LOSSES + objectives.OBJECTIVES, default="non_saturating",
                         help="a 2014 generator loss, or wgan (weight clipping, RMSprop 5e-5, 5 critic steps), wgan-gp "
                              "(gradient penalty 10, Adam 1e-4 (0.5, 0.9), 5 critic steps), hinge (with spectral norm) "
                              "or lsgan (least squares)")
-    parser.add_argument("--d-steps", type=int, default=None,
+    parser.add_argument("--d-steps", type=whole(1, 100), default=None,
                         help="discriminator steps per generator step (k; default 1, 5 for wgan and wgan-gp)")
-    parser.add_argument("--clip", type=float, default=None, metavar="C",
+    parser.add_argument("--clip", type=real(0, lo_open=True), default=None, metavar="C",
                         help="wgan: clip the critic's parameters to [-C, C] after each step (default 0.01)")
-    parser.add_argument("--gp-weight", type=float, default=None, metavar="LAMBDA",
+    parser.add_argument("--gp-weight", type=real(0), default=None, metavar="LAMBDA",
                         help="wgan-gp: weight of the gradient penalty (default 10)")
-    parser.add_argument("--r1", type=float, default=None, metavar="GAMMA",
+    parser.add_argument("--r1", type=real(0), default=None, metavar="GAMMA",
                         help="R1 penalty gamma/2 E|grad D(x)|^2 on real data (Mescheder et al. 2018), any loss "
                              "(default 0, 1 for stylegan)")
     parser.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
                         help="spectral normalisation of the discriminator's weights (default: on for hinge only)")
-    parser.add_argument("--pack", type=int, default=None, help=f"PacGAN: samples the discriminator judges at once (default: {TOY_PACK} on toy data, else 1)")
-    parser.add_argument("--label-smoothing", type=float, default=1.0, metavar="TARGET", help="real target, e.g. 0.9 (one-sided)")
+    parser.add_argument("--pack", type=whole(1, 64), default=None, help=f"PacGAN: samples the discriminator judges at once (default: {TOY_PACK} on toy data, else 1)")
+    parser.add_argument("--label-smoothing", type=real(0, 1, lo_open=True), default=1.0, metavar="TARGET", help="real target, e.g. 0.9 (one-sided)")
     parser.add_argument("--prior", choices=PRIORS, default=None, help="default: the model's")
-    parser.add_argument("--lr", type=float, default=None, help="default: the model's")
-    parser.add_argument("--d-lr", type=float, default=None,
+    parser.add_argument("--lr", type=real(0, lo_open=True), default=None, help="default: the model's")
+    parser.add_argument("--d-lr", type=real(0, lo_open=True), default=None,
                         help="the discriminator's own learning rate (TTUR, Heusel et al. 2017); default: the model's")
-    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+    parser.add_argument("--ema", type=real(0, 1, lo_open=True, hi_open=True), default=None, metavar="DECAY",
                         help="sample and evaluate with an exponential moving average of the generator's weights, "
                              "e.g. 0.999 (default: 0.999 for paper-mlp, else off)")
     parser.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), default=None,
@@ -84,56 +137,58 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=translation.CYCLE_TASKS, default=None,
                         help="cyclegan: domain B = MNIST digits colour-inverted (invert, the default: the true map "
                              "is known and scored) or Fashion-MNIST (fashion)")
-    parser.add_argument("--identity", type=float, default=None, metavar="W",
+    parser.add_argument("--identity", type=real(0), default=None, metavar="W",
                         help="cyclegan: identity-loss weight relative to the cycle loss (default 0; the paper: 0.5)")
-    parser.add_argument("--image-size", type=int, default=None, metavar="S",
+    parser.add_argument("--image-size", type=whole(1, 1024), default=None, metavar="S",
                         help="dcgan, stylegan: train at S x S (28, or a power of two >= 8: digits padded to 32, then "
                              "resized; default 28, 32 for stylegan)")
-    parser.add_argument("--train-size", type=int, default=None, help="examples to train on (toy default 25600; images: all 50,000)")
+    parser.add_argument("--train-size", type=whole(1, MAX_EXAMPLES), default=None, help="examples to train on (toy default 25600; images: all 50,000)")
     parser.add_argument("--backend", choices=BACKENDS, default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="native-kernel threads (default: all cores)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=whole(1, _core.MAX_THREADS), default=None, help="native-kernel threads (default: all cores)")
+    parser.add_argument("--seed", type=whole(0, SEED_MAX), default=0)
     parser.add_argument("--data", default=None, help="folder with the MNIST files (default: $PYGAN_DATA)")
     parser.add_argument("--out", default="pygan-run", help="output folder (checkpoint, pictures, log)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    parser.add_argument("--eval-every", type=int, default=1, metavar="N",
+    parser.add_argument("--eval-every", type=whole(1, MAX_EPOCHS), default=1, metavar="N",
                        help="evaluate (toy: mode coverage; images: validation Parzen) and keep best.pygan every N epochs")
-    parser.add_argument("--eval-samples", type=int, default=None, metavar="N",
+    parser.add_argument("--eval-samples", type=whole(2, MAX_EXAMPLES), default=None, metavar="N",
                        help="generated samples of each evaluation (2,500 toy; 10,000 images)")
     parser.add_argument("--seeds", default=None, metavar="SPEC",
                        help="train one run per seed (e.g. 0-9 or 0,3,7) into --out/seed-S, in parallel processes, "
                             "and print the mean +- standard error of their final metrics")
-    parser.add_argument("--jobs", type=int, default=None, help="parallel runs of --seeds (default: one per core)")
+    parser.add_argument("--jobs", type=whole(1, _core.MAX_THREADS), default=None, help="parallel runs of --seeds (default: one per core)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pygan`` command."""
-    parser = argparse.ArgumentParser(prog="pygan", description="Train, sample and evaluate small GANs.")
+    parser = _Parser(prog="pygan", description="Train, sample and evaluate small GANs.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="on an error, show Python's traceback too")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a GAN (default: the MLP GAN on the ring of 8 Gaussians)")
+    train = sub.add_parser("train", parents=[common], help="train a GAN (default: the MLP GAN on the ring of 8 Gaussians)")
     _train_arguments(train)
 
-    sample = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG")
+    sample = sub.add_parser("sample", parents=[common], help="draw samples from a checkpoint into a PNG")
     sample.add_argument("checkpoint", help=CHECKPOINT_HELP)
-    sample.add_argument("--n", type=int, default=100)
+    sample.add_argument("--n", type=whole(1, 100_000), default=100)
     sample.add_argument("--out", default="samples.png")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=whole(0, SEED_MAX), default=0)
     sample.add_argument("--backend", choices=BACKENDS, default="cpu")
-    sample.add_argument("--truncation", type=float, default=None, metavar="PSI",
+    sample.add_argument("--truncation", type=real(0, 1), default=None, metavar="PSI",
                         help="stylegan: pull styles towards the mean style, w_avg + PSI (w - w_avg) (e.g. 0.7)")
     sample.add_argument("--style-mixing", action="store_true",
                         help="stylegan: a style-mixing grid instead (row sources' coarse styles, column sources' fine)")
     sample.add_argument("--data", default=None, help="srgan, cyclegan: folder with the MNIST files (default: $PYGAN_DATA)")
 
-    ev = sub.add_parser("eval", help="print a checkpoint's metrics (toy: mode coverage; images: Parzen, FID, KID, "
+    ev = sub.add_parser("eval", parents=[common], help="print a checkpoint's metrics (toy: mode coverage; images: Parzen, FID, KID, "
                                      "precision/recall, classifier score) beside the real data's")
     ev.add_argument("checkpoint", help=CHECKPOINT_HELP)
-    ev.add_argument("--samples", type=int, default=None, help="generated samples (2,500 toy; 10,000 images)")
-    ev.add_argument("--test-size", type=int, default=10000, help="test images the metrics compare with")
+    ev.add_argument("--samples", type=whole(2, MAX_EXAMPLES), default=None, help="generated samples (2,500 toy; 10,000 images)")
+    ev.add_argument("--test-size", type=whole(2, 10_000), default=10000, help="test images the metrics compare with")
     ev.add_argument("--json", default=None, metavar="FILE", help="also write the table as JSON")
     ev.add_argument("--data", default=None, help="folder with the MNIST files (default: $PYGAN_DATA)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=whole(0, SEED_MAX), default=0)
     ev.add_argument("--backend", choices=BACKENDS, default="cpu")
     return parser
 
@@ -312,52 +367,36 @@ def collapse_warnings(summary: dict[str, float], scores: dict[str, float]) -> li
 def _train_config(args: argparse.Namespace) -> dict[str, Any]:
     toy = args.dataset in data.TOY_DATASETS
     preset = TOY_SETTINGS.get(args.dataset, {})
+    if args.jobs is not None and args.seeds is None:
+        raise UsageError("pygan train: error: --jobs is the number of parallel --seeds runs; give --seeds too")
     if args.model == "lapgan" and args.loss not in _checks.GENERATOR_LOSSES:
-        raise SystemExit(f"pygan train: error: --model lapgan trains each pyramid level with the 2014 losses, not --loss {args.loss}")
+        raise UsageError(f"pygan train: error: --model lapgan trains each pyramid level with the 2014 losses, not --loss {args.loss}")
     if args.model in models.IMAGE_MODELS and toy:
-        raise SystemExit(f"pygan train: error: --model {args.model} needs an image dataset (mnist, fashion-mnist)")
+        raise UsageError(f"pygan train: error: --model {args.model} needs an image dataset (mnist, fashion-mnist)")
     image_size = args.image_size or models.DEFAULT_IMAGE_SIZE.get(args.model, 28)
     if args.image_size is not None:
         try:
             data.check_image_size(args.image_size)
         except ValueError as e:
-            raise SystemExit(f"pygan train: error: --image-size: {str(e).split(': ', 1)[1]}") from None
+            raise UsageError(f"pygan train: error: --image-size: {str(e).split(': ', 1)[1]}") from None
         if args.model not in ("dcgan", "stylegan") or toy:
-            raise SystemExit("pygan train: error: --image-size is for the dcgan and stylegan models on images")
+            raise UsageError("pygan train: error: --image-size is for the dcgan and stylegan models on images")
         if args.model == "stylegan" and args.image_size == 28:
-            raise SystemExit("pygan train: error: --image-size: the stylegan model needs a power of two >= 8")
+            raise UsageError("pygan train: error: --image-size: the stylegan model needs a power of two >= 8")
     if (args.task is not None or args.identity is not None) and args.model != "cyclegan":
-        raise SystemExit("pygan train: error: --task and --identity are the cyclegan model's")
-    if args.identity is not None and not (np.isfinite(args.identity) and args.identity >= 0):
-        raise SystemExit(f"pygan train: error: --identity must be a finite number >= 0, got {args.identity}")
+        raise UsageError("pygan train: error: --task and --identity are the cyclegan model's")
     if args.model in models.TRANSLATION_MODELS and (args.loss != "non_saturating" or args.r1 or args.spectral_norm):
-        raise SystemExit(f"pygan train: error: --model {args.model} trains with its paper's own losses "
+        raise UsageError(f"pygan train: error: --model {args.model} trains with its paper's own losses "
                          "(no --loss, --r1 or --spectral-norm)")
     preset_steps = objectives.PRESETS.get(args.loss, {}).get("d_steps", 1)
     if args.optimizer == "sgd" and args.model != "paper-mlp":
-        raise SystemExit("pygan train: error: --optimizer sgd is paper-mlp's original schedule; other models use adam")
-    for name in ("lr", "d_lr"):
-        v = getattr(args, name)
-        if v is not None and not (np.isfinite(v) and v > 0):
-            raise SystemExit(f"pygan train: error: --{name.replace('_', '-')} must be a finite number > 0, got {v}")
-    for name in ("clip", "gp_weight", "r1"):
-        v = getattr(args, name)
-        if v is not None and not (np.isfinite(v) and v >= 0):
-            raise SystemExit(f"pygan train: error: --{name.replace('_', '-')} must be a finite number >= 0, got {v}")
+        raise UsageError("pygan train: error: --optimizer sgd is paper-mlp's original schedule; other models use adam")
     if args.clip is not None and args.loss != "wgan":
-        raise SystemExit(f"pygan train: error: --clip is wgan's weight clipping, not part of --loss {args.loss}")
+        raise UsageError(f"pygan train: error: --clip is wgan's weight clipping, not part of --loss {args.loss}")
     if args.gp_weight is not None and args.loss != "wgan-gp":
-        raise SystemExit(f"pygan train: error: --gp-weight is wgan-gp's penalty weight, not part of --loss {args.loss}")
+        raise UsageError(f"pygan train: error: --gp-weight is wgan-gp's penalty weight, not part of --loss {args.loss}")
     if args.label_smoothing != 1.0 and args.loss in objectives.OBJECTIVES:
-        raise SystemExit(f"pygan train: error: --label-smoothing belongs to the 2014 losses, not --loss {args.loss}")
-    if args.ema is not None and not 0 < args.ema < 1:
-        raise SystemExit(f"pygan train: error: --ema must be in (0, 1), e.g. 0.999, got {args.ema}")
-    if args.eval_samples is not None and args.eval_samples < 2:
-        raise SystemExit(f"pygan train: error: --eval-samples must be >= 2, got {args.eval_samples}")
-    for name in ("epochs", "batch_size", "train_size", "threads", "pack", "eval_every", "d_steps"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise SystemExit(f"pygan train: error: --{name.replace('_', '-')} must be >= 1, got {v}")
+        raise UsageError(f"pygan train: error: --label-smoothing belongs to the 2014 losses, not --loss {args.loss}")
     return {
         "model": args.model,
         "dataset": args.dataset,
@@ -497,11 +536,15 @@ class _Reporter:
 
 def train(args: argparse.Namespace) -> dict[str, float]:
     """``pygan train``: returns the last epoch's metrics."""
+    if not args.out.strip():
+        raise UsageError("pygan train: error: --out: expected a folder name, got an empty one")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"pygan train: error: --out: {out} is a file, not a folder")
     ckpt = out / CHECKPOINT
     if args.resume:
         if not ckpt.exists():
-            raise SystemExit(f"pygan train: error: --resume: no checkpoint at {ckpt}")
+            raise UsageError(f"pygan train: error: --resume: no checkpoint at {ckpt}")
         _, meta = io.load(ckpt)
         config = dict(meta.get("config", {}))
         config.setdefault("eval_every", 1)  # runs from before best checkpoints
@@ -515,8 +558,11 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     _configure_backend(args.backend, args.threads)
     run = Run(config)
     config["batch_size"] = config["batch_size"] or run.spec.batch_size
+    if run.x is not None and len(run.x) < config["batch_size"]:
+        raise UsageError(f"pygan train: error: --train-size: {len(run.x)} examples are fewer than one batch of "
+                         f"{config['batch_size']} (--batch-size)")
     if config["batch_size"] % config["pack"]:
-        raise SystemExit(f"pygan train: error: --batch-size {config['batch_size']} must be a multiple of --pack {config['pack']}")
+        raise UsageError(f"pygan train: error: --batch-size {config['batch_size']} must be a multiple of --pack {config['pack']}")
     out.mkdir(parents=True, exist_ok=True)
     if args.resume:
         io.restore_gan(ckpt, run.gan)
@@ -542,7 +588,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     except TrainingDiverged as e:
         reporter.close()
         kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written"
-        raise SystemExit(f"pygan train: error: {e}; {kept}") from None
+        raise RunFailed(f"pygan train: error: {e}; {kept}") from None
     reporter.close()
     if result.interrupted:
         reporter.save(run.gan)
@@ -564,7 +610,7 @@ def parse_seeds(spec: str) -> list[int]:
                 raise ValueError
             seeds.extend(s for s in range(first, last + 1) if s not in seeds)
     except ValueError:
-        raise SystemExit(f"pygan train: error: --seeds: expected seeds like 0-9 or 0,3,7, got {spec!r}") from None
+        raise UsageError(f"pygan train: error: --seeds: expected seeds like 0-9 or 0,3,7, got {spec!r}") from None
     return seeds
 
 
@@ -595,8 +641,6 @@ def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
     seeds = parse_seeds(args.seeds)
     cores = os.cpu_count() or 1
     jobs = min(len(seeds), args.jobs or cores)
-    if jobs < 1:
-        raise SystemExit(f"pygan train: error: --jobs must be >= 1, got {args.jobs}")
     threads = args.threads or max(1, cores // jobs)
     root = Path(args.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -644,7 +688,7 @@ def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"{which} {k}: {vals.mean():.4g} +- {se:.2g} (mean +- standard error of {len(vals)} seeds)")
     (root / "seeds.json").write_text(json.dumps(summary, indent=1) + "\n")
     if summary["failed"]:
-        raise SystemExit(f"pygan train: error: seeds {summary['failed']} failed; see their train.log")
+        raise RunFailed(f"pygan train: error: seeds {summary['failed']} failed; see their train.log")
     return summary
 
 
@@ -655,7 +699,7 @@ def checkpoint_path(path: str) -> Path:
         for name in (BEST, CHECKPOINT):
             if (p / name).is_file():
                 return p / name
-        raise SystemExit(f"pygan: error: {p}: a folder without {BEST} or {CHECKPOINT} (not a pygan run)")
+        raise UsageError(f"pygan: error: {p}: a folder without {BEST} or {CHECKPOINT} (not a pygan run)")
     return p
 
 
@@ -665,7 +709,7 @@ def _from_checkpoint(path: str, backend: str) -> Run:
     _, meta = io.load(ckpt)
     config = meta.get("config")
     if not isinstance(config, dict) or "model" not in config:
-        raise SystemExit(f"pygan: error: {ckpt}: the checkpoint has no run configuration (not written by pygan train)")
+        raise UsageError(f"pygan: error: {ckpt}: the checkpoint has no run configuration (not written by pygan train)")
     run = Run(config, load_data=False)
     io.restore_gan(ckpt, run.gan)
     return run
@@ -673,15 +717,11 @@ def _from_checkpoint(path: str, backend: str) -> Run:
 
 def sample(args: argparse.Namespace) -> None:
     """``pygan sample``: write ``--n`` samples of a checkpoint as a PNG."""
-    if args.n < 1:
-        raise SystemExit(f"pygan sample: error: --n must be >= 1, got {args.n}")
     run = _from_checkpoint(args.checkpoint, args.backend)
     model = run.config["model"]
     if (args.truncation is not None or args.style_mixing) and model != "stylegan":
-        raise SystemExit("pygan sample: error: --truncation and --style-mixing are the stylegan model's")
+        raise UsageError("pygan sample: error: --truncation and --style-mixing are the stylegan model's")
     if args.truncation is not None:
-        if not 0 <= args.truncation <= 1:
-            raise SystemExit(f"pygan sample: error: --truncation must be in [0, 1], got {args.truncation}")
         run.gan.generator.truncation = args.truncation
     if model in models.TRANSLATION_MODELS:  # the model on test digits
         test, _ = data.load_images("mnist", "test", args.data or run.config.get("data"))
@@ -761,10 +801,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """``pygan eval``: one table of the model's metrics beside the real data's (the floor): mode
     coverage on toy data; on images the 2014 paper's Parzen protocol and, in pygan's classifier's
     feature space, FID, KID, precision/recall and the classifier score."""
-    if args.samples is not None and args.samples < 2:
-        raise SystemExit(f"pygan eval: error: --samples must be >= 2, got {args.samples}")
-    if args.test_size < 2:
-        raise SystemExit(f"pygan eval: error: --test-size must be >= 2, got {args.test_size}")
     start = time.perf_counter()
     run = _from_checkpoint(args.checkpoint, args.backend)
     cfg = run.config
@@ -839,8 +875,15 @@ def _evaluate_translation(args: argparse.Namespace, run: Run, start: float) -> d
     return result
 
 
+#: Exceptions that end a command with one line (exit status 1) rather than a traceback: pygan's
+#: own errors name the argument or file; the rest are the system's (a full disk, no memory, no CuPy).
+RUNTIME_ERRORS = (RunFailed, data.DataError, io.CheckpointError, TrainingDiverged, ValueError, TypeError, OSError,
+                  ImportError, MemoryError, RuntimeError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pygan`` console script."""
+    """Entry point of the ``pygan`` console script: 0 on success, 2 for a mistake in the command
+    line, 1 for a run that failed; errors are one line (``--debug`` adds the traceback)."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train" and args.seeds is not None:
@@ -851,10 +894,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample(args)
         else:
             evaluate(args)
-    except (data.DataError, io.CheckpointError) as e:
-        print(f"pygan {args.command}: error: {e}", file=sys.stderr)
+    except UsageError as e:
+        if args.debug:
+            raise
+        print(e, file=sys.stderr)
         return 2
+    except RUNTIME_ERRORS as e:
+        if args.debug:
+            raise
+        if isinstance(e, RunFailed):
+            text = str(e)
+        elif isinstance(e, (data.DataError, io.CheckpointError, TrainingDiverged)):
+            text = f"pygan {args.command}: error: {e}"
+        else:
+            text = f"pygan {args.command}: error: {_one_line(e)} (--debug shows the traceback)"
+        print(text, file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line: its message (the type's name where the message alone is unclear)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if isinstance(e, ValueError) else f"{type(e).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -51,3 +51,19 @@ def tiny_mnist_folder(folder, n: int = 64, seed: int = 0):
         data.write_idx(folder / f"{split}-images-idx3-ubyte.gz", imgs)
         data.write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
     return folder
+
+
+def cli_error(argv: list[str], capsys, status: int = 2) -> str:
+    """Run ``pygan ARGV`` in-process; it must fail with ``status`` and one line on stderr (no
+    traceback), which is returned."""
+    from pygan.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == status, (argv, code, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    return err

@@ -17,7 +17,7 @@ from pygan.nn import functional as F
 from pygan.stylegan import StyleGenerator
 from pygan.translation import CycleDiscriminators
 
-from helpers import assert_close, tiny_mnist_folder
+from helpers import assert_close, cli_error, tiny_mnist_folder
 
 
 @pytest.fixture
@@ -169,15 +169,13 @@ def test_each_architecture_trains_resumes_evaluates_and_samples(digits, tmp_path
         assert "style-mixing" in capsys.readouterr().out
 
 
-def test_architecture_flag_errors(digits):
+def test_architecture_flag_errors(digits, capsys):
     for argv, words in ((["--model", "lapgan", "--loss", "wgan"], "2014 losses"),
                         (["--model", "srgan", "--loss", "hinge"], "its paper's own losses"),
                         (["--model", "dcgan", "--task", "invert"], "--task and --identity"),
                         (["--model", "stylegan", "--image-size", "28"], "power of two"),
                         (["--model", "mlp", "--image-size", "32"], "--image-size is for")):
-        with pytest.raises(SystemExit) as e:
-            main(["train", "--dataset", "mnist", *argv, "--out", "unused"])
-        assert words in str(e.value), argv
+        assert words in cli_error(["train", "--dataset", "mnist", *argv, "--out", "unused"], capsys), argv
     spec = models.build("srgan", (1, 28, 28))
     gan = pygan.GAN(spec.generator, spec.discriminator, pygan.Adam(spec.generator.parameters()),
                     pygan.Adam(spec.discriminator.parameters()), latent_dim=0)
