@@ -461,13 +461,6 @@ void batch_norm_stats(const float* x, idx n, idx c, idx inner, float* mean, floa
 
 void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean, const float* invstd,
                       const float* gamma, const float* beta, float* y, Act act, float slope) {
-    std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
-    for (idx ch = 0; ch < c; ++ch) {
-        scale[ch] = gamma[ch] * invstd[ch];
-        shift[ch] = beta[ch] - mean[ch] * scale[ch];
-    }
-    const float* sc = scale.data();
-    const float* sh = shift.data();
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
         if (inner == 1) {  // (N, C): rows of channels, vectorised across channels
@@ -476,14 +469,16 @@ void batch_norm_apply(const float* x, idx n, idx c, idx inner, const float* mean
             for (idx img = 0; img < n; ++img) {
                 const float* p = x + img * c;
                 float* o = y + img * c;
-                for (idx ch = 0; ch < c; ++ch) o[ch] = act_forward(A, p[ch] * sc[ch] + sh[ch], slope);
+                for (idx ch = 0; ch < c; ++ch)
+                    o[ch] = act_forward(A, ((p[ch] - mean[ch]) * invstd[ch]) * gamma[ch] + beta[ch], slope);
             }
         } else {
             const gemm::BnRows& rows = gemm::active_kernel().bn;
             FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(n * c * inner)) schedule(static) firstprivate(ftz)
             for (idx row = 0; row < n * c; ++row)
-                rows.affine_act(x + row * inner, y + row * inner, inner, sc[row % c], sh[row % c], A, slope);
+                rows.normalize_act(x + row * inner, y + row * inner, inner, mean[row % c], invstd[row % c], gamma[row % c],
+                                   beta[row % c], A, slope);
         }
     });
 }
@@ -511,12 +506,11 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
                             for (idx ch = c0; ch < c1; ++ch) {
                                 const float g = act_backward(A, dy[off + ch], y[off + ch], slope);
                                 pb[ch - c0] += g;
-                                pg[ch - c0] += g * (x[off + ch] - mean[ch]);
+                                pg[ch - c0] += g * ((x[off + ch] - mean[ch]) * invstd[ch]);  // g * xhat
                             }
                         }
                         for (idx ch = c0; ch < c1; ++ch) sb[ch] += pb[ch - c0], sg[ch] += pg[ch - c0];
                     }
-                    for (idx ch = c0; ch < c1; ++ch) sg[ch] *= invstd[ch];
                 }
             }
             // per-channel terms of dx, computed once (not per row)
@@ -553,7 +547,8 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
 #pragma omp for schedule(static)
             for (idx pl = 0; pl < planes; ++pl) {
                 const idx off = pl * inner;
-                const auto [b_sum, g_sum] = rows.grad_sums(dy + off, y + off, x + off, inner, mean[pl % c], A, slope);
+                const auto [b_sum, g_sum] =
+                    rows.grad_sums(dy + off, y + off, x + off, inner, mean[pl % c], invstd[pl % c], A, slope);
                 part_b[pl] = b_sum;
                 part_g[pl] = g_sum;
             }
@@ -561,7 +556,6 @@ void batch_norm_backward(const float* dy, const float* x, const float* y, idx n,
             for (idx ch = 0; ch < c; ++ch) {
                 double sb = 0.0, sg = 0.0;
                 for (idx img = 0; img < n; ++img) sb += part_b[img * c + ch], sg += part_g[img * c + ch];
-                sg *= invstd[ch];
                 dbeta[ch] = static_cast<float>(sb);
                 dgamma[ch] = static_cast<float>(sg);
                 gemm::BnDxTerms& t = terms[ch];
@@ -656,8 +650,7 @@ void group_norm_forward(const float* x, idx n, idx c, idx inner, idx groups, con
         for (idx pl = 0; pl < n * c; ++pl) {
             const idx img = pl / c, ch = pl % c, b = img * groups + ch / cpg;
             const idx a = per_example ? pl : ch;
-            const float scale = gamma[a] * invstd[b];
-            rows.affine_act(x + pl * inner, y + pl * inner, inner, scale, beta[a] - mean[b] * scale, act, slope);
+            rows.normalize_act(x + pl * inner, y + pl * inner, inner, mean[b], invstd[b], gamma[a], beta[a], act, slope);
         }
     }
 }
@@ -668,7 +661,7 @@ void group_norm_backward(const float* dy, const float* x, const float* y, idx n,
     const gemm::BnRows& rows = gemm::active_kernel().bn;
     const idx cpg = c / groups, planes = n * c;
     const double count = double(cpg) * double(inner);
-    // per plane: sum of g = dy * act'(y) and of g * (x - mean)
+    // per plane: sum of g = dy * act'(y) and of g * xhat
     std::vector<double> sb(static_cast<std::size_t>(planes)), sg(sb.size());
     FlushDenormals ftz;
 #pragma omp parallel num_threads(threads_for(planes * inner)) firstprivate(ftz)
@@ -676,10 +669,10 @@ void group_norm_backward(const float* dy, const float* x, const float* y, idx n,
 #pragma omp for schedule(static)
         for (idx pl = 0; pl < planes; ++pl) {
             const idx b = (pl / c) * groups + (pl % c) / cpg;
-            const auto [s_b, s_g] = rows.grad_sums(dy + pl * inner, y + pl * inner, x + pl * inner, inner, mean[b], act,
-                                                   slope);
+            const auto [s_b, s_g] = rows.grad_sums(dy + pl * inner, y + pl * inner, x + pl * inner, inner, mean[b],
+                                                   invstd[b], act, slope);
             sb[pl] = s_b;
-            sg[pl] = s_g * double(invstd[b]);  // the sum of g * xhat
+            sg[pl] = s_g;  // the sum of g * xhat
         }
 #pragma omp single
         {

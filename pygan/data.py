@@ -105,7 +105,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
                 raise DataError(f"{p}: header claims shape {dims} ({nbytes} bytes), more than the {MAX_IDX_BYTES}-byte limit")
             holds = size * _DEFLATE_MAX_RATIO if gz else size - 4 - 4 * ndim
             if nbytes > holds:
-                raise DataError(f"{p}: header claims shape {dims} ({nbytes} bytes), more than the {size}-byte file can hold")
+                raise DataError(f"{p}: truncated IDX file: header claims shape {dims} ({nbytes} bytes), more than the {size}-byte file can hold")
             body = _read_exact(f, nbytes, p, f"shape {dims}")
             if f.read(1):
                 raise DataError(f"{p}: trailing bytes after the {nbytes}-byte body of shape {dims}")

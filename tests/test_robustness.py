@@ -4,6 +4,7 @@ against the reference, concurrency, divergence, and SIGKILL during checkpoint wr
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -28,16 +29,27 @@ from helpers import cli_error
 #: Cases the fuzzers ran, reported at the end of the session (see conftest.py).
 FUZZ_CASES = {"ops": 0, "matched the reference": 0, "clear errors": 0}
 
-DTYPES = [np.float16, np.float32, np.float64, np.int32]
+#: float32 as NumPy's object and as an equal one that went through pickle; big-endian float32 (refused)
+DTYPES = [np.float16, np.float32, pickle.loads(pickle.dumps(np.dtype(np.float32))), np.dtype(">f4"), np.float64, np.int32]
 LAYOUTS = ["contiguous", "transposed", "negative strides", "unaligned", "list"]
-SPECIALS = ["none", "nan", "inf"]
+#: one element NaN, +-Inf, +-1e30 (its square and sums of squares overflow float32) or a few
+#: denormal (read as zero by the kernels). (At +-3e38 single products overflow too, and which
+#: intermediate reaches infinity first depends on the order of operations, not on a bug.)
+SPECIALS = ["none", "nan", "inf", "huge", "denormal"]
+TINY = np.finfo(np.float32).tiny
 
 
 def make_array(draw, shape, dtype, layout, special, rng):
     base = rng.standard_normal(shape) * 2
     if special != "none" and base.size and np.dtype(dtype).kind == "f":
-        base.flat[int(rng.integers(base.size))] = np.nan if special == "nan" else np.inf
-    a = base.astype(dtype) if np.dtype(dtype).kind == "f" else np.clip(base, -9, 9).astype(dtype)
+        i = int(rng.integers(base.size))
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        if special == "denormal":
+            base.flat[:: max(1, base.size // 3)] = sign * TINY / 4
+        else:
+            base.flat[i] = {"nan": np.nan, "inf": sign * np.inf, "huge": sign * 1e30}[special]
+    with np.errstate(over="ignore"):  # 3e38 is +-inf in float16
+        a = base.astype(dtype) if np.dtype(dtype).kind == "f" else np.clip(base, -9, 9).astype(dtype)
     if layout == "transposed" and a.ndim >= 2:
         a = np.ascontiguousarray(np.swapaxes(a, 0, 1)).swapaxes(0, 1)
     elif layout == "negative strides" and a.ndim >= 1:
@@ -204,6 +216,100 @@ def test_fuzz_elementwise_losses_and_optimizers(n, f, c, pieces, p):
     check_case("adam_update", [*flat, 1e-3, 0.5, 0.999, 1e-8, 1], {}, {"param", "grad", "m", "v"})
 
 
+GEOMETRY = st.one_of(st.integers(0, 3), st.sampled_from([7, 1 << 20, (1 << 20) + 1, 10**30, -1]))
+
+
+@FUZZ
+@given(n=st.integers(0, 3), ch=st.integers(0, 5), h=st.integers(0, 6), c=case, stride=GEOMETRY, pad=GEOMETRY,
+       k=st.integers(1, 3), r=st.sampled_from([0, 1, 2, 3, 10**9]), mode=st.sampled_from(["nearest", "bilinear", "cubic"]))
+def test_fuzz_spatial_ops_and_geometry(n, ch, h, c, stride, pad, k, r, mode):
+    """The spatial ops of the GAN family, and convolutions at extreme strides and paddings: equal
+    to the reference or refused by name, with cost and memory that follow the output."""
+    x, w, g = arrays([(n, ch, h, h + 1), (2, ch, k, k), (ch,)], c)
+    check_case("conv2d_forward", [x, w, None, stride, pad], {}, {"x", "w", "stride", "padding"})
+    wt = arrays([(ch, 2, k, k)], dict(c, target=0))[0]
+    check_case("conv_transpose2d_forward", [x, wt, None, stride, pad], {}, {"x", "w", "stride", "padding", "output_padding"})
+    check_case("upsample2x_forward", [x, mode], {}, {"x", "mode"})
+    check_case("upsample2x_backward", [x, mode], {}, {"dy", "mode"})
+    check_case("avg_pool2d_forward", [x, r], {}, {"x", "k"})
+    check_case("avg_pool2d_backward", [x, r, h * max(r, 1), (h + 1) * max(r, 1)], {}, {"dy", "k", "height", "width"})
+    check_case("avg_pool2d_backward", [x, 2, 10**9, 10**9], {}, {"dy", "k", "height", "width"})
+    check_case("pixel_shuffle_forward", [x, r], {}, {"x", "r"})
+    check_case("pixel_shuffle_backward", [x, r], {}, {"dy", "r"})
+    check_case("reflection_pad2d_forward", [x, pad], {}, {"x", "padding"})
+    check_case("reflection_pad2d_backward", [x, pad], {}, {"dy", "padding"})
+    groups = max(1, ch)
+    check_case("group_norm_forward", [x, g, g, groups], {"act": "relu"}, {"x", "gamma", "beta", "groups"})
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 4 and x.size and ch:
+        ones, zeros = np.ones(ch, np.float32), np.zeros(ch, np.float32)
+        with np.errstate(all="ignore"):
+            try:
+                y, mean, invstd = load_backend("numpy").group_norm_forward(np.ascontiguousarray(x), ones, zeros, groups,
+                                                                           act="leaky_relu")
+            except ValueError:  # statistics beyond float32: the forward fuzz above covered it
+                return
+        check_case("group_norm_backward", [x, x, y, ones, mean, invstd, groups, "leaky_relu"], {},
+                   {"dy", "x", "y", "gamma", "mean", "invstd", "groups"})
+
+
+#: How an op's output buffer can overlap another of its arguments.
+OVERLAPS = ["same array", "view", "reversed view", "shifted view", "separate"]
+
+
+def check_overlap(op, args, kwargs, arg_names):
+    """With overlapping buffers every backend refuses the call by name (the buffers are passed as
+    they are: a copy would undo the overlap) and leaves them unchanged."""
+    FUZZ_CASES["ops"] += 1
+    before = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    for name in ("cpu", "numpy"):
+        with pytest.raises(ValueError, match="shares memory with") as e:
+            getattr(load_backend(name), op)(*args, **kwargs)
+        m = ARG_NAMES.match(str(e.value))
+        assert m and m.group(1) in arg_names, f"{op}: unclear error {e.value!r}"
+    for a, b in zip(args, before):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+    FUZZ_CASES["clear errors"] += 1
+
+
+@FUZZ
+@given(size=st.integers(1, 40), overlap=st.sampled_from(OVERLAPS), which=st.integers(0, 3), seed=st.integers(0, 2**31 - 1),
+       lr=st.sampled_from([0.1, 0.0, -0.1, float("nan"), 1e39, "0.1", None]))
+def test_fuzz_overlapping_buffers_and_optimizer_scalars(size, overlap, which, seed, lr):
+    """Output buffers that overlap an input (or each other) are refused by name on every backend,
+    never computed wrong; optimizer scalars of any kind are checked by name."""
+    rng = np.random.default_rng(seed)
+    flat = [np.abs(rng.standard_normal(size)).astype(np.float32) for _ in range(4)]
+    other = (which + 1) % 4
+    if overlap == "same array":
+        flat[which] = flat[other]
+    elif overlap == "view":
+        flat[which] = flat[other][:]
+    elif overlap == "reversed view":
+        flat[which] = flat[other][::-1]
+    elif overlap == "shifted view" and size > 1:
+        buf = np.abs(rng.standard_normal(size + 1)).astype(np.float32)
+        flat[which], flat[other] = buf[1:], buf[:-1]
+    overlapping = overlap != "separate" and not (overlap == "shifted view" and size == 1)
+    names = {"param", "grad", "velocity", "m", "v", "sq", "lr"}
+    calls = [("sgd_update", [flat[0], flat[1], flat[2], lr, 0.9], names | {"momentum"}, {0, 1, 2}),
+             ("adam_update", [*flat, lr, 0.5, 0.999, 1e-8, 1], names | {"beta1", "beta2", "eps", "step"}, {0, 1, 2, 3}),
+             ("rmsprop_update", [flat[0], flat[1], flat[2], lr, 0.9, 1e-8], names | {"alpha", "eps"}, {0, 1, 2})]
+    for op, args, arg_names, used in calls:
+        if overlapping and {which, other} <= used and not (overlap == "reversed view" and which == 1 or other == 1 and overlap == "reversed view"):
+            check_overlap(op, args, {}, arg_names)
+        elif not overlapping or not {which, other} <= used:
+            check_case(op, args, {}, arg_names)
+    x, w = rng.standard_normal((3, size)).astype(np.float32), rng.standard_normal((size, size)).astype(np.float32)
+    y = load_backend("numpy").dense_forward(x, w, None, "relu")
+    if overlapping:
+        dw = {0: w, 1: w[::-1], 2: np.zeros(size * size + 3, np.float32)[3:].reshape(size, size), 3: None}[which]
+        if which == 2:  # dw and db in one buffer
+            db = dw.reshape(-1)[:size]
+        else:
+            db = None
+        if dw is not None and (db is not None or which < 2):
+            check_overlap("dense_backward", [y, x, w, y, "relu"], {"param_grads": (dw, db)}, {"param_grads"})
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), dtype=st.sampled_from(DTYPES))
 def test_fuzz_layers_reject_bad_inputs_clearly(shape, dtype):

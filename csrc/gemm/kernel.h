@@ -69,10 +69,15 @@ struct BnDxTerms {
 struct BnRows {
     double (*sum)(const float* x, idx len);                 // sum of x
     double (*sqdev)(const float* x, idx len, double mean);  // sum of (x - mean)^2, in double
-    void (*affine_act)(const float* x, float* y, idx len, float a, float b, Act act, float slope);  // act(x * a + b)
-    // sums of g = dy * act'(y) and of g * (x - mu)
-    std::pair<double, double> (*grad_sums)(const float* dy, const float* y, const float* x, idx len, float mu, Act act,
-                                           float slope);
+    // act(((x - mu) * invstd) * gamma + beta), in the reference's order: subtracting the mean first
+    // keeps xhat exact where the mean is large against the spread, and no intermediate overflows
+    // where the reference's do not (a folded x * scale + shift loses both)
+    void (*normalize_act)(const float* x, float* y, idx len, float mu, float invstd, float gamma, float beta, Act act,
+                          float slope);
+    // sums of g = dy * act'(y) and of g * xhat, xhat = (x - mu) * invstd as in the forward (so no
+    // product overflows where the reference's do not)
+    std::pair<double, double> (*grad_sums)(const float* dy, const float* y, const float* x, idx len, float mu,
+                                           float invstd, Act act, float slope);
     void (*grad_dx)(const float* dy, const float* y, const float* x, float* dx, idx len, const BnDxTerms& t, Act act,
                     float slope);
 };

@@ -102,7 +102,7 @@ void gather(const GatherB& g, idx k0, idx kc, idx j0, int nr, float* dst) {
     }
 }
 
-void apply_bias_act(float* x, idx n, float bias, Act act, float slope) { affine_act_avx(x, x, n, 1.0f, bias, act, slope); }
+void apply_bias_act(float* x, idx n, float bias, Act act, float slope) { normalize_act_avx(x, x, n, 0.0f, 1.0f, 1.0f, bias, act, slope); }
 
 }  // namespace
 

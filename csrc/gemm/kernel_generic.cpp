@@ -75,19 +75,20 @@ double bn_sqdev(const float* x, idx len, double mean) {
     });
 }
 
-void bn_affine_act(const float* x, float* y, idx len, float a, float b, Act act, float slope) {
+void bn_normalize_act(const float* x, float* y, idx len, float mu, float invstd, float gamma, float beta, Act act,
+                      float slope) {
     with_act(act, [&](auto tag) {
-        for (idx q = 0; q < len; ++q) y[q] = act_forward(decltype(tag)::value, x[q] * a + b, slope);
+        for (idx q = 0; q < len; ++q) y[q] = act_forward(decltype(tag)::value, ((x[q] - mu) * invstd) * gamma + beta, slope);
     });
 }
 
-std::pair<double, double> bn_grad_sums(const float* dy, const float* y, const float* x, idx len, float mu, Act act,
-                                       float slope) {
+std::pair<double, double> bn_grad_sums(const float* dy, const float* y, const float* x, idx len, float mu, float invstd,
+                                       Act act, float slope) {
     std::pair<double, double> out;
     with_act(act, [&](auto tag) {
         out = lane_sum2(len, [=](idx q) {
             const float g = act_backward(decltype(tag)::value, dy[q], y[q], slope);
-            return std::pair<float, float>{g, g * (x[q] - mu)};
+            return std::pair<float, float>{g, g * ((x[q] - mu) * invstd)};
         });
     });
     return out;
@@ -108,7 +109,7 @@ void bn_grad_dx(const float* dy, const float* y, const float* x, float* dx, idx 
 
 const MicroKernel& kernel_generic() {
     static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr, &apply_bias_act, nullptr, nullptr,
-                               {&bn_sum, &bn_sqdev, &bn_affine_act, &bn_grad_sums, &bn_grad_dx}};
+                               {&bn_sum, &bn_sqdev, &bn_normalize_act, &bn_grad_sums, &bn_grad_dx}};
     return k;
 }
 

@@ -92,25 +92,28 @@ double bn_sqdev_avx(const float* x, idx len, double mean) {
     return total;
 }
 
-// y = act(x * a + b) (y may be x); AVX2's bias epilogue is this with a = 1 (x * 1 is exact)
-void affine_act_avx(const float* x, float* y, idx len, float a, float b, Act act, float slope) {
-    const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+// y = act(((x - mu) * invstd) * gamma + beta) (BnRows::normalize_act; y may be x). AVX2's bias
+// epilogue is this with mu = 0, invstd = gamma = 1 (exact: the same bits as x + beta)
+void normalize_act_avx(const float* x, float* y, idx len, float mu, float invstd, float gamma, float beta, Act act,
+                       float slope) {
+    const __m256 m = _mm256_set1_ps(mu), s = _mm256_set1_ps(invstd), g = _mm256_set1_ps(gamma), b = _mm256_set1_ps(beta);
     row_steps(0, len, [&](idx q, __m256i live, auto tail) {
-        const __m256 z = _mm256_add_ps(_mm256_mul_ps(ld(x + q, live, tail), av), bv);
-        st(y + q, live, simd::activate(z, act, slope), tail);
+        const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(ld(x + q, live, tail), m), s);
+        st(y + q, live, simd::activate(_mm256_add_ps(_mm256_mul_ps(xhat, g), b), act, slope), tail);
     });
 }
 
 template <Act A>
-std::pair<double, double> bn_grad_sums_t(const float* dy, const float* y, const float* x, idx len, float mu, float slope) {
-    const __m256 m = _mm256_set1_ps(mu);
+std::pair<double, double> bn_grad_sums_t(const float* dy, const float* y, const float* x, idx len, float mu, float invstd,
+                                         float slope) {
+    const __m256 m = _mm256_set1_ps(mu), is = _mm256_set1_ps(invstd);
     double tb = 0.0, tg = 0.0;
     for (idx q0 = 0; q0 < len; q0 += 128) {
         __m256 sb = _mm256_setzero_ps(), sg = _mm256_setzero_ps();
         row_steps(q0, std::min<idx>(len, q0 + 128), [&](idx q, __m256i live, auto tail) {
             const __m256 g = act_grad8<A>(ld(dy + q, live, tail), ld(y + q, live, tail), slope);
             sb = _mm256_add_ps(sb, g);
-            sg = _mm256_add_ps(sg, _mm256_mul_ps(g, _mm256_sub_ps(ld(x + q, live, tail), m)));
+            sg = _mm256_add_ps(sg, _mm256_mul_ps(g, _mm256_mul_ps(_mm256_sub_ps(ld(x + q, live, tail), m), is)));
         });
         tb += lane_tree(sb);
         tg += lane_tree(sg);
@@ -118,10 +121,10 @@ std::pair<double, double> bn_grad_sums_t(const float* dy, const float* y, const 
     return {tb, tg};
 }
 
-std::pair<double, double> bn_grad_sums_avx(const float* dy, const float* y, const float* x, idx len, float mu, Act act,
-                                           float slope) {
+std::pair<double, double> bn_grad_sums_avx(const float* dy, const float* y, const float* x, idx len, float mu,
+                                           float invstd, Act act, float slope) {
     std::pair<double, double> out;
-    with_act(act, [&](auto tag) { out = bn_grad_sums_t<decltype(tag)::value>(dy, y, x, len, mu, slope); });
+    with_act(act, [&](auto tag) { out = bn_grad_sums_t<decltype(tag)::value>(dy, y, x, len, mu, invstd, slope); });
     return out;
 }
 
@@ -141,7 +144,7 @@ void bn_grad_dx_avx(const float* dy, const float* y, const float* x, float* dx, 
     with_act(act, [&](auto tag) { bn_grad_dx_t<decltype(tag)::value>(dy, y, x, dx, len, t, slope); });
 }
 
-constexpr BnRows kBnRowsAvx{&bn_sum_avx, &bn_sqdev_avx, &affine_act_avx, &bn_grad_sums_avx, &bn_grad_dx_avx};
+constexpr BnRows kBnRowsAvx{&bn_sum_avx, &bn_sqdev_avx, &normalize_act_avx, &bn_grad_sums_avx, &bn_grad_dx_avx};
 
 }  // namespace
 }  // namespace pygan::gemm

@@ -152,5 +152,15 @@ def check_disjoint(written: dict[str, Any], read: dict[str, Any], xp: Any = np) 
 #: Largest stride, padding or output padding of a convolution (a geometry beyond it is a mistake).
 MAX_GEOMETRY = 1 << 20
 
-#: Largest number of elements of one array an op allocates.
-MAX_ELEMENTS = 1 << 31
+#: Largest number of elements of one array an op allocates (1 GiB of float32): a geometry that asks
+#: for more is refused by name rather than left to exhaust memory.
+MAX_ELEMENTS = 1 << 28
+
+
+def check_elements(name: str, shape: Sequence[int], what: str) -> None:
+    """An array of ``shape`` the op would allocate stays within ``MAX_ELEMENTS``."""
+    # empty dimensions aside: an empty array whose other sides are astronomically long is a mistake too
+    count = math.prod(max(int(d), 1) for d in shape)
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"{name}: {what} of shape {tuple(int(d) for d in shape)} spans {count} elements, "
+                         f"more than the {MAX_ELEMENTS} one op may allocate")

@@ -173,7 +173,9 @@ def group_norm_forward(
         raise ValueError(f"eps: must be > 0, got {eps}")
     if x.size == 0:
         return ref.group_norm_forward(x, gamma, beta, groups, eps, act, slope)
-    return tuple(_core.gn_forward(x, gamma, beta, groups, float(eps), ACT_CODES[act], slope))
+    y, mean, invstd = _core.gn_forward(x, gamma, beta, groups, float(eps), ACT_CODES[act], slope)
+    ref.check_statistics_fit(mean, invstd)
+    return y, mean, invstd
 
 
 def group_norm_backward(

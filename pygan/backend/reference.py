@@ -214,6 +214,9 @@ def conv2d_shapes(
         C.check_finite("w", w)
     ho = C.conv_out_size("x", x.shape[2], w.shape[2], stride, padding)
     wo = C.conv_out_size("x", x.shape[3], w.shape[3], stride, padding)
+    n, c = x.shape[:2]
+    C.check_elements("padding", (n, c, x.shape[2] + 2 * padding, x.shape[3] + 2 * padding), "the padded input")
+    C.check_elements("x", (n, w.shape[0], ho, wo), "the output")
     return ho, wo
 
 
@@ -240,6 +243,7 @@ def conv_transpose2d_shapes(
     wo = (x.shape[3] - 1) * stride - 2 * padding + w.shape[3] + output_padding
     if ho <= 0 or wo <= 0:
         raise ValueError(f"padding: {padding} leaves no output for input {x.shape[2:]} and kernel {w.shape[2:]}")
+    C.check_elements("stride", (x.shape[0], w.shape[1], ho + 2 * padding, wo + 2 * padding), "the output")
     return ho, wo
 
 
@@ -612,6 +616,7 @@ def avg_pool2d_backward(dy: Array, k: int, height: int, width: int, xp: Any = np
     n, c, ho, wo = dy.shape
     if (height // k, width // k) != (ho, wo):
         raise ValueError(f"dy: shape {tuple(dy.shape)} is not a {k}x{k} pooling of a {height}x{width} image")
+    C.check_elements("height", (n, c, height, width), "the gradient")
     dx = xp.zeros((n, c, height, width), dtype=dy.dtype)
     share = dy * dy.dtype.type(1.0 / (k * k))
     dx[:, :, : ho * k, : wo * k] = xp.repeat(xp.repeat(share, k, axis=2), k, axis=3)
@@ -627,6 +632,7 @@ def pixel_shuffle_forward(x: Array, r: int = 2, xp: Any = np) -> Array:
     if cr % (r * r):
         raise ValueError(f"x: {cr} channels do not split into groups of r^2 = {r * r}")
     c = cr // (r * r)
+    C.check_elements("r", (n, c, h * r, w * r), "the output")
     return xp.ascontiguousarray(x.reshape(n, c, r, r, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c, h * r, w * r))
 
 
@@ -691,6 +697,8 @@ def check_group_norm(x: Array, gamma: Array, beta: Array, groups: int, xp: Any =
     if gamma.shape != beta.shape:
         raise ValueError(f"beta: shape {tuple(beta.shape)} differs from gamma's {tuple(gamma.shape)}")
     C.check_same_dtype(x=x, gamma=gamma, beta=beta)
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        C.check_finite(name, a, xp)  # as batch norm's: a NaN/Inf affine means training diverged
     return groups
 
 
@@ -698,6 +706,16 @@ def _affine_shape(a: Array, x: Array) -> tuple[int, ...]:
     """How a ``(C,)`` or ``(N, C)`` affine vector broadcasts against x."""
     lead = (1, -1) if a.ndim == 1 else tuple(a.shape)
     return lead + (1,) * (x.ndim - 2)
+
+
+def check_statistics_fit(mean: Array, invstd: Array, xp: Any = np) -> None:
+    """A normalisation's statistics fit its dtype: a finite input whose spread makes ``1 / std``
+    smaller than the dtype's smallest normal number (std beyond about 1e37 in float32) cannot be
+    normalised faithfully (the kernels read such values as zero), so it is refused by name."""
+    tiny = np.finfo(invstd.dtype).tiny
+    if invstd.size and bool((xp.isfinite(mean) & (invstd < tiny)).any()):
+        raise ValueError(f"x: a group's standard deviation is too large for {invstd.dtype} statistics "
+                         "(1/std underflows); scale the input down")
 
 
 def group_norm_forward(
@@ -716,13 +734,14 @@ def group_norm_forward(
     if not eps > 0:
         raise ValueError(f"eps: must be > 0, got {eps}")
     n = x.shape[0]
-    xg = x.reshape(n, groups, -1)
+    xg = x.reshape(n, groups, x.size // max(n * groups, 1))
     if xg.shape[2] == 0:
         return x.copy(), xp.zeros((n, groups), x.dtype), xp.ones((n, groups), x.dtype)
     mean = xg.mean(axis=2, dtype=xp.float64)
     d = xg - mean[..., None]
     var = (d * d).mean(axis=2)
     invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+    check_statistics_fit(mean, invstd, xp)
     xhat = (d * invstd[..., None]).astype(x.dtype).reshape(x.shape)
     z = xhat * gamma.reshape(_affine_shape(gamma, x)) + beta.reshape(_affine_shape(beta, x))
     return xp.ascontiguousarray(_act(z, act, slope)), mean.astype(x.dtype), invstd
@@ -744,7 +763,7 @@ def group_norm_backward(
     C.check_same_dtype(dy=dy, x=x, y=y, gamma=gamma, mean=mean, invstd=invstd)
     n, c = x.shape[:2]
     dz = _act_grad(dy, y, act, slope)
-    xg = x.reshape(n, groups, -1)
+    xg = x.reshape(n, groups, x.size // max(n * groups, 1))
     xhat_g = (xg - mean[..., None]) * invstd[..., None]
     xhat = xhat_g.reshape(x.shape)
     spatial = tuple(range(2, x.ndim))
@@ -754,7 +773,7 @@ def group_norm_backward(
         dgamma, dbeta = per_example_dg.sum(axis=0), per_example_db.sum(axis=0)
     else:
         dgamma, dbeta = per_example_dg, per_example_db
-    dxhat = (dz * gamma.reshape(_affine_shape(gamma, x))).reshape(n, groups, -1)
+    dxhat = (dz * gamma.reshape(_affine_shape(gamma, x))).reshape(n, groups, x.size // max(n * groups, 1))
     m = dxhat.shape[2]
     if m == 0:
         return xp.zeros_like(x), dgamma.astype(x.dtype), dbeta.astype(x.dtype)
