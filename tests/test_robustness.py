@@ -399,9 +399,8 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_cli_reports_divergence(tmp_path, capsys):
-    from pygan.cli import main
-
-    assert "diverged" in cli_error(["train", "--epochs", "3", "--train-size", "512", "--lr", "1e30", "--out", str(tmp_path / "o")], capsys, 1)
+    argv = ["train", "--epochs", "3", "--train-size", "512", "--lr", "1e30", "--out", str(tmp_path / "o")]
+    assert "diverged" in cli_error(argv, capsys, 1)
 
 
 def test_sigkill_while_checkpointing_never_loses_the_last_checkpoint(tmp_path):
