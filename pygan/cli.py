@@ -35,6 +35,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """As argparse's, and a typed single-value flag must hold one value of its type: argparse
+        passes ``--flag=--`` through unconverted, as a list."""
+        parsed, extra = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if action.type is not None and action.nargs is None and isinstance(value, list):
+                self.error(f"argument {action.option_strings[0]}: expected one value, got {value!r}")
+        return parsed, extra
+
 
 CHECKPOINT = "checkpoint.pygan"
 #: The checkpoint of the epoch with the best validation score so far (``--eval-every``).

@@ -27,7 +27,7 @@ from pygan.optim import Adam
 from helpers import cli_error
 
 #: Cases the fuzzers ran, reported at the end of the session (see conftest.py).
-FUZZ_CASES = {"ops": 0, "matched the reference": 0, "clear errors": 0}
+FUZZ_CASES = {"ops": 0, "matched the reference": 0, "clear errors": 0, "checkpoint files": 0, "command lines": 0}
 
 #: float32 as NumPy's object and as an equal one that went through pickle; big-endian float32 (refused)
 DTYPES = [np.float16, np.float32, pickle.loads(pickle.dumps(np.dtype(np.float32))), np.dtype(">f4"), np.float64, np.int32]
@@ -310,12 +310,15 @@ def test_fuzz_overlapping_buffers_and_optimizer_scalars(size, overlap, which, se
             db = None
         if dw is not None and (db is not None or which < 2):
             check_overlap("dense_backward", [y, x, w, y, "relu"], {"param_grads": (dw, db)}, {"param_grads"})
+
+
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), dtype=st.sampled_from(DTYPES))
 def test_fuzz_layers_reject_bad_inputs_clearly(shape, dtype):
     from pygan.nn import Conv2d, Dense
 
-    from pygan.nn import BatchNorm, ConvTranspose2d, Dropout, Maxout, VirtualBatchNorm
+    from pygan.nn import (AvgPool2d, BatchNorm, ConvTranspose2d, Dropout, GroupNorm, InstanceNorm, LayerNorm, Maxout,
+                          PixelShuffle, ReflectionPad2d, Upsample, VirtualBatchNorm)
 
     x = np.ones(shape, dtype)
     vbn = VirtualBatchNorm(3)
@@ -324,7 +327,10 @@ def test_fuzz_layers_reject_bad_inputs_clearly(shape, dtype):
     vbn.recording = False
     layers = ((Dense(3, 2), {"x", "w"}), (Conv2d(1, 2, 3, padding=1), {"x", "w"}),
               (ConvTranspose2d(1, 2, 3, padding=1), {"x", "w", "padding"}), (BatchNorm(3), {"x", "gamma"}),
-              (Dropout(0.5, seed=0), {"x"}), (Maxout(3), {"x", "pieces"}), (vbn, {"x"}))
+              (Dropout(0.5, seed=0), {"x"}), (Maxout(3), {"x", "pieces"}), (vbn, {"x"}),
+              (Upsample("bilinear"), {"x"}), (AvgPool2d(2), {"x", "k"}), (PixelShuffle(2), {"x"}),
+              (ReflectionPad2d(1), {"x", "padding"}), (GroupNorm(1, 3, act="relu"), {"x", "gamma", "groups"}),
+              (InstanceNorm(3), {"x", "gamma", "groups"}), (LayerNorm(2), {"x", "gamma", "groups"}))
     for layer, names in layers:
         FUZZ_CASES["ops"] += 1
         xt = pygan.Tensor(x, requires_grad=True)
@@ -338,6 +344,97 @@ def test_fuzz_layers_reject_bad_inputs_clearly(shape, dtype):
             assert np.isfinite(out.numpy()).all()
             out.backward(np.ones_like(out.data))  # the backward of an accepted input runs too
             assert xt.grad is not None and xt.grad.shape == x.shape
+
+
+_CHECKPOINT: dict[str, bytes] = {}
+
+
+def _small_gan() -> GAN:
+    g, d = mlp_generator(2, [4], 2, seed=0), mlp_discriminator(2, [4], seed=1)
+    return GAN(g, d, Adam(g.parameters(), lr=1e-3), Adam(d.parameters(), lr=1e-3), latent_dim=2, seed=0)
+
+
+def _checkpoint_bytes(tmp: str) -> bytes:
+    if "blob" not in _CHECKPOINT:
+        path = os.path.join(tmp, "seed.ckpt")
+        io.save_gan(path, _small_gan(), {"model": "toy"})
+        with open(path, "rb") as f:
+            _CHECKPOINT["blob"] = f.read()
+    return _CHECKPOINT["blob"]
+
+
+HOSTILE_JSON = [None, -1, 1.5, "x", [], {}, 2**70, True, [[1]], -(2**70), "nan", 10**400]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(kind=st.sampled_from(["flip", "truncate", "extend", "header value", "version"]), where=st.integers(0, 10**6),
+       value=st.sampled_from(HOSTILE_JSON), bit=st.integers(0, 7))
+def test_fuzz_checkpoint_loader(tmp_path_factory, kind, where, value, bit):
+    """Any damage to a checkpoint file gives a CheckpointError naming it, or a checkpoint that
+    passes every check and restores; never another exception, a hang or a model changed halfway."""
+    import json
+    import struct
+    import zlib
+
+    tmp = str(tmp_path_factory.getbasetemp())
+    blob = bytearray(_checkpoint_bytes(tmp))
+    _, hlen = struct.unpack_from("<IQ", blob, 8)
+    if kind == "flip":
+        blob[where % len(blob)] ^= 1 << bit
+    elif kind == "truncate":
+        blob = blob[: where % len(blob)]
+    elif kind == "extend":
+        blob += bytes(where % 4096)
+    elif kind == "version":
+        struct.pack_into("<I", blob, 8, where % 7)
+    else:
+        doc = json.loads(blob[20 : 20 + hlen])
+        paths = [("meta", "steps"), ("meta", "epoch"), ("meta", "rng"), ("meta", "optimizers"), ("tensors",),
+                 ("tensors", 0, "shape"), ("tensors", 0, "offset"), ("tensors", 0, "nbytes"), ("tensors", 0, "dtype"),
+                 ("tensors", 0, "name"), ("tensors", 0, "crc32"), ("meta", "optimizers", "generator", "lr")]
+        path = paths[where % len(paths)]
+        node = doc
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+        header = json.dumps(doc).encode()
+        base = -(-(20 + hlen + 4) // 64) * 64
+        prefix = bytes(blob[:8]) + struct.pack("<IQ", 2, len(header)) + header + struct.pack("<I", zlib.crc32(header))
+        blob = bytearray(prefix + b"\0" * (-len(prefix) % 64) + blob[base:])
+    path = os.path.join(tmp, f"fuzzed-{os.getpid()}.ckpt")
+    with open(path, "wb") as f:
+        f.write(blob)
+    FUZZ_CASES["checkpoint files"] += 1
+    gan = _small_gan()
+    before = [p.data.copy() for p in gan.generator.parameters()]
+    try:
+        io.restore_gan(path, gan)
+    except io.CheckpointError as e:
+        assert str(e).startswith(path), e
+        assert all(np.array_equal(b, p.data) for b, p in zip(before, gan.generator.parameters()))
+
+
+#: Flags of the command line with numbers, and values none of them accepts.
+INT_FLAGS = [("train", f) for f in ("--epochs", "--batch-size", "--d-steps", "--pack", "--train-size", "--threads",
+                                    "--seed", "--eval-every", "--eval-samples", "--jobs", "--image-size")] + \
+            [("sample", "--n"), ("sample", "--seed"), ("eval", "--samples"), ("eval", "--test-size"), ("eval", "--seed")]
+FLOAT_FLAGS = [("train", f) for f in ("--lr", "--d-lr", "--clip", "--gp-weight", "--r1", "--label-smoothing", "--ema",
+                                      "--identity")] + [("sample", "--truncation")]
+BAD_INTS = ["-1", "x", "", "1.5", "1e3", "nan", "99999999999999999999999", "-99999999999999999999999", "0x10", " "]
+BAD_FLOATS = ["-1", "nan", "inf", "-inf", "1e400", "x", "", "-1e-300", "--", "1,5"]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flag=st.sampled_from(INT_FLAGS + FLOAT_FLAGS), pick=st.integers(0, 99))
+def test_fuzz_command_line_flags(flag, pick, capsys):
+    """A hostile value of any numeric flag is one line naming the flag, exit status 2."""
+    command, name = flag
+    values = BAD_INTS if flag in INT_FLAGS else BAD_FLOATS
+    value = values[pick % len(values)]
+    argv = [command] + (["unused.pygan"] if command != "train" else []) + [f"{name}={value}"]
+    FUZZ_CASES["command lines"] += 1
+    err = cli_error(argv, capsys, 2)
+    assert name in err, err
 
 
 # ---------------------------------------------------------------------------------------------
