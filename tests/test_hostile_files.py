@@ -135,7 +135,8 @@ def test_only_regular_files_are_read(tmp_path):
     os.mkfifo(fifo)
     # in a child process, so that a loader that blocked would fail the test instead of hanging it
     code = "import sys\nfrom pygan import io, data\nfor f in (io.load, data.read_idx):\n    try:\n        f(sys.argv[1])\n    except ValueError as e:\n        print(e)\n"
-    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=120)
+    # (run in tmp_path, so that the installed pygan is imported, not the source tree's)
+    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("a named pipe, not a regular file") == 2
     with pytest.raises(io.CheckpointError, match="a folder, not a regular file"):
@@ -171,7 +172,8 @@ def test_concurrent_writers_to_one_checkpoint_never_collide(tmp_path):
         "import sys, numpy as np\nfrom pygan import io\n"
         "for i in range(40):\n    io.save(sys.argv[1], {'w': np.full(50000, i, np.float32)}, {'writer': sys.argv[2], 'i': i})\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(k)], stderr=subprocess.PIPE, text=True) for k in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(k)], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+             for k in range(3)]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
     tensors, meta = io.load(path)

@@ -26,14 +26,15 @@ __global__ void bn_stats(const float* x, float* mean, float* var, long long coun
     }
 }
 
-// y = act(gamma * (x - mean) * invstd + beta). Grid-stride over all elements, block 256.
+// y = act(((x - mean) * invstd) * gamma + beta), in the reference's order (xhat first: nothing
+// overflows where the reference does not). Grid-stride over all elements, block 256.
 __global__ void bn_forward(const float* x, const float* mean, const float* invstd, const float* gamma,
                            const float* beta, float* y, long long total, long long inner, int channels,
                            int act, float slope) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const int c = (int)((i / inner) % channels);
-        y[i] = pg_act(gamma[c] * (x[i] - mean[c]) * invstd[c] + beta[c], act, slope);
+        y[i] = pg_act(((x[i] - mean[c]) * invstd[c]) * gamma[c] + beta[c], act, slope);
     }
 }
 
@@ -50,7 +51,7 @@ __global__ void bn_backward_reduce(const float* dy, const float* y, const float*
         const float g = pg_act_grad(dy[idx], y[idx], act, slope);
         dz[idx] = g;
         sb += g;
-        sg += g * (x[idx] - mean[c]) * invstd[c];
+        sg += g * ((x[idx] - mean[c]) * invstd[c]);  // g * xhat
     }
     const float tb = pg_block_sum(sb, shared);
     __syncthreads();
