@@ -61,6 +61,12 @@ TOY_PACK = 4
 # batch, many more epochs and a leaky-ReLU generator to cover its modes (README, "Figures").
 TOY_SETTINGS: dict[str, dict[str, Any]] = {"grid25": {"epochs": 300, "batch_size": 256, "g_act": "leaky_relu"}}
 LOG = "metrics.jsonl"
+#: Each run's full resolved configuration (every flag, defaults filled in), rewritten on --resume.
+CONFIG_FILE = "config.json"
+#: The files that make a folder a run's: a new run refuses such a folder unless --overwrite.
+RUN_FILES = (CHECKPOINT, BEST, LOG, CONFIG_FILE)
+#: Flags --resume may change; any other that differs from the checkpoint's configuration is refused.
+RESUME_FREE = frozenset({"epochs", "backend", "threads", "out", "resume", "data", "config", "seeds", "jobs"})
 #: The step statistics the progress bar (the first four) and the epoch line show, when present:
 #: (key, label, format). Each objective reports its own (pygan.objectives).
 STAT_LABELS: tuple[tuple[str, str, str], ...] = (
@@ -158,7 +164,13 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=whole(0, SEED_MAX), default=0)
     parser.add_argument("--data", default=None, help="folder with the MNIST files (default: $PYGAN_DATA)")
     parser.add_argument("--out", default="pygan-run", help="output folder (checkpoint, pictures, log)")
-    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run saved in --out (flags that contradict its configuration are refused)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --out (without it, a folder holding a run is refused)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="a JSON or TOML file of flags by name (batch_size or batch-size = 64, ...); flags given "
+                             "on the command line win; each run writes its full configuration to --out/" + "config.json")
     parser.add_argument("--eval-every", type=whole(1, MAX_EPOCHS), default=1, metavar="N",
                        help="evaluate (toy: mode coverage; images: validation Parzen) and keep best.pygan every N epochs")
     parser.add_argument("--eval-samples", type=whole(2, MAX_EXAMPLES), default=None, metavar="N",
@@ -169,8 +181,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=whole(1, _core.MAX_THREADS), default=None, help="parallel runs of --seeds (default: one per core)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pygan`` command."""
+def build_parser(train_defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``pygan`` command (``train_defaults``: values from ``--config``)."""
     parser = _Parser(prog="pygan", description="Train, sample and evaluate small GANs.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="on an error, show Python's traceback too")
@@ -178,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", parents=[common], help="train a GAN (default: the MLP GAN on the ring of 8 Gaussians)")
     _train_arguments(train)
+    if train_defaults:
+        train.set_defaults(**train_defaults)
 
     sample = sub.add_parser("sample", parents=[common], help="draw samples from a checkpoint into a PNG")
     sample.add_argument("checkpoint", help=CHECKPOINT_HELP)
@@ -544,6 +558,86 @@ class _Reporter:
         print(line, flush=True)
 
 
+def _train_actions() -> dict[str, argparse.Action]:
+    """The actions of ``pygan train``'s flags by destination (with their built-in defaults)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _train_arguments(probe)
+    return {a.dest: a for a in probe._actions}
+
+
+def config_defaults(path: str) -> dict[str, Any]:
+    """The flags a ``--config`` file gives, each checked as on the command line: ``{dest: value}``."""
+    import tomllib
+
+    def bad(msg: str) -> UsageError:
+        return UsageError(f"pygan train: error: --config {path}: {msg}")
+
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise bad("not a file")
+        if p.stat().st_size > 1 << 20:
+            raise bad("larger than 1 MiB; a configuration is a few lines")
+        text = p.read_text()
+        doc = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        if isinstance(e, UsageError):
+            raise
+        raise bad(f"unreadable ({'TOML' if p.suffix == '.toml' else 'JSON'}): {e}") from None
+    if not isinstance(doc, dict):
+        raise bad("expected a table (an object) of flags")
+    actions = _train_actions()
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        dest = str(key).lstrip("-").replace("-", "_")
+        action = actions.get(dest)
+        if action is None or dest in ("config", "help"):
+            raise bad(f"{key}: not a flag of pygan train")
+        flag = action.option_strings[0]
+        if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+            if not isinstance(value, bool):
+                raise bad(f"{key}: expected true or false for {flag}, got {value!r}")
+        elif isinstance(value, (bool, list, dict)) or value is None:
+            raise bad(f"{key}: expected one value for {flag}, got {value!r}")
+        elif action.type is not None:
+            try:
+                value = action.type(str(value))
+            except argparse.ArgumentTypeError as e:
+                raise bad(f"{key}: {e}") from None
+        else:
+            value = str(value)
+        if action.choices is not None and value not in action.choices:
+            raise bad(f"{key}: {value!r} is not one of {', '.join(map(str, action.choices))}")
+        out[dest] = value
+    return out
+
+
+def _resume_conflicts(args: argparse.Namespace, config: dict[str, Any]) -> list[str]:
+    """The flags given to ``--resume`` that contradict the checkpoint's configuration."""
+    conflicts = []
+    for dest, action in _train_actions().items():
+        value = getattr(args, dest, action.default)
+        if dest in RESUME_FREE or value == action.default or dest not in config or config[dest] == value:
+            continue
+        conflicts.append(f"{action.option_strings[0]} {value} (the run has {config[dest]})")
+    return conflicts
+
+
+def _write_config(out: Path, config: dict[str, Any]) -> None:
+    from ._files import make_temp
+
+    target = out / CONFIG_FILE
+    fd, tmp = make_temp(target)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, target)
+
+
+def _holds_run(out: Path) -> str | None:
+    """The first of a run's files that ``out`` holds, else None."""
+    return next((name for name in RUN_FILES if (out / name).exists()), None)
+
+
 def train(args: argparse.Namespace) -> dict[str, float]:
     """``pygan train``: returns the last epoch's metrics."""
     if not args.out.strip():
@@ -552,11 +646,21 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     if out.exists() and not out.is_dir():
         raise UsageError(f"pygan train: error: --out: {out} is a file, not a folder")
     ckpt = out / CHECKPOINT
+    if args.resume and args.overwrite:
+        raise UsageError("pygan train: error: --resume continues the run in --out, --overwrite replaces it: give one")
+    held = _holds_run(out)
+    if held and not args.resume and not args.overwrite:
+        raise UsageError(f"pygan train: error: --out: {out} already holds a run ({held}); continue it with --resume, "
+                         "replace it with --overwrite, or choose another --out")
     if args.resume:
         if not ckpt.exists():
             raise UsageError(f"pygan train: error: --resume: no checkpoint at {ckpt}")
         _, meta = io.load(ckpt)
         config = dict(meta.get("config", {}))
+        conflicts = _resume_conflicts(args, config)
+        if conflicts:
+            raise UsageError(f"pygan train: error: --resume: flags that contradict the run in {out}: "
+                             f"{'; '.join(conflicts)} (only --epochs, --backend, --threads and --data may change)")
         config.setdefault("eval_every", 1)  # runs from before best checkpoints
         if args.epochs is not None:
             config["epochs"] = args.epochs
@@ -581,6 +685,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     else:
         for stale in (LOG, BEST):
             (out / stale).unlink(missing_ok=True)
+    _write_config(out, config)
     print(backend_info())
     assert run.x is not None
     print(
@@ -631,11 +736,14 @@ def _child_argv(args: argparse.Namespace, seed: int, out: Path, threads: int) ->
     argv = ["train"]
     for action in probe._actions:
         value = getattr(args, action.dest)
-        if action.dest in ("seeds", "jobs", "seed", "out", "threads") or value == action.default:
+        if action.dest in ("seeds", "jobs", "seed", "out", "threads", "config") or value == action.default:
             continue
         if action.dest == "data":  # the runs start in their own folder
             value = Path(value).resolve()
-        argv += [action.option_strings[0]] if isinstance(value, bool) else [action.option_strings[0], str(value)]
+        if isinstance(value, bool):  # a store_true flag, or --spectral-norm / --no-spectral-norm
+            argv.append(action.option_strings[0] if value else action.option_strings[-1])
+        else:
+            argv += [action.option_strings[0], str(value)]
     return argv + ["--seed", str(seed), "--out", str(out), "--threads", str(threads)]
 
 
@@ -653,6 +761,10 @@ def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
     jobs = min(len(seeds), args.jobs or cores)
     threads = args.threads or max(1, cores // jobs)
     root = Path(args.out).resolve()
+    held = [f"seed-{s}" for s in seeds if _holds_run(root / f"seed-{s}")]
+    if held and not args.resume and not args.overwrite:
+        raise UsageError(f"pygan train: error: --out: {root} already holds runs ({', '.join(held[:3])}); continue them "
+                         "with --resume, replace them with --overwrite, or choose another --out")
     root.mkdir(parents=True, exist_ok=True)
     # each run starts in its own folder, so a source checkout in the working directory never
     # shadows the installed package; paths it is given are absolute
@@ -896,6 +1008,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     line, 1 for a run that failed; errors are one line (``--debug`` adds the traceback)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "train" and args.config is not None:
+            args = build_parser(config_defaults(args.config)).parse_args(argv)
         if args.command == "train" and args.seeds is not None:
             train_seeds(args)
         elif args.command == "train":

@@ -431,8 +431,9 @@ class GAN(Sampling):
         by ``seed`` and the epoch number, dropping the last partial batch, so a run resumed from a
         checkpoint sees the batches the uninterrupted run would have. ``transform`` maps each host
         batch before it moves to the backend; ``schedule`` sets both optimizers' learning rate (and
-        momentum) before each step, or only the generator's when ``d_schedule`` is given. Ctrl-C stops at the next step boundary (a second
-        Ctrl-C stops at once) and returns with ``interrupted=True``.
+        momentum) before each step, or only the generator's when ``d_schedule`` is given. Ctrl-C or SIGTERM stops
+        at the next step boundary (a second one stops at once) and returns with ``interrupted=True``.
+        Integer data (e.g. uint8 images) is refused unless a ``transform`` scales it.
         """
         from .data import epoch_order
 
@@ -442,6 +443,12 @@ class GAN(Sampling):
             raise ValueError(f"batch_size: {batch_size} must be a multiple of pack={self.pack}")
         if len(data) < batch_size:
             raise ValueError(f"data: {len(data)} examples are fewer than one batch of {batch_size}")
+        kind = getattr(getattr(data, "dtype", None), "kind", "f")
+        if kind in "iub" and transform is None:
+            raise TypeError(
+                f"data: {data.dtype} values would reach the discriminator unscaled; pass floats in the range the "
+                "generator outputs ([-1, 1] for a tanh output, e.g. uint8 images as x / 127.5 - 1; [0, 1] for a "
+                "sigmoid), or a transform that maps each batch there")
         if labels is not None and len(labels) != len(data):
             raise ValueError(f"labels: {len(labels)} labels for {len(data)} examples")
         callbacks = list(callbacks)
@@ -566,11 +573,14 @@ def latent_path(z0: Any, z1: Any, steps: int, method: str = "linear") -> np.ndar
 
 
 class _StopFlag:
-    """Turns the first Ctrl-C (SIGINT) into a flag checked at step boundaries; the second one raises."""
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM (what a job scheduler or ``kill`` sends) into a
+    flag checked at step boundaries; a second one raises KeyboardInterrupt."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -579,11 +589,13 @@ class _StopFlag:
 
     def __enter__(self) -> "_StopFlag":
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave SIGINT alone
-            self._previous = None
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave the signals alone
+            self.__exit__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
