@@ -66,7 +66,7 @@ CONFIG_FILE = "config.json"
 #: The files that make a folder a run's: a new run refuses such a folder unless --overwrite.
 RUN_FILES = (CHECKPOINT, BEST, LOG, CONFIG_FILE)
 #: Flags --resume may change; any other that differs from the checkpoint's configuration is refused.
-RESUME_FREE = frozenset({"epochs", "backend", "threads", "out", "resume", "data", "config", "seeds", "jobs"})
+RESUME_FREE = frozenset({"epochs", "backend", "threads", "out", "resume", "data", "config", "seeds", "jobs", "log_every"})
 #: The step statistics the progress bar (the first four) and the epoch line show, when present:
 #: (key, label, format). Each objective reports its own (pygan.objectives).
 STAT_LABELS: tuple[tuple[str, str, str], ...] = (
@@ -173,6 +173,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                              "on the command line win; each run writes its full configuration to --out/" + "config.json")
     parser.add_argument("--eval-every", type=whole(1, MAX_EPOCHS), default=1, metavar="N",
                        help="evaluate (toy: mode coverage; images: validation Parzen) and keep best.pygan every N epochs")
+    parser.add_argument("--log-every", type=whole(1, 10**9), default=None, metavar="N",
+                        help="write a row of the step's statistics to metrics.jsonl every N steps (default: about 50 "
+                             "rows an epoch); each epoch also writes its row")
     parser.add_argument("--eval-samples", type=whole(2, MAX_EXAMPLES), default=None, metavar="N",
                        help="generated samples of each evaluation (2,500 toy; 10,000 images)")
     parser.add_argument("--seeds", default=None, metavar="SPEC",
@@ -460,11 +463,21 @@ def _configure_backend(name: str, threads: int | None) -> None:
         set_num_threads(threads)
 
 
-def _trim_log(path: Path, epoch: int) -> None:
-    """Keep only log lines of epochs the checkpoint has (a resumed run rewrites the rest)."""
+def read_log(run_dir: str | os.PathLike[str], kind: str = "epoch") -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.jsonl`` of one kind: ``"epoch"`` (one per epoch: the epoch's
+    mean statistics and its evaluation) or ``"step"`` (every ``--log-every`` steps: that step's
+    statistics). Rows of runs from before step rows count as epoch rows. (The file itself loads in
+    pandas as it is: ``pandas.read_json(path, lines=True)``.)"""
+    path = Path(run_dir) / LOG
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("kind", "epoch") == kind]
+
+
+def _trim_log(path: Path, steps: int) -> None:
+    """Keep only log rows of the steps the checkpoint has (a resumed run writes the rest again)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("epoch", 0) <= epoch]
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("steps", 0) <= steps]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     os.replace(tmp, path)
@@ -474,10 +487,12 @@ class _Reporter:
     """fit() callbacks: progress bar, per-epoch picture, log line, evaluation, collapse warnings,
     and the last and best checkpoints."""
 
-    def __init__(self, run: Run, out: Path, epochs: int, batches: int, start: float, best: dict[str, Any]) -> None:
+    def __init__(self, run: Run, out: Path, epochs: int, batches: int, start: float, best: dict[str, Any],
+                 log_every: int) -> None:
         from tqdm import tqdm
 
         self.run, self.out, self.epochs, self.batches, self.start = run, out, epochs, batches, start
+        self.log_every = log_every
         self.best = best
         self.scores: dict[str, float] = {}
         self.tqdm = tqdm
@@ -501,6 +516,15 @@ class _Reporter:
             shown = {label.replace("(", "_").replace(")", ""): f"{stats[key]:{fmt}}"
                      for key, label, fmt in STAT_LABELS[:4] if key in stats}
             self.bar.set_postfix(refresh=False, **shown)
+        if gan.steps % self.log_every == 0:
+            row: dict[str, Any] = {"kind": "step", "epoch": gan.epoch + 1, "batch": gan.batch_in_epoch, "steps": gan.steps,
+                                   "seconds": round(time.perf_counter() - self.start, 3)}
+            row.update({k: round(float(v), 6) for k, v in stats.items()})
+            self._append(row)
+
+    def _append(self, row: dict[str, Any]) -> None:
+        with (self.out / LOG).open("a") as f:
+            f.write(json.dumps(row) + "\n")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -527,15 +551,15 @@ class _Reporter:
             self.best = {"score": score, "epoch": gan.epoch, **scores}
             io.save_gan(self.out / BEST, gan, cfg, run={"best": self.best})
         self.save(gan)
-        record: dict[str, Any] = {"epoch": gan.epoch, "steps": gan.steps, "seconds": round(time.perf_counter() - self.start, 3)}
+        record: dict[str, Any] = {"kind": "epoch", "epoch": gan.epoch, "steps": gan.steps,
+                                  "seconds": round(time.perf_counter() - self.start, 3)}
         record.update({k: round(v, 6) for k, v in summary.items()})
         record.update(scores)
         if scores:
             record["best_epoch"] = self.best["epoch"]
         if warnings:
             record["warnings"] = warnings
-        with (self.out / LOG).open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        self._append(record)
         line = f"epoch {gan.epoch}/{self.epochs}  " + "  ".join(
             f"{label} {summary[key]:{fmt}}" for key, label, fmt in STAT_LABELS if key in summary)
         if "d_acc_real" in summary:
@@ -680,7 +704,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     if args.resume:
         io.restore_gan(ckpt, run.gan)
-        _trim_log(out / LOG, run.gan.epoch)
+        _trim_log(out / LOG, run.gan.steps)
         print(f"resumed from {ckpt} at epoch {run.gan.epoch}, batch {run.gan.batch_in_epoch} (step {run.gan.steps})")
     else:
         for stale in (LOG, BEST):
@@ -694,7 +718,8 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     )
     batches = len(run.x) // config["batch_size"]
     start = time.perf_counter()
-    reporter = _Reporter(run, out, config["epochs"], batches, start, best)
+    log_every = args.log_every or max(1, round(batches / 50))
+    reporter = _Reporter(run, out, config["epochs"], batches, start, best, log_every)
     try:
         result = run.gan.fit(
             run.x, config["epochs"], config["batch_size"], labels=run.labels, callbacks=[reporter],
@@ -792,8 +817,7 @@ def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
                 tail = (out / "train.log").read_text().strip().splitlines()[-1:] or ["(no output)"]
                 print(f"seed {seed}: failed (exit {proc.returncode}): {tail[0]}  [{out / 'train.log'}]")
                 continue
-            rows = [json.loads(line) for line in (out / LOG).read_text().splitlines() if line.strip()]
-            last = next((r for r in reversed(rows) if "best_epoch" in r), {})
+            last = next((r for r in reversed(read_log(out)) if "best_epoch" in r), {})
             _, meta = io.load(out / CHECKPOINT)
             best = meta.get("run", {}).get("best", {})
             results[seed] = {"last": {k: last[k] for k in _SEED_METRICS if k in last},

@@ -11,7 +11,7 @@ import pytest
 
 import pygan
 from pygan import io, metrics, models
-from pygan.cli import main
+from pygan.cli import main, read_log
 from pygan.lapgan import LapGenerator, pyramid
 from pygan.nn import functional as F
 from pygan.stylegan import StyleGenerator
@@ -144,7 +144,7 @@ def test_each_architecture_trains_resumes_evaluates_and_samples(digits, tmp_path
     again, _ = io.load(tmp_path / "half" / "checkpoint.pygan")
     for k in full:
         assert full[k].tobytes() == again[k].tobytes(), k
-    log = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    log = read_log(tmp_path / "full")
     if model == "srgan":
         assert {"mse", "feature_mse", "val_psnr", "val_bicubic_psnr"} <= set(log[-1])
     if model == "cyclegan":

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pygan import data, io, metrics, plot
-from pygan.cli import UsageError, main
+from pygan.cli import UsageError, main, read_log
 
 from helpers import cli_error, tiny_mnist_folder
 
@@ -53,7 +53,7 @@ def test_train_resume_sample_eval_on_toy_data(tmp_path, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "backend cpu" in text and "epoch 3/3" in text and "modes" in text
-    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    log = read_log(out)
     assert [r["epoch"] for r in log] == [1, 2, 3]
     assert {"d_loss", "g_loss", "d_x", "d_g_z", "d_acc_real", "d_acc_fake", "modes_covered", "high_quality"} <= set(log[0])
     for e in (1, 2, 3):
@@ -80,7 +80,9 @@ def test_train_resume_sample_eval_on_toy_data(tmp_path, capsys):
     again, _ = io.load(out2 / "checkpoint.pygan")
     for k in final:
         assert final[k].tobytes() == again[k].tobytes(), k
-    assert [json.loads(x)["epoch"] for x in (out2 / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert [r["epoch"] for r in read_log(out2)] == [1, 2, 3]
+    # the step rows of the interrupted and resumed run are those of the uninterrupted one, once each
+    assert [r["steps"] for r in read_log(out2, "step")] == [r["steps"] for r in read_log(out, "step")]
 
     assert main(["sample", str(out / "checkpoint.pygan"), "--n", "300", "--out", str(tmp_path / "s.png")]) == 0
     assert read_png(tmp_path / "s.png").shape == (512, 512, 3)
@@ -112,7 +114,7 @@ def test_mnist_models_on_a_tiny_idx_folder(tmp_path, capsys, monkeypatch):
     for side in ("model", "real"):
         assert {"parzen", "parzen_stderr", "fid", "kid", "kid_stderr", "precision", "recall", "classifier_score"} <= set(result[side])
         assert 0 <= result[side]["precision"] <= 1 and 1 <= result[side]["classifier_score"] <= 10
-    log = [json.loads(x) for x in (tmp_path / "dcgan" / "metrics.jsonl").read_text().splitlines()]
+    log = read_log(tmp_path / "dcgan")
     assert "val_parzen" in log[0] and "diversity" in log[0] and log[0]["best_epoch"] == 1
 
 
@@ -153,7 +155,7 @@ def test_best_and_last_checkpoints(tmp_path, capsys):
     out = tmp_path / "run"
     base = ["train", "--epochs", "4", "--train-size", "4096", "--out", str(out), "--seed", "1"]
     assert main(base) == 0
-    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    log = read_log(out)
     scores = [r["modes_covered"] + r["high_quality"] for r in log]
     best_epoch = 1 + int(np.argmax(scores))  # the first epoch with the highest score
     assert [r["best_epoch"] for r in log][-1] == best_epoch
@@ -166,7 +168,7 @@ def test_best_and_last_checkpoints(tmp_path, capsys):
     assert f"best: epoch {best_epoch}" in capsys.readouterr().out
     # a resumed run keeps the best so far: three more epochs only replace it with a better one
     assert main(["train", "--resume", "--epochs", "7", "--out", str(out)]) == 0
-    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    log = read_log(out)
     scores = [r["modes_covered"] + r["high_quality"] for r in log]
     _, best = io.load(out / "best.pygan")
     assert best["epoch"] == 1 + int(np.argmax(scores)) and best["run"]["best"]["score"] == pytest.approx(max(scores))
@@ -200,13 +202,13 @@ def test_collapse_warning_on_a_collapsed_generator(tmp_path, capsys):
     assert scores["diversity"] < 1e-6
     assert any("vary" in w for w in collapse_warnings({}, scores))
     assert any("discriminator" in w for w in collapse_warnings({"d_acc_real": 1.0, "d_acc_fake": 0.995}, {}))
-    reporter = _Reporter(run, tmp_path, 2, 8, 0.0, {})
+    reporter = _Reporter(run, tmp_path, 2, 8, 0.0, {}, 4)
     run.gan.epoch = 1
     summary = {k: 0.5 for k in ("d_loss", "g_loss", "d_x", "d_g_z")} | {"d_acc_real": 1.0, "d_acc_fake": 1.0}
     reporter.on_epoch_end(run.gan, summary)
     printed = capsys.readouterr().out
     assert printed.count("warning:") == 2 and "mode collapse" in printed
-    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    (record,) = read_log(tmp_path)
     assert len(record["warnings"]) == 2 and (tmp_path / BEST).exists()
 
 
@@ -228,7 +230,7 @@ def test_seeds_run_in_parallel_and_are_summarised(tmp_path, capsys):
     assert summary["seeds"] == [0, 1] and summary["failed"] == []
     finals = []
     for s in (0, 1):
-        rows = [json.loads(x) for x in (out / f"seed-{s}" / "metrics.jsonl").read_text().splitlines()]
+        rows = read_log(out / f"seed-{s}")
         assert len(rows) == 2
         _, meta = io.load(out / f"seed-{s}" / "checkpoint.pygan")
         assert meta["config"]["seed"] == s and meta["config"]["epochs"] == 2 and meta["config"]["train_size"] == 2048

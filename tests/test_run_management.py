@@ -123,3 +123,20 @@ def test_fit_refuses_integer_images_with_the_range_it_expects():
         gan.fit(x, 1, 32)
     result = gan.fit(x, 1, 32, transform=lambda b: b.astype(np.float32) / 127.5 - 1)  # scaled by a transform: fine
     assert not result.interrupted and gan.epoch == 1
+
+
+def test_step_rows_about_fifty_an_epoch_and_epoch_rows(tmp_path):
+    from pygan.cli import read_log
+
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--train-size", "12800", "--batch-size", "128", "--out", str(out)]) == 0
+    steps, epochs = read_log(out, "step"), read_log(out)
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert [r["steps"] for r in steps] == list(range(2, 201, 2))  # 100 batches an epoch: a row every 2 steps
+    assert {"d_loss", "g_loss", "d_x", "d_g_z", "epoch", "batch", "seconds"} <= set(steps[0])
+    for line in (out / "metrics.jsonl").read_text().splitlines():  # flat rows of scalars: a table as it is
+        row = json.loads(line)
+        assert isinstance(row, dict) and all(isinstance(v, (int, float, str, list)) for v in row.values())
+    assert main(["train", "--epochs", "1", "--train-size", "1280", "--batch-size", "128", "--log-every", "3",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert [r["steps"] for r in read_log(tmp_path / "b", "step")] == [3, 6, 9]
