@@ -208,6 +208,11 @@ def build_parser(train_defaults: dict[str, Any] | None = None) -> argparse.Argum
                         help="stylegan: a style-mixing grid instead (row sources' coarse styles, column sources' fine)")
     sample.add_argument("--data", default=None, help="srgan, cyclegan: folder with the MNIST files (default: $PYGAN_DATA)")
 
+    pl = sub.add_parser("plot", parents=[common], help="draw a run's training curves (losses, D(x), D(G(z)), "
+                                                       "accuracy, evaluated metrics) from its metrics.jsonl")
+    pl.add_argument("run", help="a run folder")
+    pl.add_argument("--out", default=None, help=f"the PNG to write (default: RUN/{'curves.png'})")
+
     ev = sub.add_parser("eval", parents=[common], help="print a checkpoint's metrics (toy: mode coverage; images: Parzen, FID, KID, "
                                      "precision/recall, classifier score) beside the real data's")
     ev.add_argument("checkpoint", help=CHECKPOINT_HELP)
@@ -329,7 +334,7 @@ class Run:
         out = self.native_samples(n, seed)
         return out if self.toy else data.to_mnist_size(out)
 
-    def picture(self, n: int, seed: int) -> np.ndarray:
+    def picture(self, n: int, seed: int, title: str = "") -> np.ndarray:
         """A PNG-ready picture: a scatter against the true density (toy), a grid of images, or
         the translation models' inputs and outputs (validation digits)."""
         if self.config["model"] == "srgan":
@@ -337,8 +342,14 @@ class Run:
         if self.config["model"] == "cyclegan":
             return translation.cycle_picture(self.gan, self.validation, self.b_shown)
         if self.toy:
-            return plot.scatter(self.samples(n, seed), self.means, self.sigma)
-        return plot.image_grid(self.native_samples(n, seed), columns=10)
+            classes = self.gan.num_classes  # a conditional model samples the classes in turn
+            labels = np.arange(n) % classes if classes else None
+            return plot.scatter(self.samples(n, seed), self.means, self.sigma, title=title, labels=labels)
+        grid = plot.image_grid(self.native_samples(n, seed), columns=10)
+        classes = self.gan.num_classes  # a conditional model's samples cycle through the classes: one a column
+        if classes == 10:
+            return plot.label_columns(grid, 10, [f"class {k}" for k in range(10)], title)
+        return grid
 
     def evaluate(self, seed: int) -> dict[str, float]:
         """The per-epoch validation metrics: mode coverage (toy data; 2,500 samples) or the Parzen
@@ -473,6 +484,36 @@ def read_log(run_dir: str | os.PathLike[str], kind: str = "epoch") -> list[dict[
     return [r for r in rows if r.get("kind", "epoch") == kind]
 
 
+CURVES = "curves.png"
+#: A run redraws its curves after an epoch when this many seconds have passed since the last
+#: drawing (drawing takes about 0.5 s, more than a toy epoch), and always after the last epoch.
+CURVES_EVERY_S = 15.0
+
+
+def write_curves(run_dir: Path, out: Path | None = None) -> Path:
+    """Draw a run's training curves from its log into ``out`` (default ``RUN_DIR/curves.png``)."""
+    title = ""
+    config_path = run_dir / CONFIG_FILE
+    if config_path.is_file():
+        cfg = json.loads(config_path.read_text())
+        title = f"{cfg.get('model', '?')} on {cfg.get('dataset', '?')}, loss {cfg.get('loss', '?')}"
+    target = out or run_dir / CURVES
+    plot.write_png(target, plot.curves(read_log(run_dir), read_log(run_dir, "step"), title=title))
+    return target
+
+
+def plot_run(args: argparse.Namespace) -> None:
+    """``pygan plot``: a finished (or running) run's training curves as a PNG."""
+    run_dir = Path(args.run)
+    if not (run_dir / LOG).is_file():
+        raise UsageError(f"pygan plot: error: {run_dir}: a folder without {LOG} (not a pygan run)")
+    try:
+        target = write_curves(run_dir, Path(args.out) if args.out else None)
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunFailed(f"pygan plot: error: {run_dir / LOG}: unreadable log: {e}") from None
+    print(f"wrote {target}")
+
+
 def _trim_log(path: Path, steps: int) -> None:
     """Keep only log rows of the steps the checkpoint has (a resumed run writes the rest again)."""
     if not path.exists():
@@ -493,6 +534,7 @@ class _Reporter:
 
         self.run, self.out, self.epochs, self.batches, self.start = run, out, epochs, batches, start
         self.log_every = log_every
+        self.curves_drawn = -math.inf
         self.best = best
         self.scores: dict[str, float] = {}
         self.tqdm = tqdm
@@ -544,7 +586,11 @@ class _Reporter:
             self.scores = scores
         warnings = collapse_warnings(summary, scores)
         picture = self.out / "samples" / f"epoch_{gan.epoch:03d}.png"
-        plot.write_png(picture, self.run.picture(2500 if self.run.toy else 100, seed=cfg["seed"] + 777))
+        title = f"{cfg['model']} on {cfg['dataset']}, epoch {gan.epoch}"
+        if "modes_covered" in scores:
+            title += (f": {scores['modes_covered']:.0f}/{scores['modes_total']:.0f} modes, "
+                      f"{100 * scores['high_quality']:.1f}% high quality")
+        plot.write_png(picture, self.run.picture(2500 if self.run.toy else 100, seed=cfg["seed"] + 777, title=title))
         score = self.run.score(scores) if scores else None
         improved = score is not None and ("score" not in self.best or score > self.best["score"])
         if improved:
@@ -560,6 +606,8 @@ class _Reporter:
         if warnings:
             record["warnings"] = warnings
         self._append(record)
+        if gan.epoch == self.epochs or time.perf_counter() - self.curves_drawn >= CURVES_EVERY_S:
+            self.draw_curves()
         line = f"epoch {gan.epoch}/{self.epochs}  " + "  ".join(
             f"{label} {summary[key]:{fmt}}" for key, label, fmt in STAT_LABELS if key in summary)
         if "d_acc_real" in summary:
@@ -580,6 +628,11 @@ class _Reporter:
         for w in warnings:
             line += f"\n  warning: {w}"
         print(line, flush=True)
+
+    def draw_curves(self) -> None:
+        """Redraw ``curves.png`` from the log (about half a second of Matplotlib)."""
+        write_curves(self.out)
+        self.curves_drawn = time.perf_counter()
 
 
 def _train_actions() -> dict[str, argparse.Action]:
@@ -732,6 +785,8 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     reporter.close()
     if result.interrupted:
         reporter.save(run.gan)
+        if (out / LOG).exists():
+            reporter.draw_curves()
         print(f"interrupted: saved {ckpt} at epoch {run.gan.epoch}, batch {run.gan.batch_in_epoch}; continue with --resume")
         return {}
     if reporter.best:
@@ -885,7 +940,8 @@ def sample(args: argparse.Namespace) -> None:
         plot.write_png(args.out, style_mixing_grid(run, seed=args.seed))
         print(f"wrote a style-mixing grid to {args.out}")
         return
-    plot.write_png(args.out, run.picture(args.n, seed=args.seed))
+    title = f"{model} on {run.config['dataset']}: {args.n} samples (seed {args.seed})"
+    plot.write_png(args.out, run.picture(args.n, seed=args.seed, title=title))
     print(f"wrote {args.n} samples to {args.out}")
 
 
@@ -1040,6 +1096,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             train(args)
         elif args.command == "sample":
             sample(args)
+        elif args.command == "plot":
+            plot_run(args)
         else:
             evaluate(args)
     except UsageError as e:

@@ -505,12 +505,13 @@ def test_sigkill_while_checkpointing_never_loses_the_last_checkpoint(tmp_path):
     check that the checkpoint on disk always loads, resume each time, and end where an
     uninterrupted run ends, bit for bit."""
     out = tmp_path / "killed"
-    args = ["train", "--epochs", "100", "--train-size", "512", "--batch-size", "128", "--seed", "5", "--eval-every", "50"]
+    args = ["train", "--epochs", "30", "--train-size", "512", "--batch-size", "128", "--seed", "5", "--eval-every", "50"]
     env = dict(os.environ, PYGAN_NUM_THREADS="1")
     rng = np.random.default_rng(0)
     kills = 0
     for attempt in range(60):
-        resume = ["--resume"] if (out / "checkpoint.pygan").exists() else []
+        # killed before its first checkpoint, the folder already holds the run's log: start it again
+        resume = ["--resume"] if (out / "checkpoint.pygan").exists() else ["--overwrite"]
         proc = subprocess.Popen([sys.executable, "-m", "pygan", *args, "--out", str(out), *resume],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
         time.sleep(float(rng.uniform(0.8, 2.0)))  # the interpreter needs ~0.7 s to start training

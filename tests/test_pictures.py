@@ -1,0 +1,80 @@
+"""Pictures drawn by Matplotlib and written by Pillow: training curves from a recorded log (per run
+and by `pygan plot`), toy scatters with axes and classes coloured, labelled class columns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from pygan import data, plot
+from pygan.cli import main
+
+from helpers import cli_error
+
+C0, C1 = (31, 119, 180), (255, 127, 14)  # Matplotlib's first two cycle colours
+
+
+def decoded(path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"))
+
+
+def has(img: np.ndarray, rgb, at_least: int = 20) -> bool:
+    return int((np.abs(img.astype(int) - rgb).max(axis=2) <= 25).sum()) >= at_least  # antialiased: near the colour
+
+
+def recorded_log(folder):
+    rows = []
+    for epoch in (1, 2, 3):
+        for batch in range(10, 101, 10):
+            rows.append({"kind": "step", "epoch": epoch, "batch": batch, "steps": (epoch - 1) * 100 + batch,
+                         "d_loss": 1.4 - 0.1 * epoch, "g_loss": 0.7 + 0.01 * batch, "d_x": 0.5, "d_g_z": 0.45})
+        rows.append({"kind": "epoch", "epoch": epoch, "steps": epoch * 100, "d_loss": 1.4 - 0.1 * epoch, "g_loss": 0.8,
+                     "d_x": 0.5, "d_g_z": 0.45, "d_acc_real": 0.6, "d_acc_fake": 0.7, "val_parzen": 100.0 + epoch,
+                     "best_epoch": epoch})
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "config.json").write_text(json.dumps({"model": "dcgan", "dataset": "mnist", "loss": "hinge"}))
+
+
+def test_pygan_plot_draws_curves_from_a_recorded_log(tmp_path, capsys):
+    run = tmp_path / "run"
+    recorded_log(run)
+    assert main(["plot", str(run)]) == 0
+    img = decoded(run / "curves.png")
+    assert img.shape[0] > 300 and img.shape[1] > 600
+    assert has(img, C0, 100) and has(img, C1, 100)  # two series per panel drawn
+    assert (img < 250).any(axis=2).mean() > 0.03  # not blank
+    assert main(["plot", str(run), "--out", str(tmp_path / "other.png")]) == 0
+    assert decoded(tmp_path / "other.png").shape == img.shape
+    assert "not a pygan run" in cli_error(["plot", str(tmp_path)], capsys)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.jsonl").write_text("{}\n")
+    assert "unreadable log" in cli_error(["plot", str(tmp_path / "bad")], capsys, 1)
+
+
+def test_a_run_refreshes_its_curves_each_epoch(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--train-size", "1024", "--batch-size", "128", "--out", str(out)]) == 0
+    img = decoded(out / "curves.png")
+    assert has(img, C0, 100) and img.shape[1] > 600
+    scatter = decoded(out / "samples" / "epoch_002.png")
+    assert has(scatter, plot.SAMPLE_RGB, 50) and has(scatter, plot.CENTRE_RGB, 10)
+
+
+def test_conditional_toy_samples_are_coloured_by_class():
+    means, sigma = data.toy_modes("ring8")
+    rng = np.random.default_rng(0)
+    pts = means[rng.integers(0, 8, 400)] + rng.normal(0, sigma, (400, 2))
+    img = plot.scatter(pts, means, sigma, title="cgan", labels=np.arange(400) % 2)
+    assert has(img, C0, 30) and has(img, C1, 30) and not has(img, plot.SAMPLE_RGB, 5)
+
+
+def test_class_columns_are_labelled():
+    grid = plot.image_grid(np.random.default_rng(0).random((20, 1, 8, 8)), columns=10)
+    pic = plot.label_columns(grid, 10, [f"class {k}" for k in range(10)], "cgan, epoch 1")
+    assert pic.ndim == 3 and pic.shape[0] > grid.shape[0] and pic.shape[1] >= grid.shape[1]
+    assert (pic < 60).all(axis=2).sum() > (grid < 60).sum()  # the labels' dark text beside the grid's pixels
