@@ -204,6 +204,12 @@ def build_parser(train_defaults: dict[str, Any] | None = None) -> argparse.Argum
     sample.add_argument("--backend", choices=BACKENDS, default="cpu")
     sample.add_argument("--truncation", type=real(0, 1), default=None, metavar="PSI",
                         help="stylegan: pull styles towards the mean style, w_avg + PSI (w - w_avg) (e.g. 0.7)")
+    sample.add_argument("--class", dest="label", type=whole(0, 999), default=None, metavar="K",
+                        help="conditional models: samples of class K only")
+    sample.add_argument("--grid", type=whole(1, 100), default=10, metavar="C", help="columns of an image grid (default 10)")
+    sample.add_argument("--interpolate", type=whole(2, 64), default=None, metavar="STEPS",
+                        help="image models: latent walks of STEPS points (slerp for a Gaussian prior), one a row, "
+                             "as a PNG strip; an --out ending in .gif writes an animated GIF of the walks instead")
     sample.add_argument("--style-mixing", action="store_true",
                         help="stylegan: a style-mixing grid instead (row sources' coarse styles, column sources' fine)")
     sample.add_argument("--data", default=None, help="srgan, cyclegan: folder with the MNIST files (default: $PYGAN_DATA)")
@@ -323,10 +329,14 @@ class Run:
         side = self.config.get("image_size") or 28
         return self.spec.scale_data(batch if side == 28 else data.resize_images(batch, side))
 
-    def native_samples(self, n: int, seed: int) -> np.ndarray:
+    def native_samples(self, n: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
         """``n`` generated samples on the host in data units, at the model's own resolution."""
-        out = to_numpy(self.gan.sample(n, seed=seed)).astype(np.float64)
-        return out if self.toy else self.spec.unscale(out).reshape(n, *recipes.data_shape(self.config))
+        return self.decode(self.gan.sample(n, labels=labels, seed=seed))
+
+    def decode(self, raw: Any) -> np.ndarray:
+        """The generator's raw output as host samples in data units (images ``(n, C, H, W)``)."""
+        out = to_numpy(raw).astype(np.float64)
+        return out if self.toy else self.spec.unscale(out).reshape(len(out), *recipes.data_shape(self.config))
 
     def samples(self, n: int, seed: int) -> np.ndarray:
         """``n`` generated samples on the host, in data units ([0, 1] pixels for images, 28x28
@@ -334,7 +344,7 @@ class Run:
         out = self.native_samples(n, seed)
         return out if self.toy else data.to_mnist_size(out)
 
-    def picture(self, n: int, seed: int, title: str = "") -> np.ndarray:
+    def picture(self, n: int, seed: int, title: str = "", labels: np.ndarray | None = None, columns: int = 10) -> np.ndarray:
         """A PNG-ready picture: a scatter against the true density (toy), a grid of images, or
         the translation models' inputs and outputs (validation digits)."""
         if self.config["model"] == "srgan":
@@ -343,11 +353,12 @@ class Run:
             return translation.cycle_picture(self.gan, self.validation, self.b_shown)
         if self.toy:
             classes = self.gan.num_classes  # a conditional model samples the classes in turn
-            labels = np.arange(n) % classes if classes else None
-            return plot.scatter(self.samples(n, seed), self.means, self.sigma, title=title, labels=labels)
-        grid = plot.image_grid(self.native_samples(n, seed), columns=10)
+            if classes and labels is None:
+                labels = np.arange(n) % classes
+            return plot.scatter(self.native_samples(n, seed, labels), self.means, self.sigma, title=title, labels=labels)
+        grid = plot.image_grid(self.native_samples(n, seed, labels), columns=columns)
         classes = self.gan.num_classes  # a conditional model's samples cycle through the classes: one a column
-        if classes == 10:
+        if classes == 10 and labels is None and columns == 10:
             return plot.label_columns(grid, 10, [f"class {k}" for k in range(10)], title)
         return grid
 
@@ -940,9 +951,43 @@ def sample(args: argparse.Namespace) -> None:
         plot.write_png(args.out, style_mixing_grid(run, seed=args.seed))
         print(f"wrote a style-mixing grid to {args.out}")
         return
-    title = f"{model} on {run.config['dataset']}: {args.n} samples (seed {args.seed})"
-    plot.write_png(args.out, run.picture(args.n, seed=args.seed, title=title))
+    classes = run.gan.num_classes
+    if args.label is not None and not args.label < classes:
+        raise UsageError(f"pygan sample: error: --class {args.label}: the {model} model has "
+                         + (f"classes 0 .. {classes - 1}" if classes else "no classes (it is not conditional)"))
+    labels = None if args.label is None else np.full(args.n, args.label)
+    if args.interpolate is not None:
+        if run.toy:
+            raise UsageError("pygan sample: error: --interpolate is for image models")
+        write_walks(run, args.out, min(args.n, 10), args.interpolate, args.seed, args.label)
+        print(f"wrote {min(args.n, 10)} latent walks of {args.interpolate} steps to {args.out}")
+        return
+    if str(args.out).lower().endswith(".gif"):
+        raise UsageError("pygan sample: error: --out: a .gif is written for --interpolate; samples are a .png")
+    what = f"class {args.label}" if args.label is not None else "samples"
+    title = f"{model} on {run.config['dataset']}: {args.n} {what} (seed {args.seed})"
+    plot.write_png(args.out, run.picture(args.n, seed=args.seed, title=title, labels=labels, columns=args.grid))
     print(f"wrote {args.n} samples to {args.out}")
+
+
+def write_walks(run: Run, out: str, rows: int, steps: int, seed: int, label: int | None) -> None:
+    """Latent walks between random pairs of the prior's points (spherical for a Gaussian prior,
+    linear for the uniform one), one a row: a PNG grid, or for a ``.gif`` an animation whose frame
+    ``t`` shows every walk's ``t``-th point (forth and back)."""
+    rng = np.random.default_rng(seed)
+    z0, z1 = to_numpy(run.gan.noise(rows, rng)), to_numpy(run.gan.noise(rows, rng))
+    method = "spherical" if run.gan.prior == "normal" else "linear"
+    classes = run.gan.num_classes
+    walks = []
+    for r in range(rows):
+        lab = None if not classes else np.full(steps, label if label is not None else r % classes)
+        walks.append(run.decode(run.gan.interpolate(z0[r], z1[r], steps, method, labels=lab)))
+    images = np.stack(walks)  # (rows, steps, C, H, W)
+    if out.lower().endswith(".gif"):
+        frames = [plot.image_grid(images[:, t], columns=rows) for t in range(steps)]
+        plot.write_gif(out, frames + frames[-2:0:-1], frame_ms=120)
+    else:
+        plot.write_png(out, plot.image_grid(images.reshape(rows * steps, *images.shape[2:]), columns=steps))
 
 
 def style_mixing_grid(run: Run, seed: int, sources: int = 6) -> np.ndarray:

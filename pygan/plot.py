@@ -35,12 +35,25 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
         raise
 
 
-def read_png(path: str | os.PathLike[str]) -> np.ndarray:
-    """A PNG file as a uint8 array ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` (Pillow)."""
+def write_gif(path: str | os.PathLike[str], frames: Sequence[np.ndarray], frame_ms: int = 100) -> None:
+    """Write uint8 frames (each ``(H, W)`` or ``(H, W, 3)``, one size) as a looping animated GIF
+    (Pillow), atomically."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(im)
+    if not frames or any(np.asarray(f).dtype != np.uint8 or np.shape(f) != np.shape(frames[0]) for f in frames):
+        raise ValueError("frames: expected one or more uint8 images of one shape")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    fd, tmp = make_temp(p)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 #: The statistics the curves draw, by panel: (title, [(key, label)]).
@@ -77,7 +90,8 @@ def curves(epoch_rows: Sequence[dict[str, Any]], step_rows: Sequence[dict[str, A
         raise ValueError("epoch_rows: no statistics to draw (an empty or foreign log)")
     cols = min(3, count)
     rows = math.ceil(count / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=90, layout="constrained")
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=90)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.1, top=0.9, wspace=0.25, hspace=0.55)
     batches = {r["epoch"]: r["batch"] for r in step_rows if "batch" in r}
     per_epoch = max(batches.values(), default=1) or 1
 
@@ -159,7 +173,8 @@ def scatter(samples: np.ndarray, means: np.ndarray, sigma: float, title: str = "
 
     s = np.asarray(samples, dtype=np.float64)
     m = np.asarray(means, dtype=np.float64)
-    fig = Figure(figsize=(size / 100, size / 100), dpi=100, layout="constrained")
+    fig = Figure(figsize=(size / 100, size / 100), dpi=100)
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.09, top=0.94)  # fixed margins: a layout engine costs more than the plot
     ax = fig.add_subplot()
     if m.shape[1] == 1:
         lo, hi = m.min() - 6 * sigma, m.max() + 6 * sigma

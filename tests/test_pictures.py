@@ -78,3 +78,25 @@ def test_class_columns_are_labelled():
     pic = plot.label_columns(grid, 10, [f"class {k}" for k in range(10)], "cgan, epoch 1")
     assert pic.ndim == 3 and pic.shape[0] > grid.shape[0] and pic.shape[1] >= grid.shape[1]
     assert (pic < 60).all(axis=2).sum() > (grid < 60).sum()  # the labels' dark text beside the grid's pixels
+
+
+def test_sample_class_grid_and_latent_walks(tmp_path, capsys, monkeypatch):
+    from helpers import tiny_mnist_folder
+
+    monkeypatch.setenv("PYGAN_DATA", str(tiny_mnist_folder(tmp_path / "data", 64)))
+    run = tmp_path / "cgan"
+    assert main(["train", "--model", "cgan", "--dataset", "mnist", "--epochs", "1", "--batch-size", "16",
+                 "--eval-samples", "200", "--out", str(run)]) == 0
+    assert main(["sample", str(run), "--n", "12", "--class", "3", "--grid", "4", "--out", str(tmp_path / "c3.png")]) == 0
+    assert decoded(tmp_path / "c3.png").shape[:2] == (3 * 30 * 2 + 4, 4 * 30 * 2 + 4)  # 3 rows of 4, unlabelled
+    assert main(["sample", str(run), "--n", "3", "--interpolate", "5", "--out", str(tmp_path / "walk.png")]) == 0
+    assert decoded(tmp_path / "walk.png").shape[:2] == (3 * 30 * 2 + 4, 5 * 30 * 2 + 4)  # a walk a row
+    assert main(["sample", str(run), "--n", "2", "--interpolate", "4", "--out", str(tmp_path / "walk.gif")]) == 0
+    with Image.open(tmp_path / "walk.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 6  # forth and back
+    assert "classes 0 .. 9" in cli_error(["sample", str(run), "--class", "10"], capsys)
+    assert "a .gif is written for --interpolate" in cli_error(["sample", str(run), "--out", str(tmp_path / "x.gif")], capsys)
+    toy = tmp_path / "toy"
+    assert main(["train", "--epochs", "1", "--train-size", "1024", "--batch-size", "128", "--out", str(toy)]) == 0
+    assert "not conditional" in cli_error(["sample", str(toy), "--class", "1"], capsys)
+    assert "--interpolate is for image models" in cli_error(["sample", str(toy), "--interpolate", "4"], capsys)
