@@ -655,8 +655,6 @@ def _train_actions() -> dict[str, argparse.Action]:
 
 def config_defaults(path: str) -> dict[str, Any]:
     """The flags a ``--config`` file gives, each checked as on the command line: ``{dest: value}``."""
-    import tomllib
-
     def bad(msg: str) -> UsageError:
         return UsageError(f"pygan train: error: --config {path}: {msg}")
 
@@ -667,7 +665,14 @@ def config_defaults(path: str) -> dict[str, Any]:
         if p.stat().st_size > 1 << 20:
             raise bad("larger than 1 MiB; a configuration is a few lines")
         text = p.read_text()
-        doc = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+        if p.suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise bad("reading TOML needs Python 3.11 or later (tomllib); give the flags as JSON") from None
+            doc = tomllib.loads(text)
+        else:
+            doc = json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         if isinstance(e, UsageError):
             raise
