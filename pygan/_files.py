@@ -4,11 +4,12 @@ without end; and naming temporary files so that concurrent writers never remove 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, Iterator
 
 _KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISCHR: "a character device",
           stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
@@ -57,13 +58,25 @@ def remove_stale_temps(target: Path, suffix: str) -> None:
             continue
 
 
-def make_temp(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """A new temporary file beside ``target`` for an atomic write (``os.replace`` it over the target
-    when done): ``(descriptor, path)``, named for this process, with the ordinary permissions a
-    new file gets (mkstemp's are 0600) so that the finished file is readable like any other."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=suffix)
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, tmp
+@contextlib.contextmanager
+def atomic_write(target: Path, text: bool = False, fsync: bool = False) -> Iterator[IO[Any]]:
+    """Write ``target`` atomically: the block writes a temporary file beside it (named for this
+    process, with the ordinary permissions a new file gets, not mkstemp's 0600), which replaces
+    ``target`` when the block ends (flushed to disk first if ``fsync``) and is removed if it fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "w" if text else "wb") as f:
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _umask() -> int:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import _core, classifier, data, io, metrics, models, objectives, plot, recipes, translation
+from ._files import atomic_write
 from .backend import BACKENDS, _checks, backend_info, set_backend, to_numpy
 from .autograd import no_grad
 from .gan import GAN, PRIORS, TrainingDiverged
@@ -530,9 +531,8 @@ def _trim_log(path: Path, steps: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("steps", 0) <= steps]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    with atomic_write(path, text=True) as f:
+        f.write("".join(line + "\n" for line in keep))
 
 
 class _Reporter:
@@ -717,13 +717,8 @@ def _resume_conflicts(args: argparse.Namespace, config: dict[str, Any]) -> list[
 
 
 def _write_config(out: Path, config: dict[str, Any]) -> None:
-    from ._files import make_temp
-
-    target = out / CONFIG_FILE
-    fd, tmp = make_temp(target)
-    with os.fdopen(fd, "w") as f:
+    with atomic_write(out / CONFIG_FILE, text=True) as f:
         f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, target)
 
 
 def _holds_run(out: Path) -> str | None:

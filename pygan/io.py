@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._files import make_temp, open_regular, remove_stale_temps
+from ._files import atomic_write, open_regular, remove_stale_temps
 from .backend import get_backend, to_numpy
 from .backend._checks import check_real
 from .gan import GAN, Player
@@ -76,23 +76,14 @@ def save(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dic
     base = -(-len(prefix) // _ALIGN) * _ALIGN
     p.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(p, ".tmp")  # left by writers killed mid-write; a live writer's are kept
-    fd, tmp = make_temp(p)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(prefix)
-            f.write(b"\0" * (base - len(prefix)))
-            pos = 0
-            for off, raw in arrays:
-                f.write(b"\0" * (off - pos))
-                f.write(raw)
-                pos = off + len(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(p, fsync=True) as f:
+        f.write(prefix)
+        f.write(b"\0" * (base - len(prefix)))
+        pos = 0
+        for off, raw in arrays:
+            f.write(b"\0" * (off - pos))
+            f.write(raw)
+            pos = off + len(raw)
     try:
         dir_fd = os.open(p.parent, os.O_RDONLY)
     except OSError:

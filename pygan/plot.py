@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._files import make_temp
+from ._files import atomic_write
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
@@ -22,17 +22,8 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
     img = np.asarray(image)
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)) or 0 in img.shape:
         raise ValueError(f"image: expected uint8 (H, W), (H, W, 3) or (H, W, 4), got {img.dtype} {img.shape}")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp(p)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(img)).save(f, format="PNG")
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(Path(path)) as f:
+        Image.fromarray(np.ascontiguousarray(img)).save(f, format="PNG")
 
 
 def write_gif(path: str | os.PathLike[str], frames: Sequence[np.ndarray], frame_ms: int = 100) -> None:
@@ -42,18 +33,9 @@ def write_gif(path: str | os.PathLike[str], frames: Sequence[np.ndarray], frame_
 
     if not frames or any(np.asarray(f).dtype != np.uint8 or np.shape(f) != np.shape(frames[0]) for f in frames):
         raise ValueError("frames: expected one or more uint8 images of one shape")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
-    fd, tmp = make_temp(p)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(Path(path)) as f:
+        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
 
 
 #: The statistics the curves draw, by panel: (title, [(key, label)]).

@@ -67,3 +67,19 @@ def cli_error(argv: list[str], capsys, status: int = 2) -> str:
     assert code == status, (argv, code, err)
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
     return err
+
+
+def interrupt_run(cmd: list[str], when: str, sig: int, cwd) -> tuple[int, str]:
+    """Start ``cmd`` (a ``python -m pygan ...`` line), send it ``sig`` once a line of its output
+    starts with ``when``, and return its exit status and the rest of its output."""
+    import os
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=cwd)
+    for line in proc.stdout:
+        if line.startswith(when):
+            proc.send_signal(sig)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    return proc.returncode, rest

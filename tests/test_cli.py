@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 from pygan import data, io, metrics, plot
 from pygan.cli import UsageError, main, read_log
 
-from helpers import cli_error, tiny_mnist_folder
+from helpers import cli_error, interrupt_run, tiny_mnist_folder
 
 
 def read_png(path):
@@ -54,14 +52,8 @@ def test_train_resume_sample_eval_on_toy_data(tmp_path, capsys):
     # the same run, interrupted by Ctrl-C in a subprocess and resumed, ends bit for bit where it did
     out2 = tmp_path / "run2"
     cmd = [sys.executable, "-m", "pygan", *args[:-4], "--out", str(out2), "--seed", "3"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    for line in proc.stdout:
-        if line.startswith("epoch 1/3"):
-            proc.send_signal(signal.SIGINT)
-            break
-    rest, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, rest
+    code, rest = interrupt_run(cmd, "epoch 1/3", signal.SIGINT, tmp_path)
+    assert code == 0, rest
     assert "interrupted: saved" in rest
     saved, meta = io.load(out2 / "checkpoint.pygan")
     assert meta["epoch"] * 64 + meta["batch_in_epoch"] == meta["steps"] < 3 * 64

@@ -5,9 +5,7 @@ gives any flag from a JSON or TOML file, and each run writes its full configurat
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -19,7 +17,7 @@ from pygan.gan import GAN
 from pygan.models import mlp_discriminator, mlp_generator
 from pygan.optim import Adam
 
-from helpers import cli_error
+from helpers import cli_error, interrupt_run
 
 QUICK = ["train", "--epochs", "1", "--train-size", "1024", "--batch-size", "128"]
 
@@ -102,14 +100,8 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "pygan", "train", "--epochs", "50", "--train-size", "4096", "--batch-size", "128",
            "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=tmp_path)
-    for line in proc.stdout:
-        if line.startswith("epoch 1/50"):
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, rest
+    code, rest = interrupt_run(cmd, "epoch 1/50", signal.SIGTERM, tmp_path)
+    assert code == 0, rest
     assert "interrupted: saved" in rest
     _, meta = io.load(out / "checkpoint.pygan")
     assert 1 <= meta["epoch"] < 50
