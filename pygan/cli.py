@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _core, classifier, data, io, metrics, models, objectives, plot, recipes, translation
 from ._files import atomic_write
-from .backend import BACKENDS, _checks, backend_info, set_backend, to_numpy
+from .backend import BACKENDS, _checks, backend_info, get_backend, set_backend, to_numpy
 from .autograd import no_grad
 from .gan import GAN, PRIORS, TrainingDiverged
 from .lapgan import LAPGAN
@@ -47,9 +47,7 @@ class _Parser(argparse.ArgumentParser):
         return parsed, extra
 
 
-CHECKPOINT = "checkpoint.pygan"
-#: The checkpoint of the epoch with the best validation score so far (``--eval-every``).
-BEST = "best.pygan"
+CHECKPOINT, BEST, LEGACY_NAMES = recipes.CHECKPOINT, recipes.BEST, recipes.LEGACY_NAMES
 CHECKPOINT_HELP = f"a checkpoint file, or a run folder (its {BEST}, else its {CHECKPOINT})"
 #: Collapse warnings: the discriminator's accuracy on both sides at least this (epoch mean) ...
 COLLAPSE_ACCURACY = 0.99
@@ -65,7 +63,7 @@ LOG = "metrics.jsonl"
 #: Each run's full resolved configuration (every flag, defaults filled in), rewritten on --resume.
 CONFIG_FILE = "config.json"
 #: The files that make a folder a run's: a new run refuses such a folder unless --overwrite.
-RUN_FILES = (CHECKPOINT, BEST, LOG, CONFIG_FILE)
+RUN_FILES = (CHECKPOINT, BEST, *LEGACY_NAMES.values(), LOG, CONFIG_FILE)
 #: Flags --resume may change; any other that differs from the checkpoint's configuration is refused.
 RESUME_FREE = frozenset({"epochs", "backend", "threads", "out", "resume", "data", "config", "seeds", "jobs", "log_every"})
 #: The step statistics the progress bar (the first four) and the epoch line show, when present:
@@ -173,7 +171,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a JSON or TOML file of flags by name (batch_size or batch-size = 64, ...); flags given "
                              "on the command line win; each run writes its full configuration to --out/" + "config.json")
     parser.add_argument("--eval-every", type=whole(1, MAX_EPOCHS), default=1, metavar="N",
-                       help="evaluate (toy: mode coverage; images: validation Parzen) and keep best.pygan every N epochs")
+                       help=f"evaluate (toy: mode coverage; images: validation Parzen) and keep {BEST} every N epochs")
     parser.add_argument("--log-every", type=whole(1, 10**9), default=None, metavar="N",
                         help="write a row of the step's statistics to metrics.jsonl every N steps (default: about 50 "
                              "rows an epoch); each epoch also writes its row")
@@ -219,6 +217,12 @@ def build_parser(train_defaults: dict[str, Any] | None = None) -> argparse.Argum
                                                        "accuracy, evaluated metrics) from its metrics.jsonl")
     pl.add_argument("run", help="a run folder")
     pl.add_argument("--out", default=None, help=f"the PNG to write (default: RUN/{'curves.png'})")
+
+    ex = sub.add_parser("export", parents=[common], help="write a checkpoint's generator alone (for inference and "
+                                                        "other tools): safetensors, or npz for numpy")
+    ex.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    ex.add_argument("--format", choices=recipes.EXPORT_FORMATS, default="safetensors")
+    ex.add_argument("--out", default=None, help="the file to write (default: generator.FORMAT beside the checkpoint)")
 
     ev = sub.add_parser("eval", parents=[common], help="print a checkpoint's metrics (toy: mode coverage; images: Parzen, FID, KID, "
                                      "precision/recall, classifier score) beside the real data's")
@@ -741,6 +745,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
         raise UsageError(f"pygan train: error: --out: {out} already holds a run ({held}); continue it with --resume, "
                          "replace it with --overwrite, or choose another --out")
     if args.resume:
+        _convert_legacy(out)
         if not ckpt.exists():
             raise UsageError(f"pygan train: error: --resume: no checkpoint at {ckpt}")
         _, meta = io.load(ckpt)
@@ -904,27 +909,61 @@ def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _convert_legacy(out: Path) -> None:
+    """Rewrite the checkpoints of a run from before safetensors (``checkpoint.pygan``,
+    ``best.pygan``) in the current format under the current names, so that ``--resume`` goes on
+    from them; each old file is removed once its new one is written."""
+    for new, old in LEGACY_NAMES.items():
+        if not (out / old).is_file() or (out / new).exists():
+            continue
+        _, meta = io.load(out / old)
+        run = _from_checkpoint(str(out / old), None)
+        io.save_gan(out / new, run.gan, run.config, run=meta.get("run") if isinstance(meta.get("run"), dict) else {})
+        (out / old).unlink()
+        print(f"converted {out / old} (format {meta['format_version']}) to {out / new}")
+
+
 def checkpoint_path(path: str) -> Path:
     """A checkpoint file as given, or a run folder's best checkpoint (its last if it has no best)."""
-    p = Path(path)
-    if p.is_dir():
-        for name in (BEST, CHECKPOINT):
-            if (p / name).is_file():
-                return p / name
-        raise UsageError(f"pygan: error: {p}: a folder without {BEST} or {CHECKPOINT} (not a pygan run)")
-    return p
+    try:
+        return recipes.checkpoint_file(path)
+    except io.CheckpointError as e:
+        raise UsageError(f"pygan: error: {e}") from None
 
 
-def _from_checkpoint(path: str, backend: str) -> Run:
-    _configure_backend(backend, None)
+def _from_checkpoint(path: str, backend: str | None) -> Run:
+    """The run a checkpoint (or a generator exported alone: then only the generator is restored)
+    holds, on ``backend`` (None: the one in use)."""
+    if backend is not None:
+        _configure_backend(backend, None)
     ckpt = checkpoint_path(path)
-    _, meta = io.load(ckpt)
+    tensors, meta = io.load(ckpt)
     config = meta.get("config")
     if not isinstance(config, dict) or "model" not in config:
         raise UsageError(f"pygan: error: {ckpt}: the checkpoint has no run configuration (not written by pygan train)")
     run = Run(config, load_data=False)
-    io.restore_gan(ckpt, run.gan)
+    if meta.get("contents") == recipes.GENERATOR_ONLY:
+        recipes.restore_generator(ckpt, tensors, meta, run.gan.generator)
+        run.gan.ema = None  # the exported weights are the average already
+        if run.gan.reference_z is not None:
+            if "reference_z" not in tensors or tensors["reference_z"].shape != run.gan.reference_z.shape:
+                raise io.CheckpointError(f"{ckpt}: a virtual-batch-norm generator needs its reference batch (reference_z)")
+            run.gan.reference_z[...] = get_backend().xp.asarray(tensors["reference_z"])
+    else:
+        io.restore_gan(ckpt, run.gan)
     return run
+
+
+def export(args: argparse.Namespace) -> None:
+    """``pygan export``: a checkpoint's generator alone, as safetensors or npz."""
+    ckpt = checkpoint_path(args.checkpoint)
+    out = Path(args.out) if args.out else ckpt.with_name(f"generator.{args.format}")
+    if out.is_dir():
+        raise UsageError(f"pygan export: error: --out: {out} is a folder; give a file name")
+    if out.exists() and out.resolve() == ckpt.resolve():
+        raise UsageError(f"pygan export: error: --out: {out} is the checkpoint being exported")
+    info = recipes.export_generator(ckpt, out, args.format)
+    print(f"wrote the {info['config']['model']} generator of {ckpt} (step {info.get('steps', '?')}) to {out}")
 
 
 def sample(args: argparse.Namespace) -> None:
@@ -1143,6 +1182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample(args)
         elif args.command == "plot":
             plot_run(args)
+        elif args.command == "export":
+            export(args)
         else:
             evaluate(args)
     except UsageError as e:

@@ -1,18 +1,22 @@
 """Checkpoints: every tensor of a GAN (parameters, optimizer state, buffers) plus its counters and
 RNG states, in one file written atomically and validated on load. No pickle.
 
-File layout (little-endian)::
+The file is a safetensors file (format 3), readable by the ``safetensors`` package and the tools
+built on it (little-endian)::
 
-    b"PYGANCKP"  magic (8 bytes)
-    u32          format version (``FORMAT_VERSION``)
     u64          header length H
-    H bytes      header: UTF-8 JSON {"meta": {...}, "tensors": [{name, dtype, shape, offset, nbytes, crc32}]}
-    u32          CRC-32 of the header
-    ...          tensor bytes, each at its ``offset`` (64-byte aligned), C order
+    H bytes      header: UTF-8 JSON, padded with spaces to a multiple of 8 bytes:
+                 {name: {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+                  "__metadata__": {"format": "pygan", "format_version": "3", "meta": JSON text,
+                                   "crc32": JSON text {name: CRC-32 of its bytes}, "header_crc32": "..."}}
+    ...          the tensors' bytes, C order, back to back (widest dtypes first)
 
-Every tensor carries a CRC-32, so a flipped bit anywhere is found; a truncated file, a future
-version, an unknown dtype or a shape that disagrees with the model each raise
-:class:`CheckpointError` naming the file and what is wrong.
+``meta`` holds the run's configuration, counters and RNG states; ``header_crc32`` is the CRC-32 of
+the header (without that key) in canonical JSON, so a flipped bit anywhere in the file is found.
+
+The previous layout (formats 1 and 2: magic ``PYGANCKP``, version, header, CRC, 64-byte aligned
+tensors) still loads. A truncated file, a future version, an unknown dtype or a shape that
+disagrees with the model each raise :class:`CheckpointError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -34,12 +38,16 @@ from .gan import GAN, Player
 from .nn.module import Module
 from .optim import SGD, Optimizer
 
-MAGIC = b"PYGANCKP"
-#: 2: tensors named by player and dotted module path (``generator.0.w``, ``discriminator.optimizer.m.3.b``);
-#: 1: the flat optimizer buffers and buffers by module index (still read)
-FORMAT_VERSION = 2
-_ALIGN = 64
-_DTYPES = {"float16", "float32", "float64", "int64", "uint8"}
+#: 3: safetensors; 2: pygan's own layout, tensors named by player and dotted module path
+#: (``generator.0.w``, ``discriminator.optimizer.m.3.b``); 1: the flat optimizer buffers and
+#: buffers by module index. 1 and 2 are still read.
+FORMAT_VERSION = 3
+#: The magic bytes of formats 1 and 2.
+LEGACY_MAGIC = b"PYGANCKP"
+_LEGACY_ALIGN = 64
+#: numpy dtype name -> safetensors dtype code, for the dtypes a checkpoint may hold.
+_DTYPES = {"float16": "F16", "float32": "F32", "float64": "F64", "int64": "I64", "uint8": "U8"}
+_CODES = {code: name for name, code in _DTYPES.items()}
 #: Refuse headers longer than this (a real one is a few kB per hundred tensors).
 MAX_HEADER_BYTES = 64 << 20
 
@@ -48,42 +56,50 @@ class CheckpointError(ValueError):
     """A checkpoint file is unreadable, corrupt, of another version, or does not fit the model."""
 
 
+def _canonical(doc: dict[str, Any]) -> bytes:
+    """The header as the CRC covers it: sorted keys, no spaces, without ``header_crc32``."""
+    meta = {k: v for k, v in doc.get("__metadata__", {}).items() if k != "header_crc32"}
+    return json.dumps({**doc, "__metadata__": meta}, sort_keys=True, separators=(",", ":")).encode()
+
+
 def save(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write ``tensors`` and the JSON-serialisable ``meta`` to ``path`` atomically.
+    """Write ``tensors`` and the JSON-serialisable ``meta`` to ``path`` atomically, as safetensors.
 
     The data goes to a temporary file in the same folder, is flushed and fsynced, and then
     renamed over ``path``; a crash at any moment leaves either the old file or the new one.
     """
     p = Path(path)
-    entries = []
-    offset = 0
-    arrays = []
+    arrays: dict[str, np.ndarray] = {}
     for name, t in tensors.items():
+        if name == "__metadata__":
+            raise ValueError("tensors: the name '__metadata__' is the safetensors header's own")
         a = np.asarray(to_numpy(t))
-        a = a if a.flags.c_contiguous else a.copy(order="C")
         if a.dtype.name not in _DTYPES:
             raise TypeError(f"tensors[{name!r}]: dtype {a.dtype} cannot be checkpointed (allowed: {sorted(_DTYPES)})")
-        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-        offset = -(-offset // _ALIGN) * _ALIGN
-        raw = a.tobytes()
-        entries.append(
-            {"name": name, "dtype": a.dtype.name, "shape": list(a.shape), "offset": offset, "nbytes": len(raw), "crc32": zlib.crc32(raw)}
-        )
-        arrays.append((offset, raw))
-        offset += len(raw)
-    header = json.dumps({"meta": meta, "tensors": entries}, sort_keys=True).encode()
-    prefix = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header + struct.pack("<I", zlib.crc32(header))
-    base = -(-len(prefix) // _ALIGN) * _ALIGN
+        arrays[name] = a.astype(a.dtype.newbyteorder("<"), order="C", copy=False)
+    # the widest dtypes first keeps every tensor aligned to its itemsize after the 8-byte header
+    layout = sorted(arrays, key=lambda n: -arrays[n].dtype.itemsize)
+    doc: dict[str, Any] = {}
+    offset = 0
+    for name in layout:
+        nbytes = arrays[name].nbytes
+        doc[name] = {"dtype": _DTYPES[arrays[name].dtype.name], "shape": list(arrays[name].shape),
+                     "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    doc = {name: doc[name] for name in arrays}  # the header lists them in the caller's order
+    crcs = {name: zlib.crc32(a.reshape(-1).view(np.uint8)) for name, a in arrays.items()}
+    doc["__metadata__"] = {"format": "pygan", "format_version": str(FORMAT_VERSION),
+                           "meta": json.dumps(meta, sort_keys=True), "crc32": json.dumps(crcs, sort_keys=True)}
+    doc["__metadata__"]["header_crc32"] = str(zlib.crc32(_canonical(doc)))
+    header = json.dumps(doc, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
     p.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(p, ".tmp")  # left by writers killed mid-write; a live writer's are kept
     with atomic_write(p, fsync=True) as f:
-        f.write(prefix)
-        f.write(b"\0" * (base - len(prefix)))
-        pos = 0
-        for off, raw in arrays:
-            f.write(b"\0" * (off - pos))
-            f.write(raw)
-            pos = off + len(raw)
+        f.write(struct.pack("<Q", len(header)))
+        f.write(header)
+        for name in layout:
+            f.write(arrays[name].reshape(-1).view(np.uint8))
     try:
         dir_fd = os.open(p.parent, os.O_RDONLY)
     except OSError:
@@ -103,42 +119,44 @@ def _nat(v: Any, what: str, bad: Any, limit: int = 1 << 62) -> int:
     return v
 
 
-def _entries(doc: Any, bad: Any) -> tuple[dict[str, Any], list[tuple[str, np.dtype, tuple[int, ...], int, int, int]]]:
-    """The header's meta and tensor entries, every value checked: ``(meta, [(name, dtype, shape,
-    offset, nbytes, crc32)])``, entries in file order, names unique, byte ranges disjoint."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("tensors"), list):
-        raise bad("unreadable header: expected an object with 'meta' (an object) and 'tensors' (a list)")
-    out, names = [], set()
-    for e in doc["tensors"]:
-        if not isinstance(e, dict) or not {"name", "dtype", "shape", "offset", "nbytes", "crc32"} <= set(e):
-            raise bad(f"malformed tensor entry {str(e)[:200]}")
-        name, dtype, shape = e["name"], e["dtype"], e["shape"]
-        if not isinstance(name, str) or not name or len(name) > 1000:
-            raise bad(f"invalid tensor name {str(name)[:200]!r}")
-        if name in names:
-            raise bad(f"tensor {name!r} appears twice")
-        names.add(name)
-        if not isinstance(dtype, str) or dtype not in _DTYPES:
-            raise bad(f"tensor {name!r} has unsupported dtype {str(dtype)[:50]!r}")
-        if not isinstance(shape, list) or len(shape) > 32:
-            raise bad(f"tensor {name!r}: invalid shape {str(shape)[:200]}")
-        dims = tuple(_nat(d, f"{name}.shape", bad) for d in shape)
-        offset, nbytes = _nat(e["offset"], f"{name}.offset", bad), _nat(e["nbytes"], f"{name}.nbytes", bad)
-        crc = _nat(e["crc32"], f"{name}.crc32", bad, 0xFFFFFFFF)
-        dt = np.dtype(dtype).newbyteorder("<")
-        if math.prod(dims) * dt.itemsize != nbytes:
-            raise bad(f"tensor {name!r}: shape {dims} of {dtype} does not match its {nbytes} bytes")
-        out.append((name, dt, dims, offset, nbytes, crc))
-    end = 0
-    for name, _, _, offset, nbytes, _ in sorted(out, key=lambda t: t[3]):
-        if offset < end:
-            raise bad(f"tensor {name!r}: its bytes overlap another tensor's")
-        end = offset + nbytes
-    return doc["meta"], out
+#: One tensor of a file: (name, dtype, shape, offset, nbytes, crc32).
+_Entry = tuple[str, np.dtype, tuple[int, ...], int, int, int]
+
+
+def _entry(name: Any, dtype: Any, shape: Any, offset: Any, nbytes: Any, crc: Any, bad: Any) -> _Entry:
+    """One tensor entry, every value checked (dtype is a numpy dtype name)."""
+    if not isinstance(name, str) or not name or len(name) > 1000:
+        raise bad(f"invalid tensor name {str(name)[:200]!r}")
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        raise bad(f"tensor {name!r} has unsupported dtype {str(dtype)[:50]!r}")
+    if not isinstance(shape, list) or len(shape) > 32:
+        raise bad(f"tensor {name!r}: invalid shape {str(shape)[:200]}")
+    dims = tuple(_nat(d, f"{name}.shape", bad) for d in shape)
+    offset, nbytes = _nat(offset, f"{name}.offset", bad), _nat(nbytes, f"{name}.nbytes", bad)
+    crc = _nat(crc, f"{name}.crc32", bad, 0xFFFFFFFF)
+    dt = np.dtype(dtype).newbyteorder("<")
+    if math.prod(dims) * dt.itemsize != nbytes:
+        raise bad(f"tensor {name!r}: shape {dims} of {dtype} does not match its {nbytes} bytes")
+    return name, dt, dims, offset, nbytes, crc
 
 
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON here")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError(f"a key appears twice: {next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))[:200]!r}")
+    return out
+
+
+def _json(text: bytes | str, what: str, bad: Any) -> Any:
+    """Parse JSON text from a file: no NaN or Infinity, no key twice in one object."""
+    try:
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise bad(f"unreadable {what}: {type(e).__name__}: {str(e)[:200]}") from None
 
 
 def load(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -147,7 +165,7 @@ def load(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str,
     Only a regular file is read, and only the bytes its header accounts for (the header at most
     ``MAX_HEADER_BYTES``, each tensor's bytes checked against the file's size before they are read),
     so memory follows the file. Every header value is checked (types, ranges, unique names,
-    disjoint byte ranges), every tensor's CRC-32 too, and float tensors must be finite.
+    byte ranges), every tensor's CRC-32 too, and float tensors must be finite.
     """
     p = Path(path)
 
@@ -160,20 +178,94 @@ def load(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str,
         raise CheckpointError(f"{p}: cannot read: {e.strerror or e}") from None
     with f:
         try:
-            return _read_checkpoint(f, size, bad)
+            head = f.read(8)
+            if len(head) < 8:
+                raise bad("truncated: too short to be a checkpoint")
+            if head == LEGACY_MAGIC:
+                meta, entries, base = _read_legacy_header(f, size, bad)
+            else:
+                meta, entries, base = _read_safetensors_header(f, struct.unpack("<Q", head)[0], size, bad)
+            return _read_tensors(f, size, base, entries, bad), meta
         except OSError as e:
             raise bad(f"cannot read: {e.strerror or e}") from None
 
 
-def _read_checkpoint(f: Any, size: int, bad: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    prefix = f.read(20)
-    if len(prefix) < 20 or prefix[:8] != MAGIC:
-        raise bad("not a pygan checkpoint (bad magic bytes)" if len(prefix) >= 8 else "truncated: too short to be a checkpoint")
-    version, hlen = struct.unpack_from("<IQ", prefix, 8)
-    if version > FORMAT_VERSION:
+def _read_safetensors_header(f: Any, hlen: int, size: int, bad: Any) -> tuple[dict[str, Any], list[_Entry], int]:
+    if hlen > MAX_HEADER_BYTES:
+        raise bad(f"not a checkpoint: neither safetensors (a header of {hlen} bytes) nor pygan's previous format")
+    if 8 + hlen > size:
+        raise bad(f"truncated: a header of {hlen} bytes does not fit in the {size}-byte file")
+    header = f.read(hlen)
+    if len(header) != hlen:
+        raise bad("truncated: the file ends inside its header")
+    if not header.startswith(b"{"):
+        raise bad("not a checkpoint: neither safetensors (its header is not a JSON object) nor pygan's previous format")
+    doc = _json(header, "header", bad)
+    if not isinstance(doc, dict):
+        raise bad("unreadable header: expected a JSON object")
+    info = doc.get("__metadata__")
+    if not isinstance(info, dict) or info.get("format") != "pygan":
+        raise bad("a safetensors file without pygan's metadata (not written by pygan)")
+    if not all(isinstance(v, str) for v in info.values()) or not {"format_version", "meta", "crc32", "header_crc32"} <= set(info):
+        raise bad("malformed metadata: expected the strings format_version, meta, crc32 and header_crc32")
+    version = info["format_version"]
+    if not version.isdigit() or len(version) > 9:
+        raise bad(f"unknown checkpoint format version {version[:20]!r}")
+    if int(version) > FORMAT_VERSION:
         raise bad(f"written in checkpoint format {version}, newer than this pygan reads ({FORMAT_VERSION}); upgrade pygan")
-    if version < 1:
-        raise bad(f"unknown checkpoint format version {version}")
+    if int(version) < 3:
+        raise bad(f"unknown checkpoint format version {version} in a safetensors file")
+    crcs = _json(info["crc32"], "metadata crc32", bad)
+    if not isinstance(crcs, dict):
+        raise bad("malformed metadata: crc32 is not an object")
+    entries = []
+    for name, e in doc.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"malformed tensor entry {name[:200]!r}: {str(e)[:200]}")
+        span = e["data_offsets"]
+        if not isinstance(span, list) or len(span) != 2:
+            raise bad(f"invalid header value: {name}.data_offsets = {str(span)[:100]} (expected [begin, end])")
+        begin, end = (_nat(v, f"{name}.data_offsets", bad) for v in span)
+        if end < begin:
+            raise bad(f"invalid header value: {name}.data_offsets = {span} (end before begin)")
+        if name not in crcs:
+            raise bad(f"tensor {name!r} has no CRC-32 in the metadata")
+        code = e["dtype"]
+        dtype = _CODES.get(code) if isinstance(code, str) else None
+        if dtype is None:
+            raise bad(f"tensor {name!r} has unsupported dtype {str(code)[:50]!r}")
+        entries.append(_entry(name, dtype, e["shape"], begin, end - begin, crcs[name], bad))
+    if set(crcs) != {e[0] for e in entries}:
+        raise bad(f"malformed metadata: CRC-32s of tensors the file lacks: {sorted(set(crcs) - {e[0] for e in entries})[:5]}")
+    pos = 0  # safetensors: the tensors tile the data section with neither gaps nor overlaps
+    for name, _, _, offset, nbytes, _ in sorted(entries, key=lambda t: (t[3], t[4])):
+        if offset != pos:
+            raise bad(f"tensor {name!r}: its bytes {'overlap another tensor' if offset < pos else 'leave a gap'}")
+        pos = offset + nbytes
+    if 8 + hlen + pos > size:
+        raise bad(f"truncated: the tensors need {8 + hlen + pos} bytes, the file has {size}")
+    if 8 + hlen + pos < size:
+        raise bad(f"corrupt: {size - 8 - hlen - pos} bytes after the last tensor")
+    if str(zlib.crc32(_canonical(doc))) != info["header_crc32"]:
+        raise bad("corrupt header (CRC-32 mismatch)")
+    meta = _json(info["meta"], "metadata meta", bad)
+    if not isinstance(meta, dict):
+        raise bad("malformed metadata: meta is not an object")
+    meta["format_version"] = int(version)
+    return meta, entries, 8 + hlen
+
+
+def _read_legacy_header(f: Any, size: int, bad: Any) -> tuple[dict[str, Any], list[_Entry], int]:
+    """Formats 1 and 2: magic, u32 version, u64 header length, JSON header, its CRC-32, tensors
+    64-byte aligned after it."""
+    rest = f.read(12)
+    if len(rest) < 12:
+        raise bad("truncated: too short to be a checkpoint")
+    version, hlen = struct.unpack("<IQ", rest)
+    if version not in (1, 2):
+        raise bad(f"unknown checkpoint format version {version} in pygan's previous layout (it had 1 and 2)")
     if hlen > MAX_HEADER_BYTES or 20 + hlen + 4 > size:
         raise bad(f"truncated or corrupt: header of {hlen} bytes does not fit in the {size}-byte file")
     header = f.read(hlen)
@@ -182,13 +274,29 @@ def _read_checkpoint(f: Any, size: int, bad: Any) -> tuple[dict[str, np.ndarray]
         raise bad("truncated: the file ends inside its header")
     if zlib.crc32(header) != struct.unpack("<I", crc_bytes)[0]:
         raise bad("corrupt header (CRC-32 mismatch)")
-    try:
-        doc = json.loads(header, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as e:
-        raise bad(f"unreadable header: {type(e).__name__}: {str(e)[:200]}") from None
-    meta, entries = _entries(doc, bad)
+    doc = _json(header, "header", bad)
+    if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("tensors"), list):
+        raise bad("unreadable header: expected an object with 'meta' (an object) and 'tensors' (a list)")
+    entries, names = [], set()
+    for e in doc["tensors"]:
+        if not isinstance(e, dict) or not {"name", "dtype", "shape", "offset", "nbytes", "crc32"} <= set(e):
+            raise bad(f"malformed tensor entry {str(e)[:200]}")
+        entry = _entry(e["name"], e["dtype"], e["shape"], e["offset"], e["nbytes"], e["crc32"], bad)
+        if entry[0] in names:
+            raise bad(f"tensor {entry[0]!r} appears twice")
+        names.add(entry[0])
+        entries.append(entry)
+    end = 0
+    for name, _, _, offset, nbytes, _ in sorted(entries, key=lambda t: t[3]):
+        if offset < end:
+            raise bad(f"tensor {name!r}: its bytes overlap another tensor's")
+        end = offset + nbytes
+    meta = doc["meta"]
     meta["format_version"] = version
-    base = -(-(20 + hlen + 4) // _ALIGN) * _ALIGN
+    return meta, entries, -(-(20 + hlen + 4) // _LEGACY_ALIGN) * _LEGACY_ALIGN
+
+
+def _read_tensors(f: Any, size: int, base: int, entries: list[_Entry], bad: Any) -> dict[str, np.ndarray]:
     tensors: dict[str, np.ndarray] = {}
     for name, dt, shape, offset, nbytes, tcrc in entries:
         start = base + offset
@@ -202,7 +310,7 @@ def _read_checkpoint(f: Any, size: int, bad: Any) -> tuple[dict[str, np.ndarray]
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise bad(f"tensor {name!r} contains NaN or Inf")
         tensors[name] = a
-    return tensors, meta
+    return tensors
 
 
 # ---------------------------------------------------------------------------------------------

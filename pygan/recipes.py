@@ -3,14 +3,38 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import data, io, models
+from ._files import atomic_write
+from .backend import to_numpy
 from .gan import TrainedGenerator
 from .nn.layers import VirtualBatchNorm, spectral_norm
+
+
+#: A run folder's last checkpoint, rewritten each epoch (and on Ctrl-C or SIGTERM).
+CHECKPOINT = "checkpoint.safetensors"
+#: The checkpoint of the epoch with the best validation score so far (``--eval-every``).
+BEST = "best.safetensors"
+#: The names runs of pygan's previous checkpoint format used: still read, and converted by --resume.
+LEGACY_NAMES = {CHECKPOINT: "checkpoint.pygan", BEST: "best.pygan"}
+
+
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` if it is not a folder; a run folder's best checkpoint, else its last (either
+    format); :class:`~pygan.io.CheckpointError` for a folder without one."""
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    for name in (BEST, CHECKPOINT, LEGACY_NAMES[BEST], LEGACY_NAMES[CHECKPOINT]):
+        if (p / name).is_file():
+            return p / name
+    raise io.CheckpointError(f"{p}: a folder without {BEST} or {CHECKPOINT} (not a pygan run)")
 
 
 def data_shape(config: dict[str, Any]) -> tuple[int, ...]:
@@ -51,20 +75,16 @@ def build_spec(config: dict[str, Any], marginals: np.ndarray | None = None) -> m
     return spec
 
 
-def load_generator(path: str | os.PathLike[str]) -> TrainedGenerator:
-    """A trained run's generator, ready for inference, from its checkpoint (either format): only the
-    generator is restored (no discriminator state, no optimizers, no GAN), with its weight average
-    when the run kept one (``ema``).
+#: The formats ``pygan export`` writes a generator in.
+EXPORT_FORMATS = ("safetensors", "npz")
+#: ``meta["contents"]`` of a file holding a generator alone (``pygan export``), not a whole run.
+GENERATOR_ONLY = "generator"
 
-    ``sample(n, labels=None, seed=None)`` then gives ``n`` samples as a host array in data units
-    (points for toy data; images in [0, 1] of shape ``(n, 1, 28, 28)``).
-    """
-    tensors, meta = io.load(path)
-    config = meta.get("config")
-    if not isinstance(config, dict) or "model" not in config:
-        raise io.CheckpointError(f"{path}: the checkpoint has no run configuration (not written by pygan train)")
-    spec = build_spec(config)
-    g = spec.generator
+
+def restore_generator(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dict[str, Any], g: Any) -> None:
+    """Load the generator's weights (its weight average when the run kept one) and buffers from a
+    checkpoint's ``tensors`` (any format, or a generator alone) into the module ``g``; raises
+    :class:`~pygan.io.CheckpointError` naming ``path`` if they do not fit."""
     try:
         if meta["format_version"] == 1:  # flat parameters in order, buffers by module index
             flat = tensors["g_opt.params"]
@@ -87,6 +107,33 @@ def load_generator(path: str | os.PathLike[str]) -> TrainedGenerator:
             g.load_state_dict(state)
     except (KeyError, ValueError) as e:
         raise io.CheckpointError(f"{path}: the generator does not fit its configuration: {e}") from None
+
+
+def _run_config(path: str | os.PathLike[str], meta: dict[str, Any]) -> dict[str, Any]:
+    config = meta.get("config")
+    if not isinstance(config, dict) or "model" not in config:
+        raise io.CheckpointError(f"{path}: the checkpoint has no run configuration (not written by pygan train)")
+    return config
+
+
+def load_generator(path: str | os.PathLike[str]) -> TrainedGenerator:
+    """A trained run's generator, ready for inference, from its checkpoint (any format; a run
+    folder: its best checkpoint, else its last) or from a generator exported alone (``pygan
+    export``): only the generator is restored (no discriminator state, no optimizers, no GAN), with
+    its weight average when the run kept one.
+
+    ``sample(n, labels=None, seed=None)`` then gives ``n`` samples as a host array in data units
+    (points for toy data; images in [0, 1] of shape ``(n, 1, 28, 28)``).
+    """
+    path = checkpoint_file(path)
+    return _trained(path, *io.load(path))
+
+
+def _trained(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> TrainedGenerator:
+    config = _run_config(path, meta)
+    spec = build_spec(config)
+    g = spec.generator
+    restore_generator(path, tensors, meta, g)
     has_vbn = any(isinstance(m, VirtualBatchNorm) for m in g.modules())
     if has_vbn and "reference_z" not in tensors:
         raise io.CheckpointError(f"{path}: a virtual-batch-norm generator needs its reference batch (reference_z)")
@@ -96,3 +143,32 @@ def load_generator(path: str | os.PathLike[str]) -> TrainedGenerator:
         unscale=None if config["dataset"] in data.TOY_DATASETS else spec.unscale,
         image_shape=None if config["dataset"] in data.TOY_DATASETS else data_shape(config),
     )
+
+
+def export_generator(path: str | os.PathLike[str], out: str | os.PathLike[str], fmt: str = "safetensors") -> dict[str, Any]:
+    """Write the generator of the checkpoint at ``path`` alone to ``out``: the weights it samples
+    with (its weight average when the run kept one), its buffers, a virtual-batch-norm reference
+    batch, and the run's configuration; returns the file's metadata.
+
+    ``fmt="safetensors"``: tensors named ``generator.<dotted name>``, the configuration and counters
+    in the header's metadata; :func:`load_generator`, ``pygan sample`` and ``pygan eval`` read it.
+    ``fmt="npz"``: the same arrays by name for ``numpy.load``, the metadata as JSON text in
+    ``__meta__`` (a string array, so ``allow_pickle`` stays off).
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"fmt: expected one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    tensors, meta = io.load(path)
+    config = _run_config(path, meta)
+    gen = _trained(path, tensors, meta)
+    state = {f"generator.{k}": to_numpy(v) for k, v in gen.generator.state_dict().items()}
+    if gen.reference_z is not None:
+        state["reference_z"] = to_numpy(gen.reference_z)
+    info = {"config": config, "contents": GENERATOR_ONLY,
+            **{k: meta[k] for k in ("steps", "epoch") if k in meta}}
+    target = Path(out)
+    if fmt == "safetensors":
+        io.save(target, state, info)
+    else:
+        with atomic_write(target) as f:
+            np.savez(f, __meta__=np.array(json.dumps(info, sort_keys=True)), **state)
+    return info

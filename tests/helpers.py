@@ -1,4 +1,4 @@
-"""Test helpers: finite differences and tolerances."""
+"""Test helpers: finite differences, tolerances, CLI runs, checkpoint files written by hand."""
 
 from __future__ import annotations
 
@@ -83,3 +83,69 @@ def interrupt_run(cmd: list[str], when: str, sig: int, cwd) -> tuple[int, str]:
             break
     rest, _ = proc.communicate(timeout=120)
     return proc.returncode, rest
+
+
+LEGACY_MAGIC = b"PYGANCKP"
+
+
+def write_legacy_header(path, header: bytes, body: bytes, version: int = 2) -> None:
+    """A checkpoint in the layout of formats 1 and 2: magic, version, header length, JSON header,
+    its CRC-32, then ``body`` (the tensors, offsets relative to the 64-byte aligned base)."""
+    import struct
+    import zlib
+
+    prefix = LEGACY_MAGIC + struct.pack("<IQ", version, len(header)) + header + struct.pack("<I", zlib.crc32(header))
+    path.write_bytes(prefix + b"\0" * (-len(prefix) % 64) + body)
+
+
+def write_legacy(path, tensors: dict, meta: dict, version: int = 2) -> None:
+    """``tensors`` and ``meta`` as pygan wrote checkpoints before safetensors (formats 1 and 2),
+    so that the tests can check those files still load."""
+    import json
+    import zlib
+
+    entries, body = [], b""
+    for name, a in tensors.items():
+        a = np.ascontiguousarray(np.asarray(a))
+        body += b"\0" * (-len(body) % 64)
+        raw = a.tobytes()
+        entries.append({"name": name, "dtype": a.dtype.name, "shape": list(a.shape), "offset": len(body),
+                        "nbytes": len(raw), "crc32": zlib.crc32(raw)})
+        body += raw
+    write_legacy_header(path, json.dumps({"meta": meta, "tensors": entries}, sort_keys=True).encode(), body, version)
+
+
+def read_legacy(path) -> tuple[dict, bytes]:
+    """A format 1/2 file's header (parsed) and its tensor bytes."""
+    import json
+    import struct
+
+    blob = path.read_bytes()
+    _, hlen = struct.unpack_from("<IQ", blob, 8)
+    return json.loads(blob[20 : 20 + hlen]), blob[-(-(20 + hlen + 4) // 64) * 64 :]
+
+
+def read_safetensors(path) -> tuple[dict, bytes]:
+    """A safetensors file's header (parsed) and its data section."""
+    import json
+    import struct
+
+    blob = path.read_bytes()
+    (hlen,) = struct.unpack_from("<Q", blob, 0)
+    return json.loads(blob[8 : 8 + hlen]), blob[8 + hlen :]
+
+
+def write_safetensors(path, doc: dict, body: bytes, seal: bool = True) -> None:
+    """A safetensors file of header ``doc`` and data ``body``; ``seal``: with the header CRC pygan
+    would write for ``doc`` (so that the checks behind it are reached)."""
+    import json
+    import struct
+    import zlib
+
+    from pygan import io
+
+    if seal and "__metadata__" in doc:
+        doc["__metadata__"]["header_crc32"] = str(zlib.crc32(io._canonical(doc)))
+    header = json.dumps(doc).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + body)

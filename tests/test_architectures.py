@@ -137,11 +137,11 @@ def test_each_architecture_trains_resumes_evaluates_and_samples(digits, tmp_path
     assert main([*base, "--epochs", "2", "--out", str(tmp_path / "full")]) == 0
     text = capsys.readouterr().out
     assert "epoch 2/2" in text
-    full, meta = io.load(tmp_path / "full" / "checkpoint.pygan")
+    full, meta = io.load(tmp_path / "full" / "checkpoint.safetensors")
     assert meta["config"]["model"] == model
     assert main([*base, "--epochs", "1", "--out", str(tmp_path / "half")]) == 0
     assert main(["train", "--resume", "--epochs", "2", "--out", str(tmp_path / "half")]) == 0
-    again, _ = io.load(tmp_path / "half" / "checkpoint.pygan")
+    again, _ = io.load(tmp_path / "half" / "checkpoint.safetensors")
     for k in full:
         assert full[k].tobytes() == again[k].tobytes(), k
     log = read_log(tmp_path / "full")

@@ -47,7 +47,7 @@ def test_train_resume_sample_eval_on_toy_data(tmp_path, capsys):
         img = read_png(out / "samples" / f"epoch_{e:03d}.png")
         assert img.shape == (600, 600, 3) and (img == plot.SAMPLE_RGB).all(axis=2).any()
         assert (img == plot.TRUE_RGB).all(axis=2).sum() < (img == [255, 255, 255]).all(axis=2).sum()  # drawn, not blank
-    final, _ = io.load(out / "checkpoint.pygan")
+    final, _ = io.load(out / "checkpoint.safetensors")
 
     # the same run, interrupted by Ctrl-C in a subprocess and resumed, ends bit for bit where it did
     out2 = tmp_path / "run2"
@@ -55,20 +55,20 @@ def test_train_resume_sample_eval_on_toy_data(tmp_path, capsys):
     code, rest = interrupt_run(cmd, "epoch 1/3", signal.SIGINT, tmp_path)
     assert code == 0, rest
     assert "interrupted: saved" in rest
-    saved, meta = io.load(out2 / "checkpoint.pygan")
+    saved, meta = io.load(out2 / "checkpoint.safetensors")
     assert meta["epoch"] * 64 + meta["batch_in_epoch"] == meta["steps"] < 3 * 64
     assert main(["train", "--resume", "--out", str(out2)]) == 0
     assert "resumed from" in capsys.readouterr().out
-    again, _ = io.load(out2 / "checkpoint.pygan")
+    again, _ = io.load(out2 / "checkpoint.safetensors")
     for k in final:
         assert final[k].tobytes() == again[k].tobytes(), k
     assert [r["epoch"] for r in read_log(out2)] == [1, 2, 3]
     # the step rows of the interrupted and resumed run are those of the uninterrupted one, once each
     assert [r["steps"] for r in read_log(out2, "step")] == [r["steps"] for r in read_log(out, "step")]
 
-    assert main(["sample", str(out / "checkpoint.pygan"), "--n", "300", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["sample", str(out / "checkpoint.safetensors"), "--n", "300", "--out", str(tmp_path / "s.png")]) == 0
     assert read_png(tmp_path / "s.png").shape == (600, 600, 3)
-    assert main(["eval", str(out / "checkpoint.pygan")]) == 0
+    assert main(["eval", str(out / "checkpoint.safetensors")]) == 0
     assert "modes covered" in capsys.readouterr().out
 
 
@@ -96,7 +96,7 @@ def test_mnist_models_on_a_tiny_idx_folder(tmp_path, capsys, monkeypatch):
     for row in ("Parzen log-likelihood", "FID", "KID", "precision", "recall", "classifier score", "real data"):
         assert row in text, row
     result = json.loads(js.read_text())
-    assert result["checkpoint"].endswith("best.pygan") and "50 samples against 20 test images" in result["protocol"]
+    assert result["checkpoint"].endswith("best.safetensors") and "50 samples against 20 test images" in result["protocol"]
     for side in ("model", "real"):
         assert {"parzen", "parzen_stderr", "fid", "kid", "kid_stderr", "precision", "recall", "classifier_score"} <= set(result[side])
         assert 0 <= result[side]["precision"] <= 1 and 1 <= result[side]["classifier_score"] <= 10
@@ -146,8 +146,8 @@ def test_best_and_last_checkpoints(tmp_path, capsys):
     best_epoch = 1 + int(np.argmax(scores))  # the first epoch with the highest score
     assert [r["best_epoch"] for r in log][-1] == best_epoch
     assert all(r["best_epoch"] == 1 + int(np.argmax(scores[: r["epoch"]])) for r in log)
-    _, best = io.load(out / "best.pygan")
-    _, last = io.load(out / "checkpoint.pygan")
+    _, best = io.load(out / "best.safetensors")
+    _, last = io.load(out / "checkpoint.safetensors")
     assert best["epoch"] == best_epoch and last["epoch"] == 4
     assert best["run"]["best"]["score"] == pytest.approx(max(scores))
     assert last["run"]["best"]["epoch"] == best_epoch
@@ -156,18 +156,18 @@ def test_best_and_last_checkpoints(tmp_path, capsys):
     assert main(["train", "--resume", "--epochs", "7", "--out", str(out)]) == 0
     log = read_log(out)
     scores = [r["modes_covered"] + r["high_quality"] for r in log]
-    _, best = io.load(out / "best.pygan")
+    _, best = io.load(out / "best.safetensors")
     assert best["epoch"] == 1 + int(np.argmax(scores)) and best["run"]["best"]["score"] == pytest.approx(max(scores))
     # eval and sample take a run folder (its best checkpoint) or either file
     capsys.readouterr()
     assert main(["eval", str(out), "--json", str(tmp_path / "e.json")]) == 0
     text = capsys.readouterr().out
-    assert "best.pygan" in text and "modes covered" in text and "real data" in text
+    assert "best.safetensors" in text and "modes covered" in text and "real data" in text
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["real"]["modes_covered"] == 8 and result["real"]["high_quality"] > 0.97  # 3 sigma in 2-D: 98.9%
     assert 0 <= result["model"]["high_quality"] <= 1
     assert main(["sample", str(out), "--n", "50", "--out", str(tmp_path / "s.png")]) == 0
-    assert main(["eval", str(out / "checkpoint.pygan"), "--samples", "100"]) == 0
+    assert main(["eval", str(out / "checkpoint.safetensors"), "--samples", "100"]) == 0
     assert "not a pygan run" in cli_error(["eval", str(tmp_path)], capsys)
     assert "--eval-every" in cli_error(["train", "--eval-every", "0", "--out", str(tmp_path / "x")], capsys)
 
@@ -218,7 +218,7 @@ def test_seeds_run_in_parallel_and_are_summarised(tmp_path, capsys):
     for s in (0, 1):
         rows = read_log(out / f"seed-{s}")
         assert len(rows) == 2
-        _, meta = io.load(out / f"seed-{s}" / "checkpoint.pygan")
+        _, meta = io.load(out / f"seed-{s}" / "checkpoint.safetensors")
         assert meta["config"]["seed"] == s and meta["config"]["epochs"] == 2 and meta["config"]["train_size"] == 2048
         finals.append(rows[-1]["high_quality"])
     hq = summary["last_high_quality"]

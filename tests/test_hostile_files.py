@@ -22,22 +22,12 @@ from pygan.gan import GAN
 from pygan.models import mlp_discriminator, mlp_generator
 from pygan.optim import Adam
 
+from helpers import read_legacy, read_safetensors, write_legacy, write_legacy_header, write_safetensors
+
 
 def small_gan() -> GAN:
     g, d = mlp_generator(2, [4], 2, seed=0), mlp_discriminator(2, [4], seed=1)
     return GAN(g, d, Adam(g.parameters(), lr=1e-3), Adam(d.parameters(), lr=1e-3), latent_dim=2, seed=0)
-
-
-def read_doc(path: Path) -> tuple[dict, bytes]:
-    blob = path.read_bytes()
-    _, hlen = struct.unpack_from("<IQ", blob, 8)
-    base = -(-(20 + hlen + 4) // 64) * 64
-    return json.loads(blob[20 : 20 + hlen]), blob[base:]
-
-
-def write_doc(path: Path, header: bytes, body: bytes, version: int = io.FORMAT_VERSION) -> None:
-    prefix = io.MAGIC + struct.pack("<IQ", version, len(header)) + header + struct.pack("<I", zlib.crc32(header))
-    path.write_bytes(prefix + b"\0" * (-len(prefix) % 64) + body)
 
 
 @pytest.fixture
@@ -49,13 +39,14 @@ def ckpt(tmp_path):
     return path
 
 
-def craft(ckpt: Path, mutate) -> Path:
-    doc, body = read_doc(ckpt)
-    result = mutate(doc)
-    header = result if isinstance(result, bytes) else json.dumps(doc).encode()
-    out = ckpt.with_name("crafted.ckpt")
-    write_doc(out, header, body)
-    return out
+@pytest.fixture
+def legacy(ckpt):
+    """The same checkpoint in the previous layout (format 2)."""
+    tensors, meta = io.load(ckpt)
+    meta.pop("format_version")
+    path = ckpt.with_name("legacy.ckpt")
+    write_legacy(path, tensors, meta, version=2)
+    return path
 
 
 def _set(path, value):
@@ -67,7 +58,101 @@ def _set(path, value):
     return mutate
 
 
+def _first(doc):
+    """The name of the safetensors header's first tensor."""
+    return next(k for k in doc if k != "__metadata__")
+
+
+def _st(field, value):
+    """Set ``field`` of the first tensor's safetensors entry."""
+    return lambda doc: doc[_first(doc)].__setitem__(field, value)
+
+
+def _info(key, value):
+    return lambda doc: doc["__metadata__"].__setitem__(key, value)
+
+
+def _meta(mutate):
+    """Mutate the JSON text of the metadata's ``meta``."""
+    def apply(doc):
+        meta = json.loads(doc["__metadata__"]["meta"])
+        mutate(meta)
+        doc["__metadata__"]["meta"] = json.dumps(meta)
+    return apply
+
+
+def craft(ckpt: Path, mutate, seal: bool = True) -> Path:
+    """``ckpt`` (safetensors) with its header changed by ``mutate`` (which may return raw header
+    bytes), sealed with a fresh header CRC so that the checks behind the CRC are reached."""
+    doc, body = read_safetensors(ckpt)
+    result = mutate(doc)
+    out = ckpt.with_name("crafted.ckpt")
+    if isinstance(result, bytes):
+        out.write_bytes(struct.pack("<Q", len(result)) + result + body)
+    else:
+        write_safetensors(out, doc, body, seal=seal)
+    return out
+
+
+def _overlap(doc):
+    """Move the last tensor's bytes 4 bytes into the one before."""
+    entry = max((e for k, e in doc.items() if k != "__metadata__"), key=lambda e: e["data_offsets"][0])
+    entry["data_offsets"] = [entry["data_offsets"][0] - 4, entry["data_offsets"][1] - 4]
+
+
 CRAFTED = {
+    "deep nesting": (lambda doc: b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}", "unreadable header"),
+    "not an object": (lambda doc: b"{  ", "unreadable header"),
+    "a key twice": (lambda doc: json.dumps(doc).replace("{", '{"__metadata__": {}, ', 1).encode(), "appears twice"),
+    "no metadata": (lambda doc: doc.pop("__metadata__"), "without pygan's metadata"),
+    "metadata not strings": (_info("crc32", {"a": 1}), "malformed metadata"),
+    "no header CRC": (lambda doc: doc["__metadata__"].pop("header_crc32"), "malformed metadata"),
+    "version not a number": (_info("format_version", "three"), "unknown checkpoint format version"),
+    "old version in safetensors": (_info("format_version", "2"), "unknown checkpoint format version 2"),
+    "Infinity in meta": (_info("meta", '{"steps": Infinity}'), "unreadable metadata meta"),
+    "meta not an object": (_info("meta", "[1]"), "meta is not an object"),
+    "crc32 not an object": (_info("crc32", "[1]"), "crc32 is not an object"),
+    "a CRC missing": (lambda doc: doc["__metadata__"].__setitem__("crc32", "{}"), "has no CRC-32"),
+    "a CRC of nothing": (lambda doc: doc["__metadata__"].__setitem__(
+        "crc32", json.dumps({**json.loads(doc["__metadata__"]["crc32"]), "ghost": 1})), "tensors the file lacks"),
+    "CRC out of range": (lambda doc: doc["__metadata__"].__setitem__(
+        "crc32", json.dumps({k: 1 << 40 for k in json.loads(doc["__metadata__"]["crc32"])})), "invalid header value"),
+    "entry not an object": (lambda doc: doc.__setitem__(_first(doc), "x"), "malformed tensor entry"),
+    "extra entry key": (_st("crc", 1), "malformed tensor entry"),
+    "huge shape": (_st("shape", [10**30, 10**30]), "invalid header value"),
+    "shape nesting": (_st("shape", [[1]]), "invalid header value"),
+    "float offset": (_st("data_offsets", [0.5, 64]), "invalid header value"),
+    "bool offset": (_st("data_offsets", [True, 64]), "invalid header value"),
+    "three offsets": (_st("data_offsets", [0, 1, 2]), "expected \\[begin, end\\]"),
+    "end before begin": (_st("data_offsets", [64, 0]), "end before begin"),
+    "unknown dtype": (_st("dtype", "BF16"), "unsupported dtype"),
+    "dtype not a string": (_st("dtype", 7), "unsupported dtype"),
+    "shape and bytes disagree": (_st("shape", [1]), "does not match its"),
+    "overlapping bytes": (_overlap, "overlap another tensor"),
+    "past the end": (lambda doc: [e.__setitem__("data_offsets", [e["data_offsets"][0] + 8, e["data_offsets"][1] + 8])
+                                  for k, e in doc.items() if k != "__metadata__"], "gap|truncated"),
+    "header CRC wrong": (_info("header_crc32", "0"), "corrupt header"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_headers_are_refused_with_the_files_name(ckpt, case):
+    mutate, message = CRAFTED[case]
+    path = craft(ckpt, mutate, seal=case not in ("header CRC wrong", "no header CRC"))
+    with pytest.raises(io.CheckpointError, match=f"^{path}: .*({message})"):
+        io.load(path)
+
+
+def craft_legacy(legacy: Path, mutate) -> Path:
+    doc, body = read_legacy(legacy)
+    result = mutate(doc)
+    header = result if isinstance(result, bytes) else json.dumps(doc).encode()
+    out = legacy.with_name("crafted.ckpt")
+    write_legacy_header(out, header, body)
+    return out
+
+
+LEGACY_CRAFTED = {
     "deep nesting": (lambda doc: b"[" * 100000 + b"]" * 100000, "unreadable header"),
     "Infinity constant": (lambda doc: json.dumps(doc).replace('"steps": 1', '"steps": Infinity', 1).encode(), "unreadable header"),
     "tensors not a list": (_set(["tensors"], 5), "unreadable header"),
@@ -87,22 +172,22 @@ CRAFTED = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CRAFTED))
-def test_crafted_headers_are_refused_with_the_files_name(ckpt, case):
-    mutate, message = CRAFTED[case]
-    path = craft(ckpt, mutate)
+@pytest.mark.parametrize("case", sorted(LEGACY_CRAFTED))
+def test_crafted_headers_of_the_previous_format_are_refused(legacy, case):
+    mutate, message = LEGACY_CRAFTED[case]
+    path = craft_legacy(legacy, mutate)
     with pytest.raises(io.CheckpointError, match=f"^{path}: .*{message}"):
         io.load(path)
 
 
 RESTORE = {
-    "negative counter": (_set(["meta", "steps"], -1), "steps"),
-    "float counter": (_set(["meta", "epoch"], 1.5), "epoch"),
-    "negative lr": (_set(["meta", "optimizers", "generator", "lr"], -0.1), "lr"),
-    "string lr": (_set(["meta", "optimizers", "generator", "lr"], "fast"), "lr"),
-    "negative optimizer steps": (_set(["meta", "optimizers", "discriminator", "steps"], -5), "steps"),
-    "no optimizer": (_set(["meta", "optimizers"], {}), "optimizer"),
-    "bad random state": (_set(["meta", "rng"], {"bit_generator": "PCG64", "state": 7}), "random state"),
+    "negative counter": (_meta(_set(["steps"], -1)), "steps"),
+    "float counter": (_meta(_set(["epoch"], 1.5)), "epoch"),
+    "negative lr": (_meta(_set(["optimizers", "generator", "lr"], -0.1)), "lr"),
+    "string lr": (_meta(_set(["optimizers", "generator", "lr"], "fast")), "lr"),
+    "negative optimizer steps": (_meta(_set(["optimizers", "discriminator", "steps"], -5)), "steps"),
+    "no optimizer": (_meta(_set(["optimizers"], {})), "optimizer"),
+    "bad random state": (_meta(_set(["rng"], {"bit_generator": "PCG64", "state": 7})), "random state"),
 }
 
 
@@ -118,15 +203,29 @@ def test_invalid_training_state_is_refused_and_leaves_the_model_alone(ckpt, case
     assert gan.steps == 0
 
 
-def test_nan_weights_are_refused(ckpt):
-    doc, body = read_doc(ckpt)
-    entry = next(e for e in doc["tensors"] if e["dtype"] == "float32" and e["nbytes"] >= 4)
-    body = bytearray(body)
-    body[entry["offset"] : entry["offset"] + 4] = np.float32(np.nan).tobytes()
-    entry["crc32"] = zlib.crc32(bytes(body[entry["offset"] : entry["offset"] + entry["nbytes"]]))
+@pytest.mark.parametrize("fmt", ["safetensors", "legacy"])
+def test_nan_weights_are_refused(ckpt, legacy, fmt):
     out = ckpt.with_name("nan.ckpt")
-    write_doc(out, json.dumps(doc).encode(), bytes(body))
-    with pytest.raises(io.CheckpointError, match=f"{entry['name']}.* contains NaN or Inf"):
+    if fmt == "legacy":
+        doc, body = read_legacy(legacy)
+        entry = next(e for e in doc["tensors"] if e["dtype"] == "float32" and e["nbytes"] >= 4)
+        name, start, end = entry["name"], entry["offset"], entry["offset"] + entry["nbytes"]
+    else:
+        doc, body = read_safetensors(ckpt)
+        name = next(k for k, e in doc.items() if k != "__metadata__" and e["dtype"] == "F32" and e["shape"])
+        start, end = doc[name]["data_offsets"]
+    body = bytearray(body)
+    body[start : start + 4] = np.float32(np.nan).tobytes()
+    crc = zlib.crc32(bytes(body[start:end]))
+    if fmt == "legacy":
+        entry["crc32"] = crc
+        write_legacy_header(out, json.dumps(doc).encode(), bytes(body))
+    else:
+        crcs = json.loads(doc["__metadata__"]["crc32"])
+        crcs[name] = crc
+        doc["__metadata__"]["crc32"] = json.dumps(crcs)
+        write_safetensors(out, doc, bytes(body))
+    with pytest.raises(io.CheckpointError, match=f"{name}.* contains NaN or Inf"):
         io.load(out)
 
 

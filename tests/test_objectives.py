@@ -214,7 +214,7 @@ def test_each_loss_trains_and_resumes_bit_for_bit(tmp_path, capsys, loss, extra)
     assert main([*base, "--epochs", "2", "--out", str(tmp_path / "full")]) == 0
     text = capsys.readouterr().out
     assert "epoch 2/2" in text
-    final, meta = io.load(tmp_path / "full" / "checkpoint.pygan")
+    final, meta = io.load(tmp_path / "full" / "checkpoint.safetensors")
     assert meta["config"]["loss"] == loss
     assert ("discriminator.0.sn_u" in final) == (loss == "hinge" or "--spectral-norm" in extra)
     if loss == "wgan":  # RMSprop's state is checkpointed; 5 critic steps per generator step
@@ -222,7 +222,7 @@ def test_each_loss_trains_and_resumes_bit_for_bit(tmp_path, capsys, loss, extra)
         assert meta["optimizers"]["discriminator"]["steps"] == 5 * meta["optimizers"]["generator"]["steps"]
     assert main([*base, "--epochs", "1", "--out", str(tmp_path / "half")]) == 0
     assert main(["train", "--resume", "--epochs", "2", "--out", str(tmp_path / "half")]) == 0
-    again, _ = io.load(tmp_path / "half" / "checkpoint.pygan")
+    again, _ = io.load(tmp_path / "half" / "checkpoint.safetensors")
     assert set(final) == set(again)
     for k in final:
         assert final[k].tobytes() == again[k].tobytes(), k
@@ -235,7 +235,7 @@ def test_wgan_gp_on_the_dcgan_uses_a_layer_norm_critic(tmp_path, capsys, monkeyp
                  "--batch-size", "8", "--eval-samples", "50", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "gp " in text
-    tensors, meta = io.load(out / "checkpoint.pygan")
+    tensors, meta = io.load(out / "checkpoint.safetensors")
     assert meta["config"]["d_steps"] == 5
     assert "discriminator.2.gamma" in tensors and "discriminator.2.running_mean" not in tensors  # layer norm
 

@@ -378,29 +378,26 @@ def test_fuzz_checkpoint_loader(tmp_path_factory, kind, where, value, bit):
 
     tmp = str(tmp_path_factory.getbasetemp())
     blob = bytearray(_checkpoint_bytes(tmp))
-    _, hlen = struct.unpack_from("<IQ", blob, 8)
+    (hlen,) = struct.unpack_from("<Q", blob, 0)
     if kind == "flip":
         blob[where % len(blob)] ^= 1 << bit
     elif kind == "truncate":
         blob = blob[: where % len(blob)]
     elif kind == "extend":
         blob += bytes(where % 4096)
-    elif kind == "version":
-        struct.pack_into("<I", blob, 8, where % 7)
-    else:
-        doc = json.loads(blob[20 : 20 + hlen])
-        paths = [("meta", "steps"), ("meta", "epoch"), ("meta", "rng"), ("meta", "optimizers"), ("tensors",),
-                 ("tensors", 0, "shape"), ("tensors", 0, "offset"), ("tensors", 0, "nbytes"), ("tensors", 0, "dtype"),
-                 ("tensors", 0, "name"), ("tensors", 0, "crc32"), ("meta", "optimizers", "generator", "lr")]
-        path = paths[where % len(paths)]
-        node = doc
-        for k in path[:-1]:
-            node = node[k]
-        node[path[-1]] = value
+    else:  # a header value, or the format version, changed and the header CRC made to fit
+        doc = json.loads(blob[8 : 8 + hlen])
+        meta = json.loads(doc["__metadata__"]["meta"])
+        first = next(k for k in doc if k != "__metadata__")
+        targets = [(meta, "steps"), (meta, "epoch"), (meta, "rng"), (meta, "optimizers"), (meta["optimizers"]["generator"], "lr"),
+                   (doc[first], "shape"), (doc[first], "data_offsets"), (doc[first], "dtype"), (doc, first),
+                   (doc["__metadata__"], "crc32"), (doc["__metadata__"], "meta")]
+        node, key = (doc["__metadata__"], "format_version") if kind == "version" else targets[where % len(targets)]
+        node[key] = str(where % 7) if kind == "version" else value
+        doc["__metadata__"]["meta"] = doc["__metadata__"]["meta"] if node is doc["__metadata__"] and key == "meta" else json.dumps(meta)
+        doc["__metadata__"]["header_crc32"] = str(zlib.crc32(io._canonical(doc)))
         header = json.dumps(doc).encode()
-        base = -(-(20 + hlen + 4) // 64) * 64
-        prefix = bytes(blob[:8]) + struct.pack("<IQ", 2, len(header)) + header + struct.pack("<I", zlib.crc32(header))
-        blob = bytearray(prefix + b"\0" * (-len(prefix) % 64) + blob[base:])
+        blob = bytearray(struct.pack("<Q", len(header)) + header + blob[8 + hlen :])
     path = os.path.join(tmp, f"fuzzed-{os.getpid()}.ckpt")
     with open(path, "wb") as f:
         f.write(blob)
@@ -511,7 +508,7 @@ def test_sigkill_while_checkpointing_never_loses_the_last_checkpoint(tmp_path):
     kills = 0
     for attempt in range(60):
         # killed before its first checkpoint, the folder already holds the run's log: start it again
-        resume = ["--resume"] if (out / "checkpoint.pygan").exists() else ["--overwrite"]
+        resume = ["--resume"] if (out / "checkpoint.safetensors").exists() else ["--overwrite"]
         proc = subprocess.Popen([sys.executable, "-m", "pygan", *args, "--out", str(out), *resume],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
         time.sleep(float(rng.uniform(0.8, 2.0)))  # the interpreter needs ~0.7 s to start training
@@ -520,8 +517,8 @@ def test_sigkill_while_checkpointing_never_loses_the_last_checkpoint(tmp_path):
             kills += 1
         _, err = proc.communicate(timeout=60)
         assert proc.returncode in (0, -signal.SIGKILL), err.decode()
-        if (out / "checkpoint.pygan").exists():
-            io.load(out / "checkpoint.pygan")  # raises if the kill left a torn file
+        if (out / "checkpoint.safetensors").exists():
+            io.load(out / "checkpoint.safetensors")  # raises if the kill left a torn file
         if proc.returncode == 0:
             break
     else:
@@ -530,7 +527,7 @@ def test_sigkill_while_checkpointing_never_loses_the_last_checkpoint(tmp_path):
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, "-m", "pygan", *args, "--out", str(straight)], check=True, env=env, cwd=tmp_path,
                    stdout=subprocess.DEVNULL)
-    a, _ = io.load(out / "checkpoint.pygan")
-    b, _ = io.load(straight / "checkpoint.pygan")
+    a, _ = io.load(out / "checkpoint.safetensors")
+    b, _ = io.load(straight / "checkpoint.safetensors")
     for k in b:
         assert a[k].tobytes() == b[k].tobytes(), k

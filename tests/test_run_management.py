@@ -25,12 +25,12 @@ QUICK = ["train", "--epochs", "1", "--train-size", "1024", "--batch-size", "128"
 def test_a_new_run_never_overwrites_a_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*QUICK, "--out", str(out)]) == 0
-    first = (out / "checkpoint.pygan").read_bytes()
+    first = (out / "checkpoint.safetensors").read_bytes()
     err = cli_error([*QUICK, "--seed", "5", "--out", str(out)], capsys)
-    assert "already holds a run (checkpoint.pygan)" in err and "--overwrite" in err
-    assert (out / "checkpoint.pygan").read_bytes() == first
+    assert "already holds a run (checkpoint.safetensors)" in err and "--overwrite" in err
+    assert (out / "checkpoint.safetensors").read_bytes() == first
     assert main([*QUICK, "--seed", "5", "--out", str(out), "--overwrite"]) == 0
-    assert (out / "checkpoint.pygan").read_bytes() != first
+    assert (out / "checkpoint.safetensors").read_bytes() != first
     assert "give one" in cli_error([*QUICK, "--out", str(out), "--resume", "--overwrite"], capsys)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -48,7 +48,7 @@ def test_resume_refuses_flags_that_contradict_the_run(tmp_path, capsys):
     assert "--lr 0.001 (the run has 0.0005)" in err and "--pack 2 (the run has 4)" in err
     # the same values, and the flags a resumed run may change, are accepted
     assert main(["train", "--resume", "--out", str(out), "--lr", "0.0005", "--epochs", "2", "--threads", "1"]) == 0
-    _, meta = io.load(out / "checkpoint.pygan")
+    _, meta = io.load(out / "checkpoint.safetensors")
     assert meta["epoch"] == 2
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
 
@@ -57,7 +57,7 @@ def test_each_run_writes_its_full_configuration(tmp_path):
     out = tmp_path / "run"
     assert main([*QUICK, "--out", str(out), "--loss", "lsgan"]) == 0
     config = json.loads((out / "config.json").read_text())
-    _, meta = io.load(out / "checkpoint.pygan")
+    _, meta = io.load(out / "checkpoint.safetensors")
     assert config == meta["config"]
     assert config["loss"] == "lsgan" and config["batch_size"] == 128 and config["model"] == "mlp" and "pack" in config
     assert (out / "config.json").stat().st_mode & 0o077 != 0  # not mkstemp's 0600
@@ -103,7 +103,7 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
     code, rest = interrupt_run(cmd, "epoch 1/50", signal.SIGTERM, tmp_path)
     assert code == 0, rest
     assert "interrupted: saved" in rest
-    _, meta = io.load(out / "checkpoint.pygan")
+    _, meta = io.load(out / "checkpoint.safetensors")
     assert 1 <= meta["epoch"] < 50
 
 

@@ -113,7 +113,10 @@ def check_real(
     """A finite real number (finite in float32 too, where kernels take it as one) within the bounds."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # an int beyond float64
+        raise ValueError(f"{name}: must be a finite number, got an integer of {int(v).bit_length()} bits") from None
     ok = math.isfinite(v) and abs(v) <= float(np.finfo(np.float32).max)
     if ok and low is not None:
         ok = v > low if low_open else v >= low
