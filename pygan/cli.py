@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import _core, classifier, data, io, metrics, models, objectives, plot, recipes, translation
+from . import _core, board, classifier, data, io, metrics, models, objectives, plot, recipes, translation
 from ._files import atomic_write
 from .backend import BACKENDS, _checks, backend_info, get_backend, set_backend, to_numpy
 from .autograd import no_grad
@@ -65,7 +65,10 @@ CONFIG_FILE = "config.json"
 #: The files that make a folder a run's: a new run refuses such a folder unless --overwrite.
 RUN_FILES = (CHECKPOINT, BEST, *LEGACY_NAMES.values(), LOG, CONFIG_FILE)
 #: Flags --resume may change; any other that differs from the checkpoint's configuration is refused.
-RESUME_FREE = frozenset({"epochs", "backend", "threads", "out", "resume", "data", "config", "seeds", "jobs", "log_every"})
+RESUME_FREE = frozenset({"epochs", "backend", "threads", "out", "resume", "data", "config", "seeds", "jobs", "log_every",
+                         "tensorboard"})
+#: The run folder's subfolder of TensorBoard event files (``--tensorboard``).
+TENSORBOARD = "tensorboard"
 #: The step statistics the progress bar (the first four) and the epoch line show, when present:
 #: (key, label, format). Each objective reports its own (pygan.objectives).
 STAT_LABELS: tuple[tuple[str, str, str], ...] = (
@@ -111,6 +114,21 @@ def real(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool =
     return parse
 
 
+def dataset_name(text: str) -> str:
+    """An argparse type: a built-in dataset's name, or ``folder:PATH`` for an existing folder
+    (kept as an absolute path, so that a resumed or seeded run finds it from anywhere)."""
+    folder = data.folder_path(text)
+    if folder is None:
+        if text not in data.DATASETS:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(data.DATASETS)} or folder:PATH, got {text!r}")
+        return text
+    if not text[len(data.FOLDER_PREFIX) :].strip():
+        raise argparse.ArgumentTypeError("folder:PATH needs a folder after 'folder:'")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
+    return data.FOLDER_PREFIX + str(folder.resolve())
+
+
 #: Bounds of the command's counts: beyond them a value is a typo, not a plan (and would run for ever).
 MAX_EPOCHS = 100_000
 MAX_BATCH = 1 << 16
@@ -119,7 +137,9 @@ SEED_MAX = 2**32 - 1
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``pygan train``."""
     parser.add_argument("--model", choices=models.MODELS, default="mlp")
-    parser.add_argument("--dataset", choices=data.DATASETS, default="ring8")
+    parser.add_argument("--dataset", type=dataset_name, default="ring8", metavar="|".join(data.DATASETS) + "|folder:PATH",
+                        help="a built-in dataset, or folder:PATH, the PNG/JPEG images in PATH and its subfolders "
+                             "(centre-cropped and resized to --image-size; 10%% held out to score the model)")
     parser.add_argument("--epochs", type=whole(1, MAX_EPOCHS), default=None, help=f"default: {TOY_EPOCHS} on toy data (300 on grid25), 25 on images")
     parser.add_argument("--batch-size", type=whole(1, MAX_BATCH), default=None, help="default: the model's (128 toy, 256 on grid25, 64 DCGAN/MLP, 100 paper-mlp)")
     parser.add_argument("--loss", choices=_checks.GENERATOR_LOSSES + objectives.OBJECTIVES, default="non_saturating",
@@ -155,8 +175,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identity", type=real(0), default=None, metavar="W",
                         help="cyclegan: identity-loss weight relative to the cycle loss (default 0; the paper: 0.5)")
     parser.add_argument("--image-size", type=whole(1, 1024), default=None, metavar="S",
-                        help="dcgan, stylegan: train at S x S (28, or a power of two >= 8: digits padded to 32, then "
-                             "resized; default 28, 32 for stylegan)")
+                        help="dcgan, stylegan (any image model on folder:PATH): train at S x S (28, or a power of two "
+                             ">= 8: digits padded to 32, then resized; default 28, 32 for stylegan)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                        help="folder:PATH: greyscale (1) or RGB (3) (default: 1 if every image is grey, else 3)")
     parser.add_argument("--train-size", type=whole(1, MAX_EXAMPLES), default=None, help="examples to train on (toy default 25600; images: all 50,000)")
     parser.add_argument("--backend", choices=BACKENDS, default="cpu")
     parser.add_argument("--threads", type=whole(1, _core.MAX_THREADS), default=None, help="native-kernel threads (default: all cores)")
@@ -175,6 +197,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-every", type=whole(1, 10**9), default=None, metavar="N",
                         help="write a row of the step's statistics to metrics.jsonl every N steps (default: about 50 "
                              "rows an epoch); each epoch also writes its row")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help=f"also write the logged statistics and each epoch's samples as TensorBoard event files "
+                             f"to --out/{TENSORBOARD} (needs tensorboardX: {board.EXTRA})")
     parser.add_argument("--eval-samples", type=whole(2, MAX_EXAMPLES), default=None, metavar="N",
                        help="generated samples of each evaluation (2,500 toy; 10,000 images)")
     parser.add_argument("--seeds", default=None, metavar="SPEC",
@@ -245,6 +270,8 @@ class Run:
     def __init__(self, config: dict[str, Any], load_data: bool = True) -> None:
         self.config = config
         self.toy = config["dataset"] in data.TOY_DATASETS
+        #: The image folder of a folder:PATH dataset (its images load at the model's size).
+        self.folder = data.folder_path(config["dataset"])
         self.labels: np.ndarray | None = None
         self.x: np.ndarray | None = None
         if self.toy:
@@ -258,6 +285,11 @@ class Run:
         elif load_data and self.toy:
             self.x, labels = data.toy_labelled(config["dataset"], config["train_size"], seed=config["seed"])
             self.labels = labels if num_classes else None
+        elif load_data and self.folder is not None:
+            x = data.load_folder(self.folder, recipes.data_shape(config)[1], config.get("channels"))
+            config["channels"] = x.shape[1]
+            train, self.validation, _ = data.split_folder(x)
+            self.x = train[: config["train_size"]]
         elif load_data:
             x, labels = data.load_images(config["dataset"], "train", config.get("data"))
             n = min(config["train_size"], 50000)
@@ -332,7 +364,7 @@ class Run:
         if self.toy:
             return batch
         side = self.config.get("image_size") or 28
-        return self.spec.scale_data(batch if side == 28 else data.resize_images(batch, side))
+        return self.spec.scale_data(batch if side == 28 or self.folder else data.resize_images(batch, side))
 
     def native_samples(self, n: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
         """``n`` generated samples on the host in data units, at the model's own resolution."""
@@ -344,10 +376,11 @@ class Run:
         return out if self.toy else self.spec.unscale(out).reshape(len(out), *recipes.data_shape(self.config))
 
     def samples(self, n: int, seed: int) -> np.ndarray:
-        """``n`` generated samples on the host, in data units ([0, 1] pixels for images, 28x28
-        whatever the model's resolution, as the metrics read them)."""
+        """``n`` generated samples on the host, in data units ([0, 1] pixels for images: 28x28
+        digits whatever the model's resolution, as the metrics read them; a folder's images at the
+        model's own size)."""
         out = self.native_samples(n, seed)
-        return out if self.toy else data.to_mnist_size(out)
+        return out if self.toy or self.folder else data.to_mnist_size(out)
 
     def picture(self, n: int, seed: int, title: str = "", labels: np.ndarray | None = None, columns: int = 10) -> np.ndarray:
         """A PNG-ready picture: a scatter against the true density (toy), a grid of images, or
@@ -426,15 +459,23 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.model == "lapgan" and args.loss not in _checks.GENERATOR_LOSSES:
         raise UsageError(f"pygan train: error: --model lapgan trains each pyramid level with the 2014 losses, not --loss {args.loss}")
     if args.model in models.IMAGE_MODELS and toy:
-        raise UsageError(f"pygan train: error: --model {args.model} needs an image dataset (mnist, fashion-mnist)")
+        raise UsageError(f"pygan train: error: --model {args.model} needs an image dataset (mnist, fashion-mnist, folder:PATH)")
+    folder = data.folder_path(args.dataset) is not None
+    if folder and args.model in models.DIGIT_MODELS:
+        raise UsageError(f"pygan train: error: --model {args.model} is built for MNIST's 28x28 digits, not --dataset folder:PATH")
+    if folder and args.model == "cgan":
+        raise UsageError("pygan train: error: --model cgan needs labelled data; a folder:PATH dataset has no labels")
+    if args.channels is not None and not folder:
+        raise UsageError("pygan train: error: --channels is for --dataset folder:PATH (the built-in images are grey)")
     image_size = args.image_size or models.DEFAULT_IMAGE_SIZE.get(args.model, 28)
     if args.image_size is not None:
         try:
             data.check_image_size(args.image_size)
         except ValueError as e:
             raise UsageError(f"pygan train: error: --image-size: {str(e).split(': ', 1)[1]}") from None
-        if args.model not in ("dcgan", "stylegan") or toy:
-            raise UsageError("pygan train: error: --image-size is for the dcgan and stylegan models on images")
+        if toy or (args.model not in ("dcgan", "stylegan") and not folder):
+            raise UsageError("pygan train: error: --image-size is for the dcgan and stylegan models on images "
+                             "(and any image model on folder:PATH)")
         if args.model == "stylegan" and args.image_size == 28:
             raise UsageError("pygan train: error: --image-size: the stylegan model needs a power of two >= 8")
     if (args.task is not None or args.identity is not None) and args.model != "cyclegan":
@@ -471,6 +512,7 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
         "ema": args.ema if args.ema is not None else models.DEFAULT_EMA.get(args.model),
         "norm": args.norm,
         "image_size": image_size,
+        "channels": args.channels,
         "task": args.task or ("invert" if args.model == "cyclegan" else None),
         "identity": args.identity,
         "optimizer": args.optimizer,
@@ -544,11 +586,12 @@ class _Reporter:
     and the last and best checkpoints."""
 
     def __init__(self, run: Run, out: Path, epochs: int, batches: int, start: float, best: dict[str, Any],
-                 log_every: int) -> None:
+                 log_every: int, events: board.EventLog | None = None) -> None:
         from tqdm import tqdm
 
         self.run, self.out, self.epochs, self.batches, self.start = run, out, epochs, batches, start
         self.log_every = log_every
+        self.events = events
         self.curves_drawn = -math.inf
         self.best = best
         self.scores: dict[str, float] = {}
@@ -578,6 +621,8 @@ class _Reporter:
                                    "seconds": round(time.perf_counter() - self.start, 3)}
             row.update({k: round(float(v), 6) for k, v in stats.items()})
             self._append(row)
+            if self.events is not None:
+                self.events.scalars("step", row, gan.steps)
 
     def _append(self, row: dict[str, Any]) -> None:
         with (self.out / LOG).open("a") as f:
@@ -587,6 +632,12 @@ class _Reporter:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def finish(self) -> None:
+        """Close the progress bar and the TensorBoard log."""
+        self.close()
+        if self.events is not None:
+            self.events.close()
 
     def save(self, gan: GAN) -> None:
         """Write the last checkpoint (with the best score so far, so a resume keeps it)."""
@@ -605,7 +656,8 @@ class _Reporter:
         if "modes_covered" in scores:
             title += (f": {scores['modes_covered']:.0f}/{scores['modes_total']:.0f} modes, "
                       f"{100 * scores['high_quality']:.1f}% high quality")
-        plot.write_png(picture, self.run.picture(2500 if self.run.toy else 100, seed=cfg["seed"] + 777, title=title))
+        shown = self.run.picture(2500 if self.run.toy else 100, seed=cfg["seed"] + 777, title=title)
+        plot.write_png(picture, shown)
         score = self.run.score(scores) if scores else None
         improved = score is not None and ("score" not in self.best or score > self.best["score"])
         if improved:
@@ -621,6 +673,9 @@ class _Reporter:
         if warnings:
             record["warnings"] = warnings
         self._append(record)
+        if self.events is not None:
+            self.events.scalars("epoch", record, gan.steps)
+            self.events.image("samples", shown, gan.steps)
         if gan.epoch == self.epochs or time.perf_counter() - self.curves_drawn >= CURVES_EVERY_S:
             self.draw_curves()
         line = f"epoch {gan.epoch}/{self.epochs}  " + "  ".join(
@@ -778,6 +833,14 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     else:
         for stale in (LOG, BEST):
             (out / stale).unlink(missing_ok=True)
+        for stale_events in (out / TENSORBOARD).glob("events.out.tfevents.*"):
+            stale_events.unlink()
+    events = None
+    if args.tensorboard:
+        try:
+            events = board.EventLog(out / TENSORBOARD, purge_step=run.gan.steps if args.resume else None)
+        except ImportError as e:
+            raise RunFailed(f"pygan train: error: --tensorboard: {e}") from None
     _write_config(out, config)
     print(backend_info())
     assert run.x is not None
@@ -788,17 +851,17 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     batches = len(run.x) // config["batch_size"]
     start = time.perf_counter()
     log_every = args.log_every or max(1, round(batches / 50))
-    reporter = _Reporter(run, out, config["epochs"], batches, start, best, log_every)
+    reporter = _Reporter(run, out, config["epochs"], batches, start, best, log_every, events)
     try:
         result = run.gan.fit(
             run.x, config["epochs"], config["batch_size"], labels=run.labels, callbacks=[reporter],
             seed=config["seed"], transform=run.transform, schedule=run.schedule, d_schedule=run.d_schedule,
         )
     except TrainingDiverged as e:
-        reporter.close()
         kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint was written"
         raise RunFailed(f"pygan train: error: {e}; {kept}") from None
-    reporter.close()
+    finally:
+        reporter.finish()
     if result.interrupted:
         reporter.save(run.gan)
         if (out / LOG).exists():
@@ -1099,10 +1162,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         protocol = f"{n} samples; high quality: within 3 sigma of the nearest mode; real data: {n} true samples"
     else:
         n = args.samples or 10000
-        folder = args.data or cfg.get("data")
-        train_x, _ = data.load_images(cfg["dataset"], "train", folder)
-        test_x, _ = data.load_images(cfg["dataset"], "test", folder)
-        validation, test = validation_images(train_x), test_x[: args.test_size]
+        if run.folder is not None:
+            x = data.load_folder(run.folder, recipes.data_shape(cfg)[1], cfg.get("channels"))
+            train_x, validation, test_x = data.split_folder(x)
+        else:
+            folder = args.data or cfg.get("data")
+            train_x, _ = data.load_images(cfg["dataset"], "train", folder)
+            test_x, _ = data.load_images(cfg["dataset"], "test", folder)
+            validation = validation_images(train_x)
+        test = test_x[: args.test_size]
         model = _image_scores(run.samples(n, seed=args.seed), validation, test, cfg["dataset"], args.seed)
         real = _image_scores(train_x[: min(n, 50000)], validation, test, cfg["dataset"], args.seed)
         protocol = (

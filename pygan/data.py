@@ -1,5 +1,5 @@
-"""Data: the IDX (MNIST, Fashion-MNIST) reader and loader, the toy distributions of the GAN
-literature, and seeded minibatches."""
+"""Data: the IDX (MNIST, Fashion-MNIST) reader and loader, folders of one's own PNG/JPEG images,
+the toy distributions of the GAN literature, and seeded minibatches."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from .backend import _checks as C
 TOY_DATASETS: tuple[str, ...] = ("ring8", "grid25", "gauss1d")
 IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
 DATASETS: tuple[str, ...] = TOY_DATASETS + IMAGE_DATASETS
+#: A dataset named ``folder:PATH`` is the PNG/JPEG images in the folder PATH (:func:`load_folder`).
+FOLDER_PREFIX = "folder:"
 
 #: IDX element types by the third magic byte: (NumPy big-endian dtype).
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -267,6 +269,119 @@ def to_mnist_size(x: np.ndarray) -> np.ndarray:
     while out.shape[2] < 32:
         out = R.upsample2x_forward(out, "bilinear")
     return np.ascontiguousarray(out[:, :, 2:30, 2:30])
+
+
+# ---------------------------------------------------------------------------------------------
+# folders of images
+# ---------------------------------------------------------------------------------------------
+#: The file names a folder dataset reads (case-insensitive); other files are skipped.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+#: Refuse one image of more pixels than this (a decompression bomb), before it is decoded.
+MAX_IMAGE_PIXELS = 1 << 26
+#: Refuse a folder whose images would take more float32 values than this once loaded (2 GiB).
+MAX_FOLDER_VALUES = 1 << 29
+#: A folder dataset holds out this fraction of its images (at least 2, at most 2,000): half to
+#: choose the Parzen bandwidth (and to score each epoch), half to score ``pygan eval``.
+HELD_OUT_FRACTION = 0.1
+MAX_HELD_OUT = 2000
+#: The fewest images a folder dataset takes (a few must be held out to score the model).
+MIN_FOLDER_IMAGES = 10
+#: The held-out images are drawn by a permutation of this fixed seed, the same for every run.
+SPLIT_SEED = 20140610
+#: ITU-R 601-2 luma, Pillow's own weights for RGB -> greyscale.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def folder_path(dataset: str) -> Path | None:
+    """The folder of a ``folder:PATH`` dataset name, else None (a built-in dataset)."""
+    return Path(dataset[len(FOLDER_PREFIX) :]) if dataset.startswith(FOLDER_PREFIX) else None
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The PNG/JPEG files in ``folder`` and its subfolders, by path (hidden files and folders
+    skipped); :class:`DataError` if the folder is missing or holds none."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root}: {'not a folder' if root.exists() else 'no such folder'}")
+    found = []
+    for top, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(top) / f for f in sorted(files) if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+    if not found:
+        raise DataError(f"{root}: holds no {'/'.join(s[1:].upper() for s in IMAGE_SUFFIXES)} files")
+    return found
+
+
+def _square(path: Path, size: int) -> np.ndarray:
+    """One image file as ``(size, size, 3)`` uint8: its orientation tag applied, transparency
+    composited over black, the largest centred square cropped and resized (Lanczos)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        f, _ = open_regular(path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        with f, Image.open(f, formats=("PNG", "JPEG")) as img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS} an image may have")
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, still at least size
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img.convert("RGBA"))
+            img = img.convert("RGB")
+            w, h = img.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            out = img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+            return np.asarray(out, dtype=np.uint8)
+    except DataError:
+        raise
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not a PNG or JPEG image (Pillow cannot identify its contents)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: not a readable PNG or JPEG image ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def load_folder(folder: str | os.PathLike[str], size: int, channels: int | None = None) -> np.ndarray:
+    """The PNG/JPEG images of ``folder`` (and its subfolders, in path order) as float32
+    ``(N, C, size, size)`` in [0, 1]: each centre-cropped to a square and resized to ``size``.
+
+    ``channels``: 1 (greyscale, ITU-R 601 luma), 3 (RGB), or None: 1 if every image is grey
+    (equal red, green and blue), else 3. Raises :class:`DataError` naming the file for anything
+    unreadable, and for a folder too large to hold in memory (``MAX_FOLDER_VALUES``).
+    """
+    size = check_image_size(size)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels: expected 1, 3 or None, got {channels!r}")
+    files = image_files(folder)
+    if len(files) * (channels or 3) * size * size > MAX_FOLDER_VALUES:
+        raise DataError(f"{folder}: {len(files)} images of {size}x{size} exceed the {MAX_FOLDER_VALUES} values "
+                        "pygan holds in memory; use fewer images or a smaller --image-size")
+    rgb = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    for i, path in enumerate(files):
+        rgb[i] = _square(path, size)
+    grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    if (channels or (1 if grey else 3)) == 1:
+        x = (rgb[..., 0] if grey else np.clip(np.round(rgb @ _LUMA), 0, 255))[:, None]
+    else:
+        x = rgb.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
+
+
+def split_folder(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A folder dataset's images as (training, validation, test): ``HELD_OUT_FRACTION`` of them
+    (at least 2, at most ``MAX_HELD_OUT``), drawn by a fixed permutation, are held out and
+    halved; the rest train. :class:`DataError` for fewer than ``MIN_FOLDER_IMAGES``."""
+    n = len(x)
+    if n < MIN_FOLDER_IMAGES:
+        raise DataError(f"a folder dataset needs at least {MIN_FOLDER_IMAGES} images ({HELD_OUT_FRACTION:.0%} are held "
+                        f"out to score the model), this one has {n}")
+    held = min(MAX_HELD_OUT, max(2, round(n * HELD_OUT_FRACTION)))
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    train, validation, test = order[: n - held], order[n - held : n - held // 2], order[n - held // 2 :]
+    return x[np.sort(train)], x[np.sort(validation)], x[np.sort(test)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ IMAGE_MODELS: tuple[str, ...] = ("paper-mlp", "dcgan", "lapgan", "stylegan", "sr
 #: Models whose generators map images to images (trained with latent_dim 0; pygan.translation).
 TRANSLATION_MODELS: tuple[str, ...] = ("srgan", "cyclegan")
 FLAT_MODELS: tuple[str, ...] = ("mlp", "paper-mlp", "cgan")
+#: Models built for MNIST's 1x28x28 digits alone (not for other images).
+DIGIT_MODELS: tuple[str, ...] = ("lapgan",) + TRANSLATION_MODELS
 #: Models whose runs sample and evaluate with a moving average of the generator's weights unless
 #: told otherwise (``pygan train --ema``): the paper model's Parzen estimate after 25 epochs rose
 #: from 114.5 to 176.7 with it (README, "Results").

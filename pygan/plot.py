@@ -117,21 +117,23 @@ GRID_SEPARATOR = 0.5
 
 
 def image_grid(images: np.ndarray, columns: int = 10, pad: int = 2, scale: int = 2) -> np.ndarray:
-    """Tile images ``(N, H, W)`` or ``(N, 1, H, W)`` with values in [0, 1] into one uint8 picture
-    (separated by mid-grey lines)."""
+    """Tile images ``(N, H, W)``, ``(N, 1, H, W)`` (grey) or ``(N, 3, H, W)`` (RGB) with values in
+    [0, 1] into one uint8 picture, ``(H', W')`` or ``(H', W', 3)`` (separated by mid-grey lines)."""
     x = np.asarray(images, dtype=np.float64)
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
-    if x.ndim != 3 or len(x) == 0:
-        raise ValueError(f"images: expected (N, H, W) or (N, 1, H, W), got {np.shape(images)}")
-    n, h, w = x.shape
+    if not ((x.ndim == 3 or (x.ndim == 4 and x.shape[1] == 3)) and len(x)):
+        raise ValueError(f"images: expected (N, H, W), (N, 1, H, W) or (N, 3, H, W), got {np.shape(images)}")
+    if x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    n, h, w = x.shape[:3]
     cols = max(1, min(columns, n))
     rows = -(-n // cols)
-    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), GRID_SEPARATOR, dtype=np.float64)
+    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, *x.shape[3:]), GRID_SEPARATOR, dtype=np.float64)
     for i in range(n):
         r, c = divmod(i, cols)
         canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = x[i]
-    canvas = np.kron(np.clip(canvas, 0, 1), np.ones((scale, scale)))
+    canvas = np.repeat(np.repeat(np.clip(canvas, 0, 1), scale, axis=0), scale, axis=1)
     return (canvas * 255 + 0.5).astype(np.uint8)
 
 

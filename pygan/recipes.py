@@ -38,12 +38,12 @@ def checkpoint_file(path: str | os.PathLike[str]) -> Path:
 
 
 def data_shape(config: dict[str, Any]) -> tuple[int, ...]:
-    """One example's shape: a 1-D or 2-D point for toy data, ``(1, S, S)`` for images (S the run's
-    ``image_size``, 28 unless set)."""
+    """One example's shape: a 1-D or 2-D point for toy data, ``(C, S, S)`` for images (S the run's
+    ``image_size``, 28 unless set; C its ``channels``: 1 unless a folder of colour images)."""
     if config["dataset"] in data.TOY_DATASETS:
         return (data.toy_modes(config["dataset"])[0].shape[1],)
     side = config.get("image_size") or 28
-    return (1, side, side)
+    return (config.get("channels") or 1, side, side)
 
 
 def num_classes(config: dict[str, Any]) -> int:

@@ -4,12 +4,13 @@ and by `pygan plot`), toy scatters with axes and classes coloured, labelled clas
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 from PIL import Image
 
 from pygan import data, plot
-from pygan.cli import main
+from pygan.cli import main, read_log
 
 from helpers import cli_error
 
@@ -100,3 +101,68 @@ def test_sample_class_grid_and_latent_walks(tmp_path, capsys, monkeypatch):
     assert main(["train", "--epochs", "1", "--train-size", "1024", "--batch-size", "128", "--out", str(toy)]) == 0
     assert "not conditional" in cli_error(["sample", str(toy), "--class", "1"], capsys)
     assert "--interpolate is for image models" in cli_error(["sample", str(toy), "--interpolate", "4"], capsys)
+
+
+def _events(folder):
+    """Every event of the TensorBoard files in ``folder``, read as TensorBoard reads them (records of
+    a length, its masked CRC, the bytes, their masked CRC), decoded with tensorboardX's protos."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        blob, pos = path.read_bytes(), 0
+        while pos < len(blob):
+            (n,) = struct.unpack_from("<Q", blob, pos)
+            out.append((path.name, Event.FromString(blob[pos + 12 : pos + 12 + n])))
+            pos += 12 + n + 4
+        assert pos == len(blob), f"{path}: a record runs past the end"
+    return out
+
+
+def test_tensorboard_scalars_and_images(tmp_path, capsys):
+    """--tensorboard writes the step and epoch rows as scalars and each epoch's picture as an
+    image; a resumed run tells TensorBoard to drop what the first wrote past its checkpoint."""
+    import io as pyio
+
+    from PIL import Image
+
+    out = tmp_path / "run"
+    argv = ["train", "--epochs", "2", "--train-size", "2048", "--batch-size", "128", "--log-every", "4",
+            "--eval-samples", "500", "--tensorboard", "--out", str(out)]
+    assert main(argv) == 0
+    events = [e for _, e in _events(out / "tensorboard")]
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    images = []
+    for e in events:
+        for v in e.summary.value:
+            if v.HasField("image"):
+                images.append((e.step, v.tag, v.image))
+            else:
+                scalars.setdefault(v.tag, []).append((e.step, v.simple_value))
+    steps = [r for r in read_log(out, "step")]
+    assert [s for s, _ in scalars["step/d_loss"]] == [r["steps"] for r in steps] == [4, 8, 12, 16, 20, 24, 28, 32]
+    np.testing.assert_allclose([v for _, v in scalars["step/d_loss"]], [r["d_loss"] for r in steps], rtol=1e-6)
+    epochs = read_log(out)
+    assert [s for s, _ in scalars["epoch/modes_covered"]] == [r["steps"] for r in epochs] == [16, 32]
+    assert [v for _, v in scalars["epoch/modes_covered"]] == [r["modes_covered"] for r in epochs]
+    assert "step/seconds" not in scalars and "epoch/kind" not in scalars
+    assert [(s, t) for s, t, _ in images] == [(16, "samples"), (32, "samples")]
+    with Image.open(out / "samples" / "epoch_002.png") as png:
+        shown = np.asarray(png.convert("RGB"))
+    decoded = np.asarray(Image.open(pyio.BytesIO(images[-1][2].encoded_image_string)).convert("RGB"))
+    np.testing.assert_array_equal(decoded, shown)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--epochs", "3", "--tensorboard", "--out", str(out)]) == 0
+    files = sorted({name for name, _ in _events(out / "tensorboard")})
+    assert len(files) == 2
+    resumed = [e for name, e in _events(out / "tensorboard") if name == files[-1]]
+    restart = [e for e in resumed if e.HasField("session_log")]
+    assert restart and restart[0].step == 32  # TensorBoard's purge: events past step 32 of older files are dropped
+
+
+def test_tensorboard_without_its_writer_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    err = cli_error(["train", "--epochs", "1", "--tensorboard", "--out", str(tmp_path / "r")], capsys, 1)
+    assert "pip install 'pygan[tensorboard]'" in err
