@@ -18,7 +18,7 @@ from . import _core, board, classifier, data, io, metrics, models, objectives, p
 from ._files import atomic_write
 from .backend import BACKENDS, _checks, backend_info, get_backend, set_backend, to_numpy
 from .autograd import no_grad
-from .gan import GAN, PRIORS, TrainingDiverged
+from .gan import GAN, PRIORS, TrainingDiverged, latent_path
 from .lapgan import LAPGAN
 from .optim import SGD, Adam, Optimizer, RMSprop, Schedule
 
@@ -227,7 +227,8 @@ def build_parser(train_defaults: dict[str, Any] | None = None) -> argparse.Argum
     sample.add_argument("--seed", type=whole(0, SEED_MAX), default=0)
     sample.add_argument("--backend", choices=BACKENDS, default="cpu")
     sample.add_argument("--truncation", type=real(0, 1), default=None, metavar="PSI",
-                        help="stylegan: pull styles towards the mean style, w_avg + PSI (w - w_avg) (e.g. 0.7)")
+                        help="the truncation trick, more typical and less varied samples (e.g. 0.7): stylegan pulls "
+                             "styles towards the mean style, w_avg + PSI (w - w_avg); the others draw z as PSI z")
     sample.add_argument("--class", dest="label", type=whole(0, 999), default=None, metavar="K",
                         help="conditional models: samples of class K only")
     sample.add_argument("--grid", type=whole(1, 100), default=10, metavar="C", help="columns of an image grid (default 10)")
@@ -298,6 +299,8 @@ class Run:
         marginals = self.x.mean(axis=0) if self.x is not None and not self.toy else None
         self.spec = recipes.build_spec(config, marginals)
         self.flat = not self.toy and config["model"] in models.FLAT_MODELS
+        #: ``pygan sample --truncation`` for a generator fed z directly: z drawn as psi * z.
+        self.truncation: float | None = None
         if self.x is not None and self.flat:
             self.x = self.x.reshape(len(self.x), -1)
         opt = dict(self.spec.optimizer)
@@ -367,8 +370,9 @@ class Run:
         return self.spec.scale_data(batch if side == 28 or self.folder else data.resize_images(batch, side))
 
     def native_samples(self, n: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
-        """``n`` generated samples on the host in data units, at the model's own resolution."""
-        return self.decode(self.gan.sample(n, labels=labels, seed=seed))
+        """``n`` generated samples on the host in data units, at the model's own resolution (z
+        truncated by ``self.truncation`` when set)."""
+        return self.decode(self.gan.sample(n, labels=labels, seed=seed, truncation=self.truncation))
 
     def decode(self, raw: Any) -> np.ndarray:
         """The generator's raw output as host samples in data units (images ``(n, C, H, W)``)."""
@@ -1033,10 +1037,14 @@ def sample(args: argparse.Namespace) -> None:
     """``pygan sample``: write ``--n`` samples of a checkpoint as a PNG."""
     run = _from_checkpoint(args.checkpoint, args.backend)
     model = run.config["model"]
-    if (args.truncation is not None or args.style_mixing) and model != "stylegan":
-        raise UsageError("pygan sample: error: --truncation and --style-mixing are the stylegan model's")
-    if args.truncation is not None:
+    if args.style_mixing and model != "stylegan":
+        raise UsageError("pygan sample: error: --style-mixing is the stylegan model's")
+    if args.truncation is not None and model in models.TRANSLATION_MODELS:
+        raise UsageError(f"pygan sample: error: --truncation: the {model} model maps images, it draws no z")
+    if args.truncation is not None and model == "stylegan":
         run.gan.generator.truncation = args.truncation
+    elif args.truncation is not None:
+        run.truncation = args.truncation
     if model in models.TRANSLATION_MODELS:  # the model on test digits
         test, _ = data.load_images("mnist", "test", args.data or run.config.get("data"))
         if model == "srgan":
@@ -1083,7 +1091,10 @@ def write_walks(run: Run, out: str, rows: int, steps: int, seed: int, label: int
     walks = []
     for r in range(rows):
         lab = None if not classes else np.full(steps, label if label is not None else r % classes)
-        walks.append(run.decode(run.gan.interpolate(z0[r], z1[r], steps, method, labels=lab)))
+        path = latent_path(z0[r], z1[r], steps, method)
+        if run.truncation is not None:  # psi * slerp(z0, z1) = slerp(psi z0, psi z1), defined for psi = 0 too
+            path = path * path.dtype.type(run.truncation)
+        walks.append(run.decode(run.gan.generate(path, labels=lab)))
     images = np.stack(walks)  # (rows, steps, C, H, W)
     if out.lower().endswith(".gif"):
         frames = [plot.image_grid(images[:, t], columns=rows) for t in range(steps)]

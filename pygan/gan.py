@@ -138,18 +138,24 @@ class Sampling:
         return as_tensor(self.generator(z))
 
     # -- using the generator -----------------------------------------------------------------
-    def sample(self, n: int, labels: Any = None, seed: int | None = None) -> Any:
+    def sample(self, n: int, labels: Any = None, seed: int | None = None, truncation: float | None = None) -> Any:
         """``n`` generated samples, with the generator in evaluation mode.
 
         A conditional GAN takes ``labels`` (n integers); without them it cycles through the classes.
         ``seed`` draws z from its own generator and leaves the training RNG untouched.
+        ``truncation`` psi in [0, 1] trades variety for typicality: each z is drawn towards the
+        prior's mean, ``psi * z`` (StyleGAN's truncation taken in z, as these generators have no
+        mapping network; 1 is the prior itself, 0 the mean's one sample).
         """
         n = C.check_int("n", n, 1)
         rng = None if seed is None else np.random.default_rng(seed)
         if self.num_classes and labels is None:
             labels = np.arange(n) % self.num_classes
         lab = self._labels(labels, n)
-        return self.generate(self.noise(n, rng), lab)
+        z = self.noise(n, rng)
+        if truncation is not None:
+            z = z * z.dtype.type(C.check_real("truncation", truncation, 0.0, 1.0))
+        return self.generate(z, lab)
 
     def generate(self, z: Any, labels: Any = None) -> Any:
         """Run the generator (evaluation mode) on given latent vectors ``(n, latent_dim)``."""
@@ -193,9 +199,10 @@ class TrainedGenerator(Sampling):
         self._unscale = unscale
         self._image_shape = image_shape
 
-    def sample(self, n: int, labels: Any = None, seed: int | None = None) -> np.ndarray:
-        """``n`` samples as a host float64 array in data units (images in [0, 1], ``(n, C, H, W)``)."""
-        out = to_numpy(super().sample(n, labels, seed)).astype(np.float64)
+    def sample(self, n: int, labels: Any = None, seed: int | None = None, truncation: float | None = None) -> np.ndarray:
+        """``n`` samples as a host float64 array in data units (images in [0, 1], ``(n, C, H, W)``);
+        the arguments are :meth:`Sampling.sample`'s."""
+        out = to_numpy(super().sample(n, labels, seed, truncation)).astype(np.float64)
         if self._unscale is not None:
             out = self._unscale(out)
         return out.reshape(n, *self._image_shape) if self._image_shape else out

@@ -167,6 +167,8 @@ def test_each_architecture_trains_resumes_evaluates_and_samples(digits, tmp_path
     if model == "stylegan":
         assert main(["sample", str(tmp_path / "full"), "--style-mixing", "--truncation", "0.7", "--out", str(png)]) == 0
         assert "style-mixing" in capsys.readouterr().out
+    if model in ("srgan", "cyclegan"):
+        assert "draws no z" in cli_error(["sample", str(tmp_path / "full"), "--truncation", "0.5"], capsys)
 
 
 def test_architecture_flag_errors(digits, capsys):

@@ -101,6 +101,22 @@ def test_conditional_samples_follow_their_labels():
     np.testing.assert_array_equal(gan.sample(8, seed=1), a)  # default labels cycle through the classes
 
 
+def test_truncation_draws_z_towards_the_mean():
+    gan = small_gan()
+    rng = np.random.default_rng(4)
+    z = gan.noise(6, rng)
+    full = gan.sample(6, seed=4)
+    np.testing.assert_array_equal(full, gan.generate(z))
+    np.testing.assert_array_equal(gan.sample(6, seed=4, truncation=1.0), full)
+    np.testing.assert_array_equal(gan.sample(6, seed=4, truncation=0.5), gan.generate(z * np.float32(0.5)))
+    mean = gan.sample(6, seed=4, truncation=0.0)
+    np.testing.assert_array_equal(mean, np.repeat(gan.generate(np.zeros((1, gan.latent_dim), np.float32)), 6, axis=0))
+    spread = [float(gan.sample(200, seed=5, truncation=psi).std(axis=0).mean()) for psi in (1.0, 0.5, 0.1)]
+    assert spread[0] > spread[1] > spread[2] > 0
+    with pytest.raises(ValueError, match="^truncation"):
+        gan.sample(2, truncation=1.5)
+
+
 def test_latent_paths():
     z0, z1 = np.array([1.0, 0.0]), np.array([0.0, 2.0])
     lin = latent_path(z0, z1, 5)

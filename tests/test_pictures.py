@@ -101,6 +101,21 @@ def test_sample_class_grid_and_latent_walks(tmp_path, capsys, monkeypatch):
     assert main(["train", "--epochs", "1", "--train-size", "1024", "--batch-size", "128", "--out", str(toy)]) == 0
     assert "not conditional" in cli_error(["sample", str(toy), "--class", "1"], capsys)
     assert "--interpolate is for image models" in cli_error(["sample", str(toy), "--interpolate", "4"], capsys)
+    # the truncation trick: a cgan's z drawn as psi * z, in samples and latent walks alike (cells of
+    # 56 pixels, 4 pixels of separator between them)
+    def cells(png):
+        picture = decoded(png)
+        return [picture[4 : 60, 4 + 60 * c : 60 * (c + 1)] for c in range(2)]
+
+    for psi, same in (("0", True), ("1", False)):
+        assert main(["sample", str(run), "--n", "4", "--class", "3", "--grid", "4", "--truncation", psi,
+                     "--out", str(tmp_path / "t.png")]) == 0
+        a, b = cells(tmp_path / "t.png")
+        assert np.array_equal(a, b) == same and a.std() > 0
+        assert main(["sample", str(run), "--n", "2", "--interpolate", "3", "--truncation", psi,
+                     "--out", str(tmp_path / "w.png")]) == 0
+        a, b = cells(tmp_path / "w.png")
+        assert np.array_equal(a, b) == same  # psi = 0: every step of a walk is the mean z
 
 
 def _events(folder):
