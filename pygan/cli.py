@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import _core, board, classifier, data, io, metrics, models, objectives, plot, recipes, translation
+from . import _core, board, classifier, data, distributed, io, metrics, models, objectives, plot, recipes, translation
 from ._files import atomic_write
 from .backend import BACKENDS, _checks, backend_info, get_backend, set_backend, to_numpy
 from .autograd import no_grad
@@ -66,7 +66,12 @@ CONFIG_FILE = "config.json"
 RUN_FILES = (CHECKPOINT, BEST, *LEGACY_NAMES.values(), LOG, CONFIG_FILE)
 #: Flags --resume may change; any other that differs from the checkpoint's configuration is refused.
 RESUME_FREE = frozenset({"epochs", "backend", "threads", "out", "resume", "data", "config", "seeds", "jobs", "log_every",
-                         "tensorboard"})
+                         "tensorboard", "distributed"})
+#: The models --distributed trains (the GAN trainer's own; the others keep per-example state,
+#: such as CycleGAN's pool of fakes, that is not yet shared across ranks).
+DISTRIBUTED_MODELS = ("mlp", "paper-mlp", "cgan", "dcgan", "stylegan")
+#: The data-parallel ranks of a --distributed run in this process (None otherwise).
+_GROUP: distributed.Group | None = None
 #: The run folder's subfolder of TensorBoard event files (``--tensorboard``).
 TENSORBOARD = "tensorboard"
 #: The step statistics the progress bar (the first four) and the epoch line show, when present:
@@ -197,6 +202,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-every", type=whole(1, 10**9), default=None, metavar="N",
                         help="write a row of the step's statistics to metrics.jsonl every N steps (default: about 50 "
                              "rows an epoch); each epoch also writes its row")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel training under mpiexec: each rank trains on its share of every batch, the "
+                             f"gradients averaged deterministically (needs mpi4py: {distributed.EXTRA})")
     parser.add_argument("--tensorboard", action="store_true",
                         help=f"also write the logged statistics and each epoch's samples as TensorBoard event files "
                              f"to --out/{TENSORBOARD} (needs tensorboardX: {board.EXTRA})")
@@ -590,12 +598,13 @@ class _Reporter:
     and the last and best checkpoints."""
 
     def __init__(self, run: Run, out: Path, epochs: int, batches: int, start: float, best: dict[str, Any],
-                 log_every: int, events: board.EventLog | None = None) -> None:
+                 log_every: int, events: board.EventLog | None = None, ranks: int = 1) -> None:
         from tqdm import tqdm
 
         self.run, self.out, self.epochs, self.batches, self.start = run, out, epochs, batches, start
         self.log_every = log_every
         self.events = events
+        self.ranks = ranks
         self.curves_drawn = -math.inf
         self.best = best
         self.scores: dict[str, float] = {}
@@ -645,7 +654,7 @@ class _Reporter:
 
     def save(self, gan: GAN) -> None:
         """Write the last checkpoint (with the best score so far, so a resume keeps it)."""
-        io.save_gan(self.out / CHECKPOINT, gan, self.run.config, run={"best": self.best})
+        io.save_gan(self.out / CHECKPOINT, gan, self.run.config, run={"best": self.best, "ranks": self.ranks})
 
     def on_epoch_end(self, gan: GAN, summary: dict[str, float]) -> None:
         self.close()
@@ -666,7 +675,7 @@ class _Reporter:
         improved = score is not None and ("score" not in self.best or score > self.best["score"])
         if improved:
             self.best = {"score": score, "epoch": gan.epoch, **scores}
-            io.save_gan(self.out / BEST, gan, cfg, run={"best": self.best})
+            io.save_gan(self.out / BEST, gan, cfg, run={"best": self.best, "ranks": self.ranks})
         self.save(gan)
         record: dict[str, Any] = {"kind": "epoch", "epoch": gan.epoch, "steps": gan.steps,
                                   "seconds": round(time.perf_counter() - self.start, 3)}
@@ -789,8 +798,10 @@ def _holds_run(out: Path) -> str | None:
     return next((name for name in RUN_FILES if (out / name).exists()), None)
 
 
-def train(args: argparse.Namespace) -> dict[str, float]:
-    """``pygan train``: returns the last epoch's metrics."""
+def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], int | None]:
+    """A run's configuration, its best evaluation so far and the ranks it was trained on (a
+    resumed run's, from its checkpoint): the checks of --out, --resume and --overwrite, and the
+    flags resolved; nothing is written but a legacy run's converted checkpoints."""
     if not args.out.strip():
         raise UsageError("pygan train: error: --out: expected a folder name, got an empty one")
     out = Path(args.out)
@@ -812,28 +823,110 @@ def train(args: argparse.Namespace) -> dict[str, float]:
         conflicts = _resume_conflicts(args, config)
         if conflicts:
             raise UsageError(f"pygan train: error: --resume: flags that contradict the run in {out}: "
-                             f"{'; '.join(conflicts)} (only --epochs, --backend, --threads and --data may change)")
+                             f"{'; '.join(conflicts)} (only --epochs, --backend, --threads, --data, --log-every, "
+                             "--tensorboard and --distributed may change)")
         config.setdefault("eval_every", 1)  # runs from before best checkpoints
         if args.epochs is not None:
             config["epochs"] = args.epochs
         run_state = meta.get("run") if isinstance(meta.get("run"), dict) else {}
-        best = dict(run_state.get("best", {}))
-    else:
-        config = _train_config(args)
-        best = {}
-    _configure_backend(args.backend, args.threads)
+        ranks = run_state.get("ranks", 1)
+        return config, dict(run_state.get("best", {})), ranks if isinstance(ranks, int) else None
+    if args.distributed and args.model not in DISTRIBUTED_MODELS:
+        raise UsageError(f"pygan train: error: --distributed trains {', '.join(DISTRIBUTED_MODELS)}, not --model {args.model}")
+    return _train_config(args), {}, None
+
+
+def _setup_run(args: argparse.Namespace, config: dict[str, Any], ranks: int) -> Run:
+    """The run of ``config`` built (its data loaded), its batch checked against the data, the
+    packing and the ``ranks``, and on ``--resume`` its checkpoint restored."""
     run = Run(config)
     config["batch_size"] = config["batch_size"] or run.spec.batch_size
     if run.x is not None and len(run.x) < config["batch_size"]:
         raise UsageError(f"pygan train: error: --train-size: {len(run.x)} examples are fewer than one batch of "
                          f"{config['batch_size']} (--batch-size)")
-    if config["batch_size"] % config["pack"]:
-        raise UsageError(f"pygan train: error: --batch-size {config['batch_size']} must be a multiple of --pack {config['pack']}")
+    if config["batch_size"] % (config["pack"] * ranks):
+        raise UsageError(f"pygan train: error: --batch-size {config['batch_size']} must be a multiple of --pack "
+                         f"{config['pack']}" + (f" times the {ranks} ranks" if ranks > 1 else ""))
+    if args.resume:
+        io.restore_gan(Path(args.out) / CHECKPOINT, run.gan)
+    return run
+
+
+def _attempt(body: Callable[[], Any]) -> Any:
+    """``body()``, or the user's mistake or the run's failure it raised (to be agreed on by the
+    ranks of a --distributed run before any of them fails)."""
+    try:
+        return body()
+    except (UsageError, *RUNTIME_ERRORS) as e:
+        return e
+
+
+def _describe(e: BaseException) -> tuple[int, str]:
+    """A failure as (exit status, its one-line message naming this rank), the same on every rank
+    it is sent to."""
+    if isinstance(e, UsageError):
+        return 2, str(e)
+    text = str(e) if isinstance(e, RunFailed) else f"pygan train: error: {_one_line(e)}"
+    return 1, f"{text} (rank {_GROUP.rank if _GROUP else 0})" if _GROUP and _GROUP.rank else text
+
+
+def _agreed(e: BaseException) -> BaseException:
+    """Mark a failure every rank of a --distributed run raises at once: rank 0 reports it, and
+    each rank exits with its status (no rank is left waiting, so none need end the others)."""
+    e.agreed = True  # type: ignore[attr-defined]
+    return e
+
+
+def train(args: argparse.Namespace) -> dict[str, float]:
+    """``pygan train``: returns the last epoch's metrics. With ``--distributed`` (under
+    ``mpiexec``) every rank trains a replica on its share of each batch (``pygan.distributed``)
+    and rank 0 writes the run."""
+    global _GROUP
+    out = Path(args.out)
+    ckpt = out / CHECKPOINT
+    if not args.distributed:
+        config, best, ranks = _prepare(args)
+        _configure_backend(args.backend, args.threads)
+        run = _setup_run(args, config, 1)
+        rank, size = 0, 1
+    else:
+        try:
+            _GROUP = distributed.Group()
+        except ImportError as e:
+            raise RunFailed(f"pygan train: error: --distributed: {e}") from None
+        group, rank, size = _GROUP, _GROUP.rank, _GROUP.size
+        if rank:
+            sys.stdout = open(os.devnull, "w")  # rank 0 speaks for the run
+        threads = args.threads or max(1, (os.cpu_count() or 1) // group.local_size())
+        # Until every rank is set up, a failure is agreed on (every rank ends with rank 0's or the
+        # first failed rank's message) instead of ending the job from one rank.
+        prepared = _attempt(lambda: _prepare(args)) if rank == 0 else None
+        prepared = group.comm.bcast(prepared, root=0)
+        if isinstance(prepared, BaseException):
+            raise _agreed(prepared)
+        config, best, ranks = prepared
+        _configure_backend(args.backend, threads)
+        built = _attempt(lambda: _setup_run(args, config, size))
+        failures = [f for f in group.comm.allgather(_describe(built) if isinstance(built, BaseException) else None) if f]
+        if failures:
+            raise _agreed(built if isinstance(built, BaseException) and _describe(built) == failures[0] else
+                          RunFailed(failures[0][1]) if failures[0][0] == 1 else UsageError(failures[0][1]))
+        run = built
+        try:
+            group.attach(run.gan)
+        except RuntimeError as e:  # the ranks compared their replicas together: each raises it
+            raise _agreed(RunFailed(f"pygan train: error: --distributed: {e}")) from None
+    if rank:  # the other ranks train; rank 0 writes the run
+        run.gan.fit(run.x, config["epochs"], config["batch_size"], labels=run.labels, seed=config["seed"],
+                    transform=run.transform, schedule=run.schedule, d_schedule=run.d_schedule)
+        return {}
     out.mkdir(parents=True, exist_ok=True)
     if args.resume:
-        io.restore_gan(ckpt, run.gan)
         _trim_log(out / LOG, run.gan.steps)
         print(f"resumed from {ckpt} at epoch {run.gan.epoch}, batch {run.gan.batch_in_epoch} (step {run.gan.steps})")
+        if ranks != size:
+            print(f"note: the run was trained on {ranks or '?'} rank(s), it goes on on {size}: the same batches, "
+                  "but not bit for bit what it would have been")
     else:
         for stale in (LOG, BEST):
             (out / stale).unlink(missing_ok=True)
@@ -847,6 +940,9 @@ def train(args: argparse.Namespace) -> dict[str, float]:
             raise RunFailed(f"pygan train: error: --tensorboard: {e}") from None
     _write_config(out, config)
     print(backend_info())
+    if _GROUP is not None:
+        print(f"distributed: {size} ranks ({distributed.library()}), {config['batch_size'] // size} examples of each "
+              f"batch of {config['batch_size']} per rank")
     assert run.x is not None
     print(
         f"training {config['model']} on {config['dataset']} ({len(run.x)} examples, batch {config['batch_size']}, "
@@ -855,7 +951,7 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     batches = len(run.x) // config["batch_size"]
     start = time.perf_counter()
     log_every = args.log_every or max(1, round(batches / 50))
-    reporter = _Reporter(run, out, config["epochs"], batches, start, best, log_every, events)
+    reporter = _Reporter(run, out, config["epochs"], batches, start, best, log_every, events, ranks=size)
     try:
         result = run.gan.fit(
             run.x, config["epochs"], config["batch_size"], labels=run.labels, callbacks=[reporter],
@@ -914,28 +1010,23 @@ def _child_argv(args: argparse.Namespace, seed: int, out: Path, threads: int) ->
 _SEED_METRICS = ("modes_covered", "high_quality", "val_parzen")
 
 
-def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
-    """``pygan train --seeds``: one run per seed in ``--out/seed-S`` (parallel processes sharing the
-    cores), then the mean and standard error over the seeds of each run's last and best evaluation."""
+def _held_message(root: Path, held: list[str]) -> str:
+    return (f"pygan train: error: --out: {root} already holds runs ({', '.join(held[:3])}); continue them "
+            "with --resume, replace them with --overwrite, or choose another --out")
+
+
+def _run_seeds(args: argparse.Namespace, seeds: list[int], jobs: int, threads: int, root: Path,
+               start: float) -> dict[int, dict[str, Any]]:
+    """Train ``seeds`` as ``pygan train`` processes, ``jobs`` at a time on ``threads`` threads each,
+    each into ``root/seed-S``; the last and best evaluation of each run that finished."""
     import subprocess
 
-    seeds = parse_seeds(args.seeds)
-    cores = os.cpu_count() or 1
-    jobs = min(len(seeds), args.jobs or cores)
-    threads = args.threads or max(1, cores // jobs)
-    root = Path(args.out).resolve()
-    held = [f"seed-{s}" for s in seeds if _holds_run(root / f"seed-{s}")]
-    if held and not args.resume and not args.overwrite:
-        raise UsageError(f"pygan train: error: --out: {root} already holds runs ({', '.join(held[:3])}); continue them "
-                         "with --resume, replace them with --overwrite, or choose another --out")
-    root.mkdir(parents=True, exist_ok=True)
     # each run starts in its own folder, so a source checkout in the working directory never
-    # shadows the installed package; paths it is given are absolute
-    env = dict(os.environ)
+    # shadows the installed package; paths it is given are absolute. An MPI launcher's variables
+    # stay with this process: the runs are plain processes of their own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MPI_LOCALNRANKS", "HYDRA_"))}
     if env.get("PYGAN_DATA"):
         env["PYGAN_DATA"] = str(Path(env["PYGAN_DATA"]).resolve())
-    start = time.perf_counter()
-    print(f"{len(seeds)} runs (seeds {args.seeds}) into {root}/seed-S, {jobs} at a time, {threads} thread(s) each")
     pending, running, results = list(seeds), {}, {}
     while pending or running:
         while pending and len(running) < jobs:
@@ -962,6 +1053,47 @@ def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
                              "best": {k: best[k] for k in _SEED_METRICS if k in best}, "best_epoch": best.get("epoch")}
             shown = "  ".join(f"{k} {v:.4g}" for k, v in results[seed]["last"].items())
             print(f"seed {seed}: {shown}  (best epoch {best.get('epoch')}; {time.perf_counter() - start:.0f} s)", flush=True)
+    return results
+
+
+def train_seeds(args: argparse.Namespace) -> dict[str, Any]:
+    """``pygan train --seeds``: one run per seed in ``--out/seed-S`` (parallel processes sharing the
+    cores), then the mean and standard error over the seeds of each run's last and best evaluation.
+    Under ``mpiexec -n N`` the seeds are dealt to the N ranks (rank r runs seeds r, r + N, ...), with
+    no communication but one gather of the results to rank 0, which writes the summary."""
+    global _GROUP
+    if args.distributed:
+        raise UsageError("pygan train: error: --distributed trains one run across the ranks; --seeds runs a run per "
+                         "seed (under mpiexec, dealt to the ranks): give one")
+    seeds = parse_seeds(args.seeds)
+    cores = os.cpu_count() or 1
+    root = Path(args.out).resolve()
+    held = [f"seed-{s}" for s in seeds if _holds_run(root / f"seed-{s}")]
+    if distributed.launched_size() > 1:
+        try:
+            _GROUP = distributed.Group()
+        except ImportError as e:
+            raise RunFailed(f"pygan train: error: --seeds under mpiexec: {e}") from None
+        if held and not args.resume and not args.overwrite:  # every rank saw the same folder
+            raise _agreed(UsageError(_held_message(root, held)))
+        _GROUP.barrier()  # every rank checked the folder before any writes to it
+        mine, jobs = seeds[_GROUP.rank :: _GROUP.size], 1
+        threads = args.threads or max(1, cores // _GROUP.local_size())
+        print(f"rank {_GROUP.rank} of {_GROUP.size}: seeds {', '.join(map(str, mine)) or 'none'} into {root}/seed-S, "
+              f"{threads} thread(s)", flush=True)
+    else:
+        if held and not args.resume and not args.overwrite:
+            raise UsageError(_held_message(root, held))
+        mine, jobs = seeds, min(len(seeds), args.jobs or cores)
+        threads = args.threads or max(1, cores // jobs)
+        print(f"{len(seeds)} runs (seeds {args.seeds}) into {root}/seed-S, {jobs} at a time, {threads} thread(s) each")
+    root.mkdir(parents=True, exist_ok=True)
+    results = _run_seeds(args, mine, jobs, threads, root, time.perf_counter())
+    if _GROUP is not None:
+        gathered = _GROUP.gather(results)
+        if gathered is None:  # rank 0 summarises
+            return {}
+        results = {seed: r for part in gathered for seed, r in part.items()}
     summary: dict[str, Any] = {"seeds": sorted(results), "runs": results, "failed": sorted(set(seeds) - set(results))}
     for which in ("last", "best"):
         for k in _SEED_METRICS:
@@ -1268,8 +1400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         if args.debug:
             raise
-        print(e, file=sys.stderr)
-        return 2
+        return _report(str(e), 2, e)
     except RUNTIME_ERRORS as e:
         if args.debug:
             raise
@@ -1279,11 +1410,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = f"pygan {args.command}: error: {e}"
         else:
             text = f"pygan {args.command}: error: {_one_line(e)} (--debug shows the traceback)"
-        print(text, file=sys.stderr)
-        return 1
+        return _report(text, 1, e)
+    except BaseException:
+        if _GROUP is not None and _GROUP.size > 1:
+            import traceback
+
+            traceback.print_exc()
+            _GROUP.abort(1)
+        raise
     return 0
 
 
+#: How long a rank other than 0 of a --distributed run waits, after a failure, for rank 0 to end
+#: the job (when the failure was everyone's, so that its message is printed once).
+ABORT_GRACE_S = 3.0
+
+
+def _report(text: str, status: int, e: BaseException) -> int:
+    """Print a failure's one line and return its exit status. In a --distributed run: a failure
+    the ranks agreed on is printed by rank 0 alone; any other ends every rank (the others may be
+    waiting in a collective for this one): rank 0 at once, another rank after giving rank 0
+    ``ABORT_GRACE_S`` to do so first (the same failure on every rank: printed once)."""
+    group = _GROUP
+    if group is None or group.size == 1:
+        print(text, file=sys.stderr)
+        return status
+    if getattr(e, "agreed", False):
+        if group.rank == 0:
+            print(text, file=sys.stderr)
+        return status
+    if group.rank:
+        time.sleep(ABORT_GRACE_S)
+        text += f" (rank {group.rank} of {group.size})"
+    print(text, file=sys.stderr)
+    group.abort(status)
+    return status
 def _one_line(e: BaseException) -> str:
     """An exception as one line: its message (the type's name where the message alone is unclear)."""
     text = " ".join(str(e).split()) or type(e).__name__

@@ -297,6 +297,9 @@ class GAN(Sampling):
         self.epoch = 0
         self.batch_in_epoch = 0
         self.callbacks: list[Any] = []
+        #: The data-parallel ranks this GAN is one replica of (``pygan.distributed.Group.attach``);
+        #: None: it trains alone.
+        self.group: Any = None
         self.reference_z = None
         self.reference_labels = None
         self._vbn = [m for m in generator.modules() if isinstance(m, VirtualBatchNorm)]
@@ -341,8 +344,16 @@ class GAN(Sampling):
         """A generated batch for an objective: ``n`` samples from fresh noise (with labels drawn
         uniformly for a conditional GAN), recorded unless inside ``pygan.no_grad()``; returns
         ``(samples, labels or None)``."""
-        labels = self.rng.integers(self.num_classes, size=n) if self.num_classes else None
-        return self._generate(self.noise(n), labels), labels
+        labels = self.draw_rows(n, lambda m: self.rng.integers(self.num_classes, size=m)) if self.num_classes else None
+        return self._generate(self.draw_rows(n, self.noise), labels), labels
+
+    def draw_rows(self, n: int, draw: Callable[[int], Any]) -> Any:
+        """``draw(n)`` (``n`` rows of random values from the trainer's generator); in data-parallel
+        training, this rank's ``n`` rows of ``draw(n * ranks)``, the draw a single process would
+        make for the whole batch, so that every rank's generator stays in step."""
+        if self.group is None:
+            return draw(n)
+        return draw(n * self.group.size)[self.group.rank * n : (self.group.rank + 1) * n]
 
     def discriminate(self, x: Any, labels: Any = None) -> Tensor:
         """The discriminator's logits on samples ``x`` (a tensor or array): labels joined for a
@@ -446,8 +457,11 @@ class GAN(Sampling):
 
         epochs = C.check_int("epochs", epochs, 0)
         batch_size = C.check_int("batch_size", batch_size, 1)
-        if batch_size % self.pack:
-            raise ValueError(f"batch_size: {batch_size} must be a multiple of pack={self.pack}")
+        rank, ranks = (0, 1) if self.group is None else (self.group.rank, self.group.size)
+        if batch_size % (self.pack * ranks):
+            raise ValueError(f"batch_size: {batch_size} must be a multiple of pack={self.pack}"
+                             + (f" times the {ranks} ranks" if ranks > 1 else ""))
+        local = batch_size // ranks  # this rank's share of each batch
         if len(data) < batch_size:
             raise ValueError(f"data: {len(data)} examples are fewer than one batch of {batch_size}")
         kind = getattr(getattr(data, "dtype", None), "kind", "f")
@@ -474,7 +488,8 @@ class GAN(Sampling):
                 batches = len(data) // batch_size
                 sums: dict[str, float] = {}
                 while self.batch_in_epoch < batches:
-                    idx = order[self.batch_in_epoch * batch_size : (self.batch_in_epoch + 1) * batch_size]
+                    start = self.batch_in_epoch * batch_size + rank * local
+                    idx = order[start : start + local]
                     batch = data[idx] if on_host else data[xp.asarray(idx)]
                     if transform is not None:
                         batch = transform(batch)
@@ -493,6 +508,9 @@ class GAN(Sampling):
                         if "contains NaN or Inf" in str(e):
                             raise TrainingDiverged(f"training diverged {where}: {e}") from e
                         raise
+                    stopping = stop.requested
+                    if self.group is not None:  # the batch's statistics, and one step to stop at
+                        stats, stopping = self.group.sync(stats, stopping)
                     bad = [k for k, v in stats.items() if not np.isfinite(v)]
                     if bad:
                         raise TrainingDiverged(
@@ -505,7 +523,7 @@ class GAN(Sampling):
                     for cb in callbacks:
                         if hasattr(cb, "on_step"):
                             cb.on_step(self, stats)
-                    if stop.requested:
+                    if stopping:
                         result.interrupted = True
                         return result
                 summary = {k: v / batches for k, v in sums.items()}
@@ -516,7 +534,7 @@ class GAN(Sampling):
                 for cb in callbacks:
                     if hasattr(cb, "on_epoch_end"):
                         cb.on_epoch_end(self, summary)
-                if stop.requested:
+                if self.group.any(stop.requested) if self.group is not None else stop.requested:
                     result.interrupted = True
                     return result
         return result

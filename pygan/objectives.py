@@ -194,7 +194,7 @@ class WGANGP(Wasserstein):
         xp = get_backend().xp
         r = real.data if isinstance(real, Tensor) else real
         n = int(r.shape[0])
-        e = xp.asarray(gan.rng.uniform(size=(n,) + (1,) * (r.ndim - 1)).astype(r.dtype))
+        e = xp.asarray(gan.draw_rows(n, lambda m: gan.rng.uniform(size=(m,) + (1,) * (r.ndim - 1))).astype(r.dtype))
         mix = tensor(e * r + (1 - e) * fake.data, requires_grad=True)
         (g,) = grad(gan.discriminate(mix, labels).sum(), [mix], create_graph=True)
         norms = (_squared_norms(g) + 1e-12) ** 0.5

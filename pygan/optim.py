@@ -7,7 +7,7 @@ pass over all parameters: the backend's ``sgd_update``/``adam_update`` op (Cytho
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class Optimizer:
             p.grad = self.flat_grad[offset : offset + n].reshape(shape)
             offset += n
         self.steps = 0
+        #: Called on the flat gradient before each update (data-parallel training averages it over
+        #: the ranks there: ``pygan.distributed``); None: the gradient is used as it is.
+        self.reduce: Callable[[Any], None] | None = None
 
     def zero_grad(self) -> None:
         """Zero every gradient (lazily: the next backward pass overwrites instead of adding)."""
@@ -57,7 +60,10 @@ class Optimizer:
     def step(self) -> None:
         """Apply one update from the accumulated gradients (``steps`` counts it first)."""
         self.steps += 1
-        self._update(self._gradients())
+        grad = self._gradients()
+        if self.reduce is not None:
+            self.reduce(grad)
+        self._update(grad)
 
     def _update(self, grad: Any) -> None:
         """The update rule over the flat buffers, given the flat gradient."""

@@ -153,17 +153,26 @@ class Sigmoid(Activation):
 
 class Dropout(Module):
     """Inverted dropout with drop probability ``p``; the identity in evaluation mode. Each call in
-    training mode draws a fresh mask from the layer's own seeded generator (checkpointed)."""
+    training mode draws a fresh mask from the layer's own seeded generator (checkpointed).
+
+    ``stream`` (0 unless set: a data-parallel rank) derives that rank's own mask seed from each
+    draw, so the ranks' examples get independent masks while the generator stays the same on
+    every rank (and in the checkpoint).
+    """
 
     def __init__(self, p: float = 0.5, seed: Seed = None) -> None:
         super().__init__()
         self.p = C.check_prob("p", p, low_open=False, high_open=True)
         self._rng = make_rng(seed)
+        self.stream = 0
 
     def forward(self, x: Any) -> Tensor:
         if not self.training or self.p == 0.0:
             return as_tensor(x)
-        return F.dropout(x, self.p, seed=int(self._rng.integers(2**63 - 1)))
+        seed = int(self._rng.integers(2**63 - 1))
+        if self.stream:
+            seed = int(np.random.SeedSequence([seed, self.stream]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+        return F.dropout(x, self.p, seed=seed)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
