@@ -1,11 +1,11 @@
 """Data-parallel scaling on this machine: N ranks x 1 thread against 1 rank x 1 thread at a fixed
 global batch, for whole train steps (one D step, one G step, Adam, non-saturating loss: the
-step of ``pygan.bench``), interleaved round by round; and a model of the efficiency on N machines.
+step of ``pygan.bench``), interleaved round by round (the order reversed every other round); and a model of the efficiency on N machines.
 
     python benchmarks/distributed_scaling.py [--models dcgan mlp] [--batch 64] [--ranks 2] [--rounds 7] [--steps 8]
 
 Each round runs the single process, then ``mpiexec -n N`` of the same global batch (each rank its
-B / N share, the gradients averaged by ``pygan.distributed``), then N independent processes of
+B / N share, the gradients averaged by ``pygan.distributed``), and N independent processes of
 B / N each at once, with no communication: what N processes can do on this machine's shared cores,
 caches and memory, the ceiling of the distributed run. Each reports the median of its timed steps
 (after 3 warm-up steps; a barrier before each timed step of the distributed run; the slowest of the
@@ -124,10 +124,13 @@ def main() -> None:
         job = ["--worker", model, str(args.batch), str(args.steps)]
         share = ["--worker", model, str(args.batch // args.ranks), str(args.steps)]
         one, many, ratios, ceiling = [], [], [], []
-        for _ in range(args.rounds):
-            (a,) = _run(me + job)
-            (b,) = _run([mpiexec, "-n", str(args.ranks)] + me + job + ["--distributed"])
-            alone = max(r["median_s"] for r in _run(me + share, copies=args.ranks))
+        for i in range(args.rounds):
+            runs = {"one": lambda: _run(me + job)[0],
+                    "many": lambda: _run([mpiexec, "-n", str(args.ranks)] + me + job + ["--distributed"])[0],
+                    "alone": lambda: max(_run(me + share, copies=args.ranks), key=lambda r: r["median_s"])}
+            order = list(runs) if i % 2 == 0 else list(runs)[::-1]  # no side always first
+            got = {name: runs[name]() for name in order}
+            a, b, alone = got["one"], got["many"], got["alone"]["median_s"]
             one.append(a["median_s"])
             many.append(b["median_s"])
             ratios.append(a["median_s"] / b["median_s"])

@@ -11,8 +11,9 @@ The average is deterministic: the buffer is cut into N chunks, chunk c is sent b
 rank c (``Alltoallv``), which adds the N copies in rank order and divides by N, and the averaged
 chunks are gathered back (``Allgatherv``). A run on N ranks is therefore bit-identical to itself
 at every repeat, and equal to a single-process run of the same global batch within float32
-rounding (the sums are taken in another order). Each rank sends and receives ``2 (N - 1) / N``
-times the buffer per player update.
+rounding (the sums are taken in another order; Adam's first steps, lr * sign(g), magnify the
+rounding of gradient entries that are zero but for it). Each rank sends and receives
+``2 (N - 1) / N`` times the buffer per player update.
 
 What stays local: batch-norm statistics are each rank's own batch's (as in most data-parallel
 GAN code; a run with batch norm therefore matches the single process in distribution, not
@@ -101,8 +102,13 @@ class Group:
         """A step's statistics averaged over the ranks (each rank's are its share's means), and
         whether any rank was asked to stop (Ctrl-C, SIGTERM), so that all stop at one step."""
         values = np.array([float(stop), *stats.values()], dtype=np.float64)
-        if self.size > 1:
-            self.average(values)
+        if self.size > 1:  # a few numbers: one allgather, then the same rank-order sum on every rank
+            every = np.empty((self.size, values.size), dtype=np.float64)
+            self.comm.Allgather(values, every)
+            values = every[0].copy()
+            for r in range(1, self.size):
+                values += every[r]
+            values /= self.size
         return dict(zip(stats, (float(v) for v in values[1:]))), bool(values[0] > 0)
 
     def any(self, flag: bool) -> bool:
