@@ -508,9 +508,9 @@ class GAN(Sampling):
                         if "contains NaN or Inf" in str(e):
                             raise TrainingDiverged(f"training diverged {where}: {e}") from e
                         raise
-                    stopping = stop.requested
-                    if self.group is not None:  # the batch's statistics, and one step to stop at
-                        stats, stopping = self.group.sync(stats, stopping)
+                    stopping = False
+                    if self.group is not None:  # the batch's statistics, and one step all ranks stop at
+                        stats, stopping = self.group.sync(stats, stop.requested)
                     bad = [k for k, v in stats.items() if not np.isfinite(v)]
                     if bad:
                         raise TrainingDiverged(
@@ -523,7 +523,7 @@ class GAN(Sampling):
                     for cb in callbacks:
                         if hasattr(cb, "on_step"):
                             cb.on_step(self, stats)
-                    if stopping:
+                    if stopping if self.group is not None else stop.requested:
                         result.interrupted = True
                         return result
                 summary = {k: v / batches for k, v in sums.items()}
