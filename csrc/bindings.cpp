@@ -415,6 +415,16 @@ void set_isa(const std::string& name) {
     }
 }
 
+double fma_peak(py::ssize_t threads, double seconds, py::ssize_t trials) {
+    if (threads < 1 || threads > pygan::gemm::kMaxThreads)
+        throw py::value_error("threads: must be in 1 .. " + std::to_string(pygan::gemm::kMaxThreads) + ", got " +
+                              std::to_string(threads));
+    if (trials < 1 || trials > 100) throw py::value_error("trials: must be in 1 .. 100, got " + std::to_string(trials));
+    if (!(seconds > 0.0 && seconds <= 60.0)) throw py::value_error("seconds: must be in (0, 60], got " + std::to_string(seconds));
+    py::gil_scoped_release nogil;
+    return pygan::gemm::fma_peak(static_cast<int>(threads), seconds, static_cast<int>(trials));
+}
+
 void set_num_threads(py::ssize_t n) {
     // taken wide so that any Python int within ssize_t reaches this check rather than pybind's overload error
     if (n < 1 || n > pygan::gemm::kMaxThreads)
@@ -458,6 +468,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("gn_backward", &gn_backward, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("gamma"), py::arg("mean"),
           py::arg("invstd"), py::arg("groups"), py::arg("act"), py::arg("slope"), "Group norm backward: (dx, dgamma, dbeta).");
     m.def("set_num_threads", &set_num_threads, py::arg("n"), "Threads for the GEMM macro-kernel loops.");
+    m.def("fma_peak", &fma_peak, py::arg("threads"), py::arg("seconds") = 0.2, py::arg("trials") = 3,
+          "GFLOP/s of register-only float32 FMA chains of the ISA in use on `threads` threads at once (the best of\n"
+          "`trials` runs of `seconds`): the machine's limit for the GEMM core at that thread count.");
     m.def("num_threads", &pygan::gemm::num_threads, "Threads the GEMM core uses.");
     m.attr("MAX_THREADS") = pygan::gemm::kMaxThreads;
     m.def("supported_isas", &pygan::gemm::supported_isas, "ISA paths this CPU can run.");

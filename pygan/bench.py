@@ -2,8 +2,11 @@
 
 Rows are op x shape x batch; columns are the NumPy reference, pygan's ``cpu`` backend, PyTorch
 (when importable, at the same thread count) and pygan's ``cupy`` backend (when a GPU exists; the
-column says "no GPU" otherwise), each the median of repeated timings in this one run, with GFLOP/s
-and the ratio of pygan cpu's speed to the best other CPU column (> 1: pygan is faster).
+column says "no GPU" otherwise), each the median of repeated timings in this one run with half its
+interquartile range, with GFLOP/s, the ratio of pygan cpu's speed to the best other CPU column (> 1:
+pygan is faster), and pygan's fraction of the machine's FMA peak: register-only FMA chains of the ISA
+in use at the benchmark's thread count, measured in the same run (``pygan._core.fma_peak``), the
+limit the peers are waypoints to.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,22 +30,37 @@ GENERATOR_LAYERS = [(100, 128, "leaky_relu"), (128, 256, "leaky_relu"), (256, 51
 DISCRIMINATOR_LAYERS = [(784, 512, "leaky_relu"), (512, 256, "leaky_relu"), (256, 1, "identity")]
 BATCHES = (64, 256)
 SLOPE = 0.2
-# seconds of untimed calls before each column's turn (see median_times): OpenBLAS's and OpenMP's
+# seconds of untimed calls before each column's turn (see column_times): OpenBLAS's and OpenMP's
 # idle threads spin for up to tens of milliseconds after a call (0.01 s was too short here)
 SETTLE_S = 0.1
+# the FMA peak: the best of this many runs of this many seconds (each thread's chains at once)
+PEAK_SECONDS, PEAK_TRIALS = 0.3, 5
 
 
 @dataclass
 class Row:
-    """One line of the table: an op at a shape, and the median seconds per column."""
+    """One line of the table: an op at a shape, the median seconds per column and their spread
+    (the interquartile range, seconds)."""
 
     op: str
     shape: str
     flops: float
     seconds: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def record(self, times: dict[str, list[float]]) -> Row:
+        """Take each column's timings (from :func:`column_times`): their median and quartiles."""
+        for column, t in times.items():
+            q1, median, q3 = (float(v) for v in np.percentile(t, [25, 50, 75]))
+            self.seconds[column], self.spread[column] = median, (q1, q3)
+        return self
 
     def gflops(self, column: str) -> float:
         return self.flops / self.seconds[column] / 1e9
+
+    def peak_fraction(self, peak_gflops: float | None) -> float | None:
+        """pygan cpu's GFLOP/s as a fraction of the FMA peak (None without one)."""
+        return self.gflops("pygan") / peak_gflops if peak_gflops and "pygan" in self.seconds else None
 
     def ratio(self) -> float | None:
         """pygan's speed over the best other column's."""
@@ -51,10 +68,10 @@ class Row:
         return min(others) / self.seconds["pygan"] if others and "pygan" in self.seconds else None
 
 
-def median_times(fns: dict[str, Callable[[], Any]], min_time: float, max_reps: int = 200, rounds: int = 3,
-                 settle: float = SETTLE_S) -> dict[str, float]:
-    """Median wall time of each column's ``fn``, the columns taking turns so that a drift in the
-    machine's speed reaches all of them alike.
+def column_times(fns: dict[str, Callable[[], Any]], min_time: float, max_reps: int = 200, rounds: int = 3,
+                 settle: float = SETTLE_S) -> dict[str, list[float]]:
+    """Wall times of each column's ``fn`` (seconds, every timed call), the columns taking turns so
+    that a drift in the machine's speed reaches all of them alike.
 
     Each of ``rounds`` rounds gives every column one turn: untimed calls for ``settle`` seconds and at
     least two (the previous column's idle threads spin for a while before they sleep, and would take
@@ -77,7 +94,7 @@ def median_times(fns: dict[str, Callable[[], Any]], min_time: float, max_reps: i
                 fn()
                 turn.append(time.perf_counter() - t0)
                 n += 1
-    return {column: statistics.median(t) for column, t in times.items()}
+    return times
 
 
 def openblas_core() -> str | None:
@@ -357,13 +374,12 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
     import pygan
 
     pygan.set_num_threads(threads)
+    peak = pygan._core.fma_peak(threads, PEAK_SECONDS, PEAK_TRIALS)
     torch = load_torch(threads)
     gpu = load_gpu()
     rows: list[Row] = []
     g = gemm_cases(gemm_size, torch, gpu)
-    row = Row("gemm", f"{gemm_size}^3", 2.0 * gemm_size**3)
-    row.seconds = median_times(g, min_time)
-    rows.append(row)
+    rows.append(Row("gemm", f"{gemm_size}^3", 2.0 * gemm_size**3).record(column_times(g, min_time)))
     for batch in batches:
         for side, layers in (("G", GENERATOR_LAYERS), ("D", DISCRIMINATOR_LAYERS)):
             for fan_in, fan_out, act in layers:
@@ -371,21 +387,19 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
                 for op, fns in cases.items():
                     mult = 1 if op == "forward" else 3
                     r = Row(f"dense {op}", f"{side} {batch}x{fan_in}x{fan_out} {act}", mult * 2.0 * batch * fan_in * fan_out)
-                    r.seconds = median_times(fns, min_time)
-                    rows.append(r)
+                    rows.append(r.record(column_times(fns, min_time)))
     conv_flops = 2.0 * 64 * 128 * 64 * 16 * 7 * 7  # both layers: 64 images x 7x7 positions x 128x64x16 MACs
     for transposed, label in ((False, "conv 64->128 k4 s2 p1 on 64x64x14x14"), (True, "convT 128->64 k4 s2 p1 on 64x128x7x7")):
         for op, fns in conv_cases(transposed, torch, gpu).items():
             r = Row(f"{'convT' if transposed else 'conv'} {op}", label, conv_flops * (1 if op == "forward" else 3))
-            r.seconds = median_times(fns, min_time, max_reps=50)
-            rows.append(r)
+            rows.append(r.record(column_times(fns, min_time, max_reps=50)))
     for name, batch in (("mlp", 64), ("mlp", 256), ("dcgan", 64)):
         r = Row("train step", f"{name} GAN batch {batch}", step_flops(name, batch))
-        r.seconds = median_times(step_cases(name, batch, torch), min_time, max_reps=50)
-        rows.append(r)
+        rows.append(r.record(column_times(step_cases(name, batch, torch), min_time, max_reps=50)))
     meta = {
         "threads": threads,
         "isa": pygan._core.current_isa(),
+        "fma_peak_gflops": peak,
         "numpy": np.__version__,
         "openblas_core": openblas_core(),
         "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
@@ -398,15 +412,26 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
     return rows, meta
 
 
+def _cell(r: Row, column: str) -> str:
+    """A column's median time (ms) with half its interquartile range as a percentage of it."""
+    q1, q3 = r.spread.get(column, (r.seconds[column], r.seconds[column]))
+    return f"{1e3 * r.seconds[column]:.3f}\u00b1{50 * (q3 - q1) / r.seconds[column]:.0f}%"
+
+
 def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
-    """The table as aligned text: time (ms) and GFLOP/s per column, then pygan's ratio."""
+    """The table as aligned text: time (ms, +- half the interquartile range) and GFLOP/s per column,
+    then pygan's ratio to the best CPU peer and its fraction of the FMA peak."""
     columns = [c for c in ("numpy", "pygan", "torch") if any(c in r.seconds for r in rows)] + ["cupy"]
-    head = f"{'op':<22}{'shape':<32}" + "".join(f"{c + ' ms':>12}{c + ' GF/s':>13}" for c in columns) + f"{'pygan/best':>12}"
+    peak = meta.get("fma_peak_gflops")
+    head = (f"{'op':<24}{'shape':<32}" + "".join(f"{c + ' ms':>16}{c + ' GF/s':>13}" for c in columns)
+            + f"{'pygan/best':>12}{'pygan/peak':>12}")
     lines = [
         f"pygan benchmark: {meta['threads']} threads, ISA {meta['isa']}, numpy {meta['numpy']}"
         f"{' (OpenBLAS core ' + meta['openblas_core'] + ')' if meta.get('openblas_core') else ''}, "
         f"torch {meta['torch'] or 'not installed'}, GPU: {meta.get('gpu') or 'no GPU'}; medians of repeated timings "
-        f"in one run, the columns taking turns",
+        f"in one run (+- half the interquartile range), the columns taking turns",
+        f"FMA peak: {peak:.1f} GFLOP/s ({meta['isa']} FMA chains in registers, {meta['threads']} threads, this run)"
+        if peak else "FMA peak: not measured",
         head,
         "-" * len(head),
     ]
@@ -415,13 +440,14 @@ def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
                         "the best one for this CPU; unset it (and OPENBLAS_L2_SIZE) for the fair NumPy column")
     for r in rows:
         cells = "".join(
-            f"{1e3 * r.seconds[c]:>12.3f}{r.gflops(c):>13.1f}" if c in r.seconds
-            else f"{'no GPU':>12}{'':>13}" if c == "cupy" and not meta.get("gpu")
-            else f"{'-':>12}{'-':>13}"
+            f"{_cell(r, c):>16}{r.gflops(c):>13.1f}" if c in r.seconds
+            else f"{'no GPU':>16}{'':>13}" if c == "cupy" and not meta.get("gpu")
+            else f"{'-':>16}{'-':>13}"
             for c in columns
         )
-        ratio = r.ratio()
-        lines.append(f"{r.op:<22}{r.shape:<32}{cells}{(f'{ratio:.2f}x' if ratio else '-'):>12}")
+        ratio, frac = r.ratio(), r.peak_fraction(peak)
+        lines.append(f"{r.op:<24}{r.shape:<32}{cells}{(f'{ratio:.2f}x' if ratio else '-'):>12}"
+                     f"{(f'{100 * frac:.0f}%' if frac else '-'):>12}")
     return "\n".join(lines)
 
 
@@ -438,7 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(rows, meta))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"meta": meta, "rows": [asdict(r) | {"ratio": r.ratio()} for r in rows]}, f, indent=2)
+            json.dump({"meta": meta, "rows": [asdict(r) | {"ratio": r.ratio(), "peak_fraction":
+                                                           r.peak_fraction(meta["fma_peak_gflops"])} for r in rows]},
+                      f, indent=2)
     return 0
 
 

@@ -8,8 +8,8 @@ from pygan import bench
 def test_columns_take_turns_and_each_gets_its_own_median():
     calls: list[str] = []
     fns = {name: (lambda name=name: calls.append(name)) for name in ("numpy", "pygan", "torch")}
-    out = bench.median_times(fns, min_time=0.0, rounds=3, settle=0.0)
-    assert set(out) == set(fns) and all(t >= 0 for t in out.values())
+    out = bench.column_times(fns, min_time=0.0, rounds=3, settle=0.0)
+    assert set(out) == set(fns) and all(len(t) >= 9 and min(t) >= 0 for t in out.values())
     # turns come in the columns' order, round after round: numpy's calls, then pygan's, then torch's, again
     turns = [c for i, c in enumerate(calls) if i == 0 or calls[i - 1] != c]
     assert turns == ["numpy", "pygan", "torch"] * 3
@@ -19,8 +19,11 @@ def test_columns_take_turns_and_each_gets_its_own_median():
 def test_a_slow_column_is_timed_as_slow():
     import time
 
-    out = bench.median_times({"fast": lambda: None, "slow": lambda: time.sleep(0.002)}, min_time=0.01, settle=0.0)
-    assert out["slow"] > 0.0015 > out["fast"]
+    times = bench.column_times({"fast": lambda: None, "slow": lambda: time.sleep(0.002)}, min_time=0.01, settle=0.0)
+    out = bench.Row("sleep", "-", 1.0).record(times)
+    assert out.seconds["slow"] > 0.0015 > out.seconds["fast"]
+    q1, q3 = out.spread["slow"]
+    assert q1 <= out.seconds["slow"] <= q3
 
 
 def row(seconds: dict[str, float]) -> bench.Row:
@@ -45,3 +48,48 @@ def test_table_names_the_blas_core_and_warns_when_it_is_forced():
 def test_openblas_core_is_a_name_or_none():
     core = bench.openblas_core()
     assert core is None or (isinstance(core, str) and core)
+
+
+def test_quartiles_and_the_fraction_of_the_peak():
+    r = bench.Row("gemm", "8^3", 2e9).record({"pygan": [1.0, 2.0, 3.0, 4.0, 5.0], "numpy": [4.0] * 3})
+    assert r.seconds == {"pygan": 3.0, "numpy": 4.0} and r.spread["pygan"] == (2.0, 4.0)
+    assert abs(r.peak_fraction(4.0) - (2 / 3) / 4) < 1e-12 and r.peak_fraction(None) is None
+    meta = {"threads": 2, "isa": "avx512", "numpy": "2.0", "torch": None, "gpu": None, "fma_peak_gflops": 4.0}
+    text = bench.format_table([r], meta)
+    assert "FMA peak: 4.0 GFLOP/s (avx512" in text and "3000.000\u00b133%" in text and "17%" in text
+
+
+def test_fma_peak_on_every_isa_bounds_the_gemm_core():
+    """The register-only FMA loop of each ISA path is positive, and no GEMM on that path beats it
+    (by more than timing noise): the peak is a limit, not a guess."""
+    import time
+
+    import numpy as np
+    import pytest
+
+    from pygan import _core
+
+    before, threads = _core.current_isa(), _core.num_threads()
+    a = np.random.default_rng(0).standard_normal((384, 384)).astype(np.float32)
+    try:
+        for isa in _core.supported_isas():
+            _core.set_isa(isa)
+            peak = _core.fma_peak(1, 0.05, 3)
+            assert np.isfinite(peak) and peak > 0.1, (isa, peak)
+            _core.set_num_threads(1)
+            _core.gemm(a, a)
+            best = min(_timed(lambda: _core.gemm(a, a), time) for _ in range(5))
+            assert 2 * 384**3 / best / 1e9 < 1.3 * peak, (isa, peak)
+    finally:
+        _core.set_isa(before)
+        _core.set_num_threads(threads)
+    for name, bad in (("threads", {"threads": 0}), ("seconds", {"threads": 1, "seconds": 0.0}),
+                      ("trials", {"threads": 1, "trials": 0}), ("threads", {"threads": _core.MAX_THREADS + 1})):
+        with pytest.raises(ValueError, match=f"^{name}: must be"):
+            _core.fma_peak(**bad)
+
+
+def _timed(fn, time) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t

@@ -48,6 +48,8 @@ namespace pygan::gemm {
 namespace {
 
 std::atomic<int> g_threads{std::clamp(omp_get_num_procs(), 1, kMaxThreads)};
+// where fma_peak leaves its bursts' results, so that no compiler can drop them
+std::atomic<float> g_fma_sink{0.0f};
 std::atomic<const MicroKernel*> g_kernel{nullptr};
 
 bool cpu_has(const std::string& isa) {
@@ -443,6 +445,45 @@ void set_num_threads(int n) {
 }
 
 int num_threads() { return g_threads.load(); }
+
+double fma_peak(int threads, double seconds, int trials) {
+    if (threads < 1 || threads > kMaxThreads)
+        throw std::invalid_argument("threads: must be in 1 .. " + std::to_string(kMaxThreads) + ", got " +
+                                    std::to_string(threads));
+    if (!(seconds > 0.0 && seconds <= 60.0))
+        throw std::invalid_argument("seconds: must be in (0, 60], got " + std::to_string(seconds));
+    if (trials < 1 || trials > 100)
+        throw std::invalid_argument("trials: must be in 1 .. 100, got " + std::to_string(trials));
+    const FmaBurst burst = active_kernel().fma;
+    constexpr float a = 0.999f, b = 0.001f;  // every chain converges to 1
+    float sink = 0.0f;
+    long reps = 256;  // one burst of about a millisecond, so that the clock is read rarely
+    for (;;) {
+        const double t0 = omp_get_wtime();
+        sink += burst.run(reps, a, b);
+        if (omp_get_wtime() - t0 > 1e-3 || reps > (1L << 40)) break;
+        reps *= 2;
+    }
+    double best = 0.0;
+    for (int trial = 0; trial < trials; ++trial) {
+        long bursts = 0;
+        double start = 0.0;
+#pragma omp parallel num_threads(threads) reduction(+ : bursts, sink)
+        {
+#pragma omp single
+            start = omp_get_wtime();  // the single's closing barrier starts every thread together
+            const double until = start + seconds;
+            do {
+                sink += burst.run(reps, a, b);
+                ++bursts;
+            } while (omp_get_wtime() < until);
+        }
+        const double wall = omp_get_wtime() - start;
+        best = std::max(best, static_cast<double>(bursts) * static_cast<double>(reps) * burst.flops_per_rep / wall / 1e9);
+    }
+    g_fma_sink.store(sink, std::memory_order_relaxed);
+    return best;
+}
 
 std::vector<std::string> supported_isas() {
     std::vector<std::string> out;

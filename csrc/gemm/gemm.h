@@ -83,6 +83,11 @@ constexpr int kMaxThreads = 256;
 void set_num_threads(int n);
 int num_threads();
 
+// GFLOP/s of the active ISA's register-only FMA chains on `threads` threads at once, the best of
+// `trials` measurements of `seconds` each: the machine's limit for float32 FMA work (what the GEMM
+// core can at most reach) at that thread count.
+double fma_peak(int threads, double seconds, int trials);
+
 // Instruction-set paths: the ones this CPU runs, the one in use, and forcing one.
 std::vector<std::string> supported_isas();
 std::string current_isa();

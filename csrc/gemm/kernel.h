@@ -82,6 +82,14 @@ struct BnRows {
                     float slope);
 };
 
+// A register-only burst of reps iterations of independent FMA chains, acc = acc * a + b with a, b
+// near 1 and 0 (the chains converge, no denormals or overflow): the ISA's FMA peak with no memory
+// traffic. Returns a sum of the accumulators, so that the work cannot be optimised away.
+struct FmaBurst {
+    float (*run)(long reps, float a, float b);
+    int flops_per_rep;  // 2 x lanes x chains
+};
+
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
@@ -96,6 +104,7 @@ struct MicroKernel {
     PackAFn pack_a;
     PackRowsFn pack_b_rows;
     BnRows bn;
+    FmaBurst fma;
 };
 
 // The table of the ISA in use (see set_isa).

@@ -105,11 +105,24 @@ void bn_grad_dx(const float* dy, const float* y, const float* x, float* dx, idx 
     });
 }
 
+// 8 scalar chains (the portable path's multiply-add, as its tile computes it)
+float fma_burst(long reps, float a, float b) {
+    constexpr int kChains = 8;
+    float acc[kChains];
+    for (int c = 0; c < kChains; ++c) acc[c] = 1.0f + 0.01f * static_cast<float>(c);
+    for (long r = 0; r < reps; ++r)
+        for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * a + b;
+    float total = 0.0f;
+    for (float v : acc) total += v;
+    return total;
+}
+
 }  // namespace
 
 const MicroKernel& kernel_generic() {
     static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr, &apply_bias_act, nullptr, nullptr,
-                               {&bn_sum, &bn_sqdev, &bn_normalize_act, &bn_grad_sums, &bn_grad_dx}};
+                               {&bn_sum, &bn_sqdev, &bn_normalize_act, &bn_grad_sums, &bn_grad_dx},
+                               {&fma_burst, 2 * 8}};
     return k;
 }
 
