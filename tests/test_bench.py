@@ -93,3 +93,14 @@ def _timed(fn, time) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+def test_the_gpu_check_script_parses():
+    """benchmarks/gpu_check.sh is run on rented GPU minutes: at least its syntax is checked here
+    (its steps run end to end with --cpu, which takes a fresh install)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_check.sh"
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
