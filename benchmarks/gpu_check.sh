@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The one prepared GPU check: on a fresh NVIDIA machine with CUDA, install pygan from this working
-# tree with CuPy (the CUDA 12 or 13 wheel, by the driver's CUDA version), run the GPU kernel tests and
-# the cupy backend's suite, train one MLP GAN epoch and one DCGAN epoch on the GPU, and run the
-# benchmark with its cupy column; everything (logs, JSON, pictures, a summary) goes to one folder.
+# The one prepared GPU check: on a fresh NVIDIA machine with CUDA and CuPy, build pygan from this
+# working tree (offline, with the build tools installed there), run the GPU kernel tests and the cupy
+# backend's suite, train one MLP GAN epoch and one DCGAN epoch on the GPU, and run the benchmark with
+# its cupy column; everything (logs, JSON, pictures, a summary) goes to one folder.
 #
-#   bash benchmarks/gpu_check.sh [OUT]        # OUT: default gpu-check/
+#   bash benchmarks/gpu_check.sh [OUT]        # OUT: default gpu-check/; PYTHON: default python3
 #   bash benchmarks/gpu_check.sh --cpu [OUT]  # the same steps on the cpu backend, no CuPy: checks this
 #                                             # script where no GPU is (its figures mean nothing)
 #
@@ -31,38 +31,38 @@ step() {  # step NAME LIMIT_S COMMAND...: run it with a time limit, its output i
     [[ $rc -eq 0 ]] || failed=$((failed + 1))
 }
 
+py="${PYTHON:-python3}"
 backend=cupy
-extra="test,bench"
 if [[ $cpu -eq 1 ]]; then
     backend=cpu
-    echo "--cpu: the cpu backend stands in for the GPU; no CuPy is installed" | tee -a "$summary"
+    echo "--cpu: the cpu backend stands in for the GPU" | tee -a "$summary"
 else
     nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || { echo "no nvidia-smi: not a GPU machine" | tee -a "$summary"; exit 1; }
-    cuda_major="$(sed -n 's/.*CUDA Version: \([0-9]*\).*/\1/p' "$out/nvidia-smi.txt" | head -n 1)"
-    if [[ "${cuda_major:-12}" -ge 13 ]]; then extra="$extra,gpu-cuda13"; else extra="$extra,gpu"; fi
-    echo "driver CUDA ${cuda_major:-?}: extras [$extra]" | tee -a "$summary"
 fi
 
-venv="$out/venv"
-step install 600 bash -c "python3 -m venv '$venv' && '$venv/bin/pip' install --quiet --upgrade pip && '$venv/bin/pip' install --quiet '.[$extra]'"
-py="$venv/bin/python"
+# Offline: the GPU machines fetch nothing, and their image holds numpy, CuPy, pybind11, Cython,
+# scikit-build-core, CMake and ninja. So pygan is built from this tree with what is installed, into a
+# folder of its own put first on PYTHONPATH, and every command runs from OUT, where no source folder
+# can shadow it. (Where a package is missing: pip install ".[gpu]" or ".[gpu-cuda13]" with a network.)
+site="$out/site"
+step install 600 "$py" -m pip install --quiet --no-build-isolation --no-deps --no-index --upgrade --target "$site" .
+export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+cd "$out"
+step imports 120 "$py" -c "import numpy, tqdm, matplotlib, PIL, pygan; print('pygan from', pygan.__file__)"
 if [[ $cpu -eq 0 ]]; then
-    step cupy 120 "$py" -c "import cupy; d = cupy.cuda.Device(); print(cupy.__version__, cupy.cuda.runtime.getDeviceProperties(d.id)['name'].decode(), 'CUDA', cupy.cuda.runtime.runtimeGetVersion())"
+    step cupy 120 "$py" -c "import cupy; d = cupy.cuda.Device(); print(cupy.__version__, cupy.cuda.runtime.getDeviceProperties(d.id)['name'].decode(), 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion())"
 fi
 
 # the GPU kernels against the reference, and the backend's own suite (its stand-in tests included)
-# (pytest itself, not python -m pytest: the checkout's source folder must not shadow the installed package)
-step tests 300 "$venv/bin/pytest" -q -p no:cacheprovider tests/test_cupy_gpu.py tests/test_cupy_backend.py \
-    tests/test_cuda_sources.py -rs --junitxml "$out/tests.xml"
+step tests 300 "$py" -m pytest -q -p no:cacheprovider -rs --junitxml "$out/tests.xml" "$root/tests/test_cupy_gpu.py" \
+    "$root/tests/test_cupy_backend.py" "$root/tests/test_cuda_sources.py"
 
-# a folder of 1,000 generated digit-like images, so that the DCGAN needs no data set on the machine
-step data 120 "$py" - "$out/images" <<'EOF'
+# a folder of 1,000 generated digit-like images (rings), so that the DCGAN needs no data set there
+step data 120 "$py" -c "
 import sys
 from pathlib import Path
-
 import numpy as np
 from PIL import Image
-
 folder = Path(sys.argv[1])
 folder.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -70,15 +70,15 @@ yy, xx = np.mgrid[:28, :28]
 for i in range(1000):
     cx, cy, r = rng.uniform(9, 19), rng.uniform(9, 19), rng.uniform(4, 8)
     ring = np.abs(np.hypot(xx - cx, yy - cy) - r) < 1.5
-    Image.fromarray((ring * 255).astype(np.uint8)).save(folder / f"{i:04d}.png")
-print(f"1000 images in {folder}")
-EOF
+    Image.fromarray((ring * 255).astype(np.uint8)).save(folder / f'{i:04d}.png')
+print(f'1000 images in {folder}')
+" "$out/images"
 
-step mlp 300 "$venv/bin/pygan" train --backend "$backend" --epochs 1 --train-size 25600 --eval-samples 2500 \
+step mlp 300 "$py" -m pygan train --backend "$backend" --epochs 1 --train-size 25600 --eval-samples 2500 \
     --out "$out/mlp-run" --overwrite
-step dcgan 300 "$venv/bin/pygan" train --backend "$backend" --model dcgan --dataset "folder:$out/images" --epochs 1 \
+step dcgan 300 "$py" -m pygan train --backend "$backend" --model dcgan --dataset "folder:$out/images" --epochs 1 \
     --batch-size 64 --eval-samples 2000 --out "$out/dcgan-run" --overwrite
-step bench 600 bash -c "cd '$out' && '$py' -m pygan.bench --threads $(nproc) --min-time 0.2 --json bench.json"
+step bench 600 "$py" -m pygan.bench --threads "$(nproc)" --min-time 0.2 --json "$out/bench.json"
 
 echo "failed steps: $failed (logs, JSON and pictures in $out)" | tee -a "$summary"
 exit "$failed"
