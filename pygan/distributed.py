@@ -34,9 +34,9 @@ from .backend import get_backend, to_numpy
 
 #: How to get the MPI layer.
 EXTRA = "pip install 'pygan[mpi]'"
-#: Environment variables by which MPI launchers (MPICH's Hydra, Open MPI, Slurm) give a process its
+#: Environment variables by which MPI launchers (MPICH's Hydra and PMI, Open MPI) give a process its
 #: world size, read to detect an ``mpiexec`` launch without starting MPI.
-_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 
 
 def launched_size() -> int:
