@@ -129,6 +129,7 @@ def dataset_name(text: str) -> str:
         return text
     if not text[len(data.FOLDER_PREFIX) :].strip():
         raise argparse.ArgumentTypeError("folder:PATH needs a folder after 'folder:'")
+    folder = folder.expanduser()  # the shell leaves a ~ after "folder:" as it is
     if not folder.is_dir():
         raise argparse.ArgumentTypeError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     return data.FOLDER_PREFIX + str(folder.resolve())

@@ -186,6 +186,10 @@ def test_a_run_on_a_folder_of_colour_images(tmp_path, capsys, monkeypatch):
 def test_folder_refusals_are_one_line(tmp_path, capsys):
     folder = blob_folder(tmp_path / "f", 12)
     assert "no such folder" in cli_error(["train", "--dataset", f"folder:{tmp_path / 'nope'}"], capsys)
+    from pygan.cli import dataset_name
+
+    home = os.path.expanduser("~")
+    assert dataset_name("folder:~") == f"folder:{os.path.realpath(home)}"  # the shell leaves this ~ alone
     assert "needs a folder" in cli_error(["train", "--dataset", "folder:"], capsys)
     assert "expected one of" in cli_error(["train", "--dataset", "cifar10"], capsys)
     assert "built for MNIST" in cli_error(["train", "--model", "lapgan", "--dataset", f"folder:{folder}"], capsys)
