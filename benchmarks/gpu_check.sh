@@ -78,7 +78,7 @@ step mlp 300 "$py" -m pygan train --backend "$backend" --epochs 1 --train-size 2
     --out "$out/mlp-run" --overwrite
 step dcgan 300 "$py" -m pygan train --backend "$backend" --model dcgan --dataset "folder:$out/images" --epochs 1 \
     --batch-size 64 --eval-samples 2000 --out "$out/dcgan-run" --overwrite
-step bench 600 "$py" -m pygan.bench --threads "$(nproc)" --min-time 0.2 --json "$out/bench.json"
+step bench 600 "$py" -m pygan.bench --threads "$(nproc)" --min-time 0.2 --sweep --json "$out/bench.json"
 
 echo "failed steps: $failed (logs, JSON and pictures in $out)" | tee -a "$summary"
 exit "$failed"

@@ -47,13 +47,21 @@ class Row:
     flops: float
     seconds: dict[str, float] = field(default_factory=dict)
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)
+    device_seconds: dict[str, float] = field(default_factory=dict)
 
-    def record(self, times: dict[str, list[float]]) -> Row:
-        """Take each column's timings (from :func:`column_times`): their median and quartiles."""
+    def record(self, times: dict[str, list[float]], device: dict[str, list[float]] | None = None) -> Row:
+        """Take each column's timings (from :func:`column_times`): their median and quartiles, and
+        the median device seconds of a GPU column's CUDA events."""
         for column, t in times.items():
             q1, median, q3 = (float(v) for v in np.percentile(t, [25, 50, 75]))
             self.seconds[column], self.spread[column] = median, (q1, q3)
+        for column, t in (device or {}).items():
+            self.device_seconds[column] = float(np.median(t))
         return self
+
+    def gpu_speedup(self) -> float | None:
+        """The GPU's speed over pygan cpu's (wall times; > 1: the GPU is faster)."""
+        return self.seconds["pygan"] / self.seconds["cupy"] if {"pygan", "cupy"} <= set(self.seconds) else None
 
     def gflops(self, column: str) -> float:
         return self.flops / self.seconds[column] / 1e9
@@ -69,14 +77,15 @@ class Row:
 
 
 def column_times(fns: dict[str, Callable[[], Any]], min_time: float, max_reps: int = 200, rounds: int = 3,
-                 settle: float = SETTLE_S) -> dict[str, list[float]]:
+                 settle: float = SETTLE_S, device: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Wall times of each column's ``fn`` (seconds, every timed call), the columns taking turns so
     that a drift in the machine's speed reaches all of them alike.
 
     Each of ``rounds`` rounds gives every column one turn: untimed calls for ``settle`` seconds and at
     least two (the previous column's idle threads spin for a while before they sleep, and would take
     cores from this one), then timed calls filling ``min_time / rounds`` (at least 3, at most
-    ``max_reps / rounds``).
+    ``max_reps / rounds``). A :class:`DeviceTimed` column's device seconds of its timed calls go to
+    ``device`` (when given).
     """
     times: dict[str, list[float]] = {column: [] for column in fns}
     per_turn = min_time / rounds
@@ -88,12 +97,15 @@ def column_times(fns: dict[str, Callable[[], Any]], min_time: float, max_reps: i
             while time.perf_counter() < until:
                 fn()
             turn = times[column]
+            seen = len(fn.device) if isinstance(fn, DeviceTimed) else 0
             start, n = time.perf_counter(), 0
             while n < 3 or (time.perf_counter() - start < per_turn and n < max_reps // rounds):
                 t0 = time.perf_counter()
                 fn()
                 turn.append(time.perf_counter() - t0)
                 n += 1
+            if isinstance(fn, DeviceTimed) and device is not None:  # the timed calls' only, not the settling
+                device.setdefault(column, []).extend(fn.device[seen:])
     return times
 
 
@@ -163,8 +175,8 @@ def conv_cases(transposed: bool, torch: Any, gpu: Any = None) -> dict[str, dict[
                 return B.conv_transpose2d_backward(ddy, xx, ww, y, 2, 1, 0, act, SLOPE)
             return B.conv2d_backward(ddy, xx, ww, y, 2, 1, act, SLOPE)
 
-        cases["forward"][column] = _synced(gpu, fwd) if column == "cupy" else fwd
-        cases["forward+backward"][column] = _synced(gpu, fwd_bwd) if column == "cupy" else fwd_bwd
+        cases["forward"][column] = DeviceTimed(gpu, fwd) if column == "cupy" else fwd
+        cases["forward+backward"][column] = DeviceTimed(gpu, fwd_bwd) if column == "cupy" else fwd_bwd
     if torch is not None:
         F = torch.nn.functional
         tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
@@ -194,15 +206,24 @@ def load_gpu() -> Any:
         return None
 
 
-def _synced(gpu: Any, fn: Callable[[], Any]) -> Callable[[], Any]:
-    """Wrap a GPU call so that its timing includes the kernels, not just their launch."""
+class DeviceTimed:
+    """A GPU call timed by CUDA events: each call records an event before and after it and waits
+    for the second, so that its wall time includes the kernels, not just their launch; the events'
+    elapsed time (device seconds) of every call is appended to ``device``."""
 
-    def call() -> Any:
-        out = fn()
-        gpu.xp.cuda.Device().synchronize()
+    def __init__(self, gpu: Any, fn: Callable[[], Any]) -> None:
+        self.cuda = gpu.xp.cuda
+        self.fn = fn
+        self.device: list[float] = []
+
+    def __call__(self) -> Any:
+        start, end = self.cuda.Event(), self.cuda.Event()
+        start.record()
+        out = self.fn()
+        end.record()
+        end.synchronize()
+        self.device.append(self.cuda.get_elapsed_time(start, end) / 1e3)
         return out
-
-    return call
 
 
 def dense_cases(
@@ -256,8 +277,8 @@ def dense_cases(
             y = gpu.dense_forward(gx, gw, gb, act, SLOPE)
             return gpu.dense_backward(gdy, gx, gw, y, act, SLOPE)
 
-        cases["forward"]["cupy"] = _synced(gpu, g_fwd)
-        cases["forward+backward"]["cupy"] = _synced(gpu, g_fwd_bwd)
+        cases["forward"]["cupy"] = DeviceTimed(gpu, g_fwd)
+        cases["forward+backward"]["cupy"] = DeviceTimed(gpu, g_fwd_bwd)
     return cases
 
 
@@ -273,7 +294,7 @@ def gemm_cases(n: int, torch: Any, gpu: Any = None) -> dict[str, Callable[[], An
         cases["torch"] = lambda: ta @ tb
     if gpu is not None:
         ga, gb = gpu.xp.asarray(a), gpu.xp.asarray(b)
-        cases["cupy"] = _synced(gpu, lambda: ga @ gb)
+        cases["cupy"] = DeviceTimed(gpu, lambda: ga @ gb)
     return cases
 
 
@@ -300,8 +321,11 @@ def _torch_models(torch: Any, name: str) -> tuple[Any, Any]:
     return g, d
 
 
-def step_cases(name: str, batch: int, torch: Any) -> dict[str, Callable[[], Any]]:
-    """One whole train step (one D step, one G step, Adam, non-saturating loss) per column."""
+def step_cases(name: str, batch: int, torch: Any, gpu: Any = None, columns: Sequence[str] = ("numpy", "pygan")
+               ) -> dict[str, Callable[[], Any]]:
+    """One whole train step (one D step, one G step, Adam, non-saturating loss) per column: of
+    ``columns`` among numpy and pygan (cpu), PyTorch's when ``torch`` is given, cupy's when ``gpu``
+    is (its batch on the device, timed by CUDA events)."""
     from .gan import GAN
     from .models import build
     from .optim import Adam
@@ -312,19 +336,21 @@ def step_cases(name: str, batch: int, torch: Any) -> dict[str, Callable[[], Any]
     if name == "mlp":
         real = real.reshape(batch, -1)
     cases: dict[str, Callable[[], Any]] = {}
-    for column, backend in (("numpy", "numpy"), ("pygan", "cpu")):
-        from .backend import use_backend
+    from .backend import use_backend
 
+    backends = [(c, b) for c, b in (("numpy", "numpy"), ("pygan", "cpu")) if c in columns] + ([("cupy", "cupy")] if gpu else [])
+    for column, backend in backends:
         with use_backend(backend):
             spec = build(name, shape, seed=0)
             gan = GAN(spec.generator, spec.discriminator, Adam(spec.generator.parameters()),
                       Adam(spec.discriminator.parameters()), latent_dim=spec.latent_dim, seed=0)
+            batch_data = real if backend != "cupy" else gpu.xp.asarray(real)
 
-        def step(gan: Any = gan, backend: str = backend) -> Any:
+        def step(gan: Any = gan, backend: str = backend, batch_data: Any = batch_data) -> Any:
             with use_backend(backend):
-                return gan.train_step(real)
+                return gan.train_step(batch_data)
 
-        cases[column] = step
+        cases[column] = DeviceTimed(gpu, step) if backend == "cupy" else step
     if torch is not None:
         g, d = _torch_models(torch, name)
         kw = {"lr": 2e-4, "betas": (0.5, 0.999)}
@@ -369,8 +395,14 @@ def step_flops(name: str, batch: int) -> float:
     return 2.0 * batch * (4 * g + 8 * d)
 
 
-def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -> tuple[list[Row], dict[str, Any]]:
-    """Measure every row; returns the rows and a description of the run."""
+#: The batch sizes of the GPU-against-CPU sweep (``--sweep``): where the GPU overtakes the CPU.
+SWEEP_BATCHES = (64, 256, 1024, 4096)
+
+
+def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int], sweep: bool = False
+        ) -> tuple[list[Row], dict[str, Any]]:
+    """Measure every row (and with ``sweep`` the MLP GAN's train step at ``SWEEP_BATCHES`` on pygan
+    cpu and the GPU alone); returns the rows and a description of the run."""
     import pygan
 
     pygan.set_num_threads(threads)
@@ -379,7 +411,7 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
     gpu = load_gpu()
     rows: list[Row] = []
     g = gemm_cases(gemm_size, torch, gpu)
-    rows.append(Row("gemm", f"{gemm_size}^3", 2.0 * gemm_size**3).record(column_times(g, min_time)))
+    rows.append(measure(Row("gemm", f"{gemm_size}^3", 2.0 * gemm_size**3), g, min_time))
     for batch in batches:
         for side, layers in (("G", GENERATOR_LAYERS), ("D", DISCRIMINATOR_LAYERS)):
             for fan_in, fan_out, act in layers:
@@ -387,15 +419,18 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
                 for op, fns in cases.items():
                     mult = 1 if op == "forward" else 3
                     r = Row(f"dense {op}", f"{side} {batch}x{fan_in}x{fan_out} {act}", mult * 2.0 * batch * fan_in * fan_out)
-                    rows.append(r.record(column_times(fns, min_time)))
+                    rows.append(measure(r, fns, min_time))
     conv_flops = 2.0 * 64 * 128 * 64 * 16 * 7 * 7  # both layers: 64 images x 7x7 positions x 128x64x16 MACs
     for transposed, label in ((False, "conv 64->128 k4 s2 p1 on 64x64x14x14"), (True, "convT 128->64 k4 s2 p1 on 64x128x7x7")):
         for op, fns in conv_cases(transposed, torch, gpu).items():
             r = Row(f"{'convT' if transposed else 'conv'} {op}", label, conv_flops * (1 if op == "forward" else 3))
-            rows.append(r.record(column_times(fns, min_time, max_reps=50)))
+            rows.append(measure(r, fns, min_time, max_reps=50))
     for name, batch in (("mlp", 64), ("mlp", 256), ("dcgan", 64)):
         r = Row("train step", f"{name} GAN batch {batch}", step_flops(name, batch))
-        rows.append(r.record(column_times(step_cases(name, batch, torch), min_time, max_reps=50)))
+        rows.append(measure(r, step_cases(name, batch, torch, gpu), min_time, max_reps=50))
+    for batch in SWEEP_BATCHES if sweep else ():
+        r = Row("sweep step", f"mlp GAN batch {batch}", step_flops("mlp", batch))
+        rows.append(measure(r, step_cases("mlp", batch, None, gpu, columns=("pygan",)), min_time, max_reps=30))
     meta = {
         "threads": threads,
         "isa": pygan._core.current_isa(),
@@ -412,6 +447,12 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int]) -
     return rows, meta
 
 
+def measure(row: Row, fns: dict[str, Callable[[], Any]], min_time: float, **kw: Any) -> Row:
+    """``row`` with the timings of every column of ``fns`` (:func:`column_times`)."""
+    device: dict[str, list[float]] = {}
+    return row.record(column_times(fns, min_time, device=device, **kw), device)
+
+
 def _cell(r: Row, column: str) -> str:
     """A column's median time (ms) with half its interquartile range as a percentage of it."""
     q1, q3 = r.spread.get(column, (r.seconds[column], r.seconds[column]))
@@ -423,8 +464,9 @@ def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
     then pygan's ratio to the best CPU peer and its fraction of the FMA peak."""
     columns = [c for c in ("numpy", "pygan", "torch") if any(c in r.seconds for r in rows)] + ["cupy"]
     peak = meta.get("fma_peak_gflops")
+    gpu = bool(meta.get("gpu"))
     head = (f"{'op':<24}{'shape':<32}" + "".join(f"{c + ' ms':>16}{c + ' GF/s':>13}" for c in columns)
-            + f"{'pygan/best':>12}{'pygan/peak':>12}")
+            + f"{'pygan/best':>12}{'pygan/peak':>12}" + (f"{'cupy dev ms':>13}{'gpu/cpu':>10}" if gpu else ""))
     lines = [
         f"pygan benchmark: {meta['threads']} threads, ISA {meta['isa']}, numpy {meta['numpy']}"
         f"{' (OpenBLAS core ' + meta['openblas_core'] + ')' if meta.get('openblas_core') else ''}, "
@@ -445,9 +487,12 @@ def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
             else f"{'-':>16}{'-':>13}"
             for c in columns
         )
-        ratio, frac = r.ratio(), r.peak_fraction(peak)
+        ratio, frac, speedup = r.ratio(), r.peak_fraction(peak), r.gpu_speedup()
+        dev = r.device_seconds.get("cupy")
         lines.append(f"{r.op:<24}{r.shape:<32}{cells}{(f'{ratio:.2f}x' if ratio else '-'):>12}"
-                     f"{(f'{100 * frac:.0f}%' if frac else '-'):>12}")
+                     f"{(f'{100 * frac:.0f}%' if frac else '-'):>12}"
+                     + (f"{(f'{1e3 * dev:.3f}' if dev else '-'):>13}{(f'{speedup:.2f}x' if speedup else '-'):>10}"
+                        if gpu else ""))
     return "\n".join(lines)
 
 
@@ -459,14 +504,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gemm-size", type=int, default=2048)
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--json", metavar="PATH", help="also write the rows and the run's description as JSON")
+    parser.add_argument("--sweep", action="store_true",
+                        help=f"add the MLP GAN's train step at batches {', '.join(map(str, SWEEP_BATCHES))} on pygan cpu "
+                             "and the GPU: where the GPU overtakes the CPU")
     args = parser.parse_args(argv)
-    rows, meta = run(args.threads, args.min_time, args.gemm_size, args.batches)
+    rows, meta = run(args.threads, args.min_time, args.gemm_size, args.batches, args.sweep)
     print(format_table(rows, meta))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"meta": meta, "rows": [asdict(r) | {"ratio": r.ratio(), "peak_fraction":
-                                                           r.peak_fraction(meta["fma_peak_gflops"])} for r in rows]},
-                      f, indent=2)
+            json.dump({"meta": meta, "rows": [asdict(r) | {"ratio": r.ratio(), "gpu_speedup": r.gpu_speedup(),
+                                                           "peak_fraction": r.peak_fraction(meta["fma_peak_gflops"])}
+                                              for r in rows]}, f, indent=2)
     return 0
 
 

@@ -104,3 +104,53 @@ def test_the_gpu_check_script_parses():
     script = Path(__file__).parents[1] / "benchmarks" / "gpu_check.sh"
     proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+class _FakeCuda:
+    """CUDA events as CuPy has them, on a clock of their own: each event reads a counter that a
+    call advances by 2 ms, so a call's device time is known exactly."""
+
+    def __init__(self):
+        self.clock = 0.0
+
+    def Event(self):  # noqa: N802 - CuPy's name
+        cuda = self
+
+        class Event:
+            def record(self):
+                self.at = cuda.clock
+
+            def synchronize(self):
+                pass
+
+        return Event()
+
+    def get_elapsed_time(self, start, end):
+        return end.at - start.at
+
+
+def test_gpu_cells_carry_cuda_event_times_of_the_timed_calls_only():
+    from types import SimpleNamespace
+
+    cuda = _FakeCuda()
+    calls = []
+
+    def kernel():
+        calls.append(1)
+        cuda.clock += 2.0  # milliseconds
+
+    fns = {"pygan": lambda: None, "cupy": bench.DeviceTimed(SimpleNamespace(xp=SimpleNamespace(cuda=cuda)), kernel)}
+    r = bench.measure(bench.Row("step", "x", 1e9), fns, min_time=0.0, settle=0.0, rounds=2)
+    timed = len(calls) - 2 * 2  # two untimed calls a turn
+    assert len(fns["cupy"].device) == len(calls) and timed >= 6
+    assert r.device_seconds == {"cupy": 0.002}
+    device: dict = {}
+    times = bench.column_times(fns, min_time=0.0, settle=0.0, rounds=2, device=device)
+    assert len(device["cupy"]) == len(times["cupy"]) < len(calls)  # the timed calls' events, no warm-up's
+    r.seconds = {"pygan": 0.010, "cupy": 0.004}
+    assert abs(r.gpu_speedup() - 2.5) < 1e-12
+    meta = {"threads": 2, "isa": "avx512", "numpy": "2.0", "torch": None, "gpu": "fake", "fma_peak_gflops": 100.0}
+    text = bench.format_table([r], meta)
+    assert "cupy dev ms" in text and "2.000" in text and "2.50x" in text
+    meta["gpu"] = None
+    assert "cupy dev ms" not in bench.format_table([bench.Row("step", "x", 1e9, {"pygan": 0.01})], meta)
