@@ -296,9 +296,8 @@ class Run:
             self.x, labels = data.toy_labelled(config["dataset"], config["train_size"], seed=config["seed"])
             self.labels = labels if num_classes else None
         elif load_data and self.folder is not None:
-            x = data.load_folder(self.folder, recipes.data_shape(config)[1], config.get("channels"))
-            config["channels"] = x.shape[1]
-            train, self.validation, _ = data.split_folder(x)
+            train, self.validation, _ = recipes.folder_images(config)
+            config["channels"] = train.shape[1]
             self.x = train[: config["train_size"]]
         elif load_data:
             x, labels = data.load_images(config["dataset"], "train", config.get("data"))
@@ -1138,17 +1137,17 @@ def _from_checkpoint(path: str, backend: str | None) -> Run:
         _configure_backend(backend, None)
     ckpt = checkpoint_path(path)
     tensors, meta = io.load(ckpt)
-    config = meta.get("config")
-    if not isinstance(config, dict) or "model" not in config:
-        raise UsageError(f"pygan: error: {ckpt}: the checkpoint has no run configuration (not written by pygan train)")
+    try:
+        config = recipes.run_config(ckpt, meta)
+    except io.CheckpointError as e:  # a file pygan train did not write: the user named the wrong one
+        raise UsageError(f"pygan: error: {e}") from None
     run = Run(config, load_data=False)
     if meta.get("contents") == recipes.GENERATOR_ONLY:
         recipes.restore_generator(ckpt, tensors, meta, run.gan.generator)
         run.gan.ema = None  # the exported weights are the average already
         if run.gan.reference_z is not None:
-            if "reference_z" not in tensors or tensors["reference_z"].shape != run.gan.reference_z.shape:
-                raise io.CheckpointError(f"{ckpt}: a virtual-batch-norm generator needs its reference batch (reference_z)")
-            run.gan.reference_z[...] = get_backend().xp.asarray(tensors["reference_z"])
+            ref = recipes.reference_batch(ckpt, tensors, run.gan.reference_z.shape)
+            run.gan.reference_z[...] = get_backend().xp.asarray(ref)
     else:
         io.restore_gan(ckpt, run.gan)
     return run
@@ -1307,8 +1306,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         n = args.samples or 10000
         if run.folder is not None:
-            x = data.load_folder(run.folder, recipes.data_shape(cfg)[1], cfg.get("channels"))
-            train_x, validation, test_x = data.split_folder(x)
+            train_x, validation, test_x = recipes.folder_images(cfg)
         else:
             folder = args.data or cfg.get("data")
             train_x, _ = data.load_images(cfg["dataset"], "train", folder)

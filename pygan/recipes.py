@@ -109,7 +109,9 @@ def restore_generator(path: str | os.PathLike[str], tensors: dict[str, np.ndarra
         raise io.CheckpointError(f"{path}: the generator does not fit its configuration: {e}") from None
 
 
-def _run_config(path: str | os.PathLike[str], meta: dict[str, Any]) -> dict[str, Any]:
+def run_config(path: str | os.PathLike[str], meta: dict[str, Any]) -> dict[str, Any]:
+    """The run configuration of a checkpoint's ``meta``; :class:`~pygan.io.CheckpointError`
+    naming ``path`` for a file pygan train did not write."""
     config = meta.get("config")
     if not isinstance(config, dict) or "model" not in config:
         raise io.CheckpointError(f"{path}: the checkpoint has no run configuration (not written by pygan train)")
@@ -130,19 +132,36 @@ def load_generator(path: str | os.PathLike[str]) -> TrainedGenerator:
 
 
 def _trained(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> TrainedGenerator:
-    config = _run_config(path, meta)
+    config = run_config(path, meta)
     spec = build_spec(config)
     g = spec.generator
     restore_generator(path, tensors, meta, g)
     has_vbn = any(isinstance(m, VirtualBatchNorm) for m in g.modules())
-    if has_vbn and "reference_z" not in tensors:
-        raise io.CheckpointError(f"{path}: a virtual-batch-norm generator needs its reference batch (reference_z)")
     return TrainedGenerator(
         g, latent_dim=spec.latent_dim, prior=config.get("prior") or spec.prior, num_classes=num_classes(config),
-        reference_z=tensors.get("reference_z") if has_vbn else None,
+        reference_z=reference_batch(path, tensors) if has_vbn else None,
         unscale=None if config["dataset"] in data.TOY_DATASETS else spec.unscale,
         image_shape=None if config["dataset"] in data.TOY_DATASETS else data_shape(config),
     )
+
+
+def reference_batch(path: str | os.PathLike[str], tensors: dict[str, np.ndarray],
+                    shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A virtual-batch-norm generator's reference batch from a checkpoint's ``tensors`` (of
+    ``shape`` when given); :class:`~pygan.io.CheckpointError` naming ``path`` if it is not there."""
+    ref = tensors.get("reference_z")
+    if ref is None or (shape is not None and ref.shape != tuple(shape)):
+        raise io.CheckpointError(f"{path}: a virtual-batch-norm generator needs its reference batch (reference_z)")
+    return ref
+
+
+def folder_images(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``folder:PATH`` run's images at its size and channels (the folder's when unset) as
+    (training, validation, test): :func:`pygan.data.split_folder`."""
+    folder = data.folder_path(config["dataset"])
+    if folder is None:
+        raise ValueError(f"config: dataset {config['dataset']!r} is not a folder:PATH")
+    return data.split_folder(data.load_folder(folder, data_shape(config)[1], config.get("channels")))
 
 
 def export_generator(path: str | os.PathLike[str], out: str | os.PathLike[str], fmt: str = "safetensors") -> dict[str, Any]:
@@ -158,7 +177,7 @@ def export_generator(path: str | os.PathLike[str], out: str | os.PathLike[str], 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"fmt: expected one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     tensors, meta = io.load(path)
-    config = _run_config(path, meta)
+    config = run_config(path, meta)
     gen = _trained(path, tensors, meta)
     state = {f"generator.{k}": to_numpy(v) for k, v in gen.generator.state_dict().items()}
     if gen.reference_z is not None:
