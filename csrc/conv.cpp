@@ -1,20 +1,26 @@
 // Convolutions on the GEMM core, with no unfolded (im2col) copy of their input.
 //
-// conv2d is one GEMM per chunk of images,  Z (C_out x G*Ho*Wo) = W (C_out x C_in*k*k) P,  where P
-// is the chunk's unfolded patch matrix: the core gathers it straight from the image into its packed
-// B panels (gemm::GatherB), bias (per row) and activation are applied in the GEMM's epilogue, and
-// the chunk's columns are copied into NCHW. The weight gradient  dW += dZ P^T  gathers P^T the same
-// way.
+// With 16 or more channels on the output side of a GEMM (the common case), the pixels go on the
+// micro-kernel's broadcast side and are read in place (gemm::DirectA) from a zero-padded copy of
+// the images, so the patch matrix is never packed or gathered; the weights are the packed side,
+// packed once and reused by every pixel:
+//   conv2d forward            C (pixels x C_out)  = P^T W^T, bias and activation in the epilogue;
+//   conv2d weight gradient    dW^T (taps x C_out) = P dZ^T (the taps on the broadcast side);
+//   the adjoint (conv2d's data gradient, conv_transpose2d's forward), split by stride phase: the
+//   output pixels (ih, iw) with the same (ih + pad, iw + pad) mod stride are reached by the same
+//   kernel taps, so each phase is one GEMM  C_phase (pixels x C_in) = P_phase W_phase  over a
+//   stride-1 patch matrix of the padded input, with no overlapping adds (no col2im);
+// C's rows (pixels) are then transposed into NCHW planes. Reading the pixels in place took the
+// DCGAN's conv layers from 60-74% to 77-90% of the FMA peak at 2 threads: the packing (gathers,
+// for a stride-2 patch matrix) had cost as much as the FMAs it fed at C_out = 64..128.
 //
-// The adjoint (conv2d's data gradient, and conv_transpose2d's forward) is split by stride phase:
-// the output pixels (ih, iw) with the same (ih + pad, iw + pad) mod stride are reached by the same
-// kernel taps, so each phase is one dense GEMM  out_phase (C_in x pixels) = W_phase P_phase  over a
-// stride-1 patch matrix of the input, with no overlapping adds (no col2im) and with bias and
-// activation in the epilogue. (With fewer than 8 channels on the adjoint's output side a phase
-// GEMM could not fill the register tile; there one GEMM unfolds the result and col2im folds it.)
-// Chunks are fixed by the shape, never by the thread count, and every
-// sum runs in one fixed order, so results are identical for any number of threads; the threads
-// work inside each GEMM.
+// With fewer channels (a 1-channel image's layer) the pixels stay on the vector side: conv2d is
+// one GEMM per chunk of images, Z (C_out x G*Ho*Wo) = W P, with P gathered straight from the image
+// into the packed B panels (gemm::GatherB), and the adjoint one GEMM  cols = W^T z  folded by
+// col2im.
+//
+// Chunks are fixed by the shape, never by the thread count, and every sum runs in one fixed
+// order, so results are identical for any number of threads; the threads work inside each GEMM.
 #include "conv.h"
 #include "denormal.h"
 #include "finite.h"
@@ -146,20 +152,145 @@ void weight_grad_chunk(const ConvShape& s, const float* a, const float* x, idx n
     gemm::sgemm(p);
 }
 
+// ---- the pixels on the broadcast side (gemm::DirectA; see the top of the file) ---------------
+// Channels on a GEMM's N side from which it runs that way.
+constexpr idx kDirectMinChannels = 16;
+
+// A zero-padded copy of g images of c planes of h x w each (plane (img, ch) at src + img * img_stride
+// + ch * ch_stride): planes of hp x wp with the image at row top, column left, into buf (g * c * hp
+// * wp floats, NCHW).
+void pad_images(const float* src, idx g, idx c, idx img_stride, idx ch_stride, idx h, idx w, idx top, idx left, idx hp,
+                idx wp, float* buf) {
+    const idx planes = g * c;
+    const idx lo = std::clamp<idx>(left, 0, wp), hi = std::clamp<idx>(left + w, lo, wp);
+#pragma omp parallel for num_threads(threads_for(planes * hp * wp)) schedule(static)
+    for (idx pl = 0; pl < planes; ++pl) {
+        const float* in = src + (pl / c) * img_stride + (pl % c) * ch_stride;
+        float* dst = buf + pl * hp * wp;
+        for (idx r = 0; r < hp; ++r) {
+            float* row = dst + r * wp;
+            const idx ir = r - top;
+            if (ir < 0 || ir >= h) {
+                std::fill(row, row + wp, 0.0f);
+                continue;
+            }
+            std::fill(row, row + lo, 0.0f);
+            std::memcpy(row + lo, in + ir * w + (lo - left), sizeof(float) * static_cast<std::size_t>(hi - lo));
+            std::fill(row + hi, row + wp, 0.0f);
+        }
+    }
+}
+
+// C rows (pixel (img, q) of images n0 .. n0 + g, row stride ldc) -> NCHW planes of `channels`
+// channels, in 16 x 16 blocks so that reads and writes both run along lines.
+void rows_to_nchw(const float* c, idx ldc, idx n0, idx g, idx channels, idx spatial, float* y) {
+    constexpr idx B = 16;
+    const idx qb = (spatial + B - 1) / B, cb = (channels + B - 1) / B;
+#pragma omp parallel for num_threads(threads_for(g * channels * spatial)) schedule(static)
+    for (idx t = 0; t < g * cb; ++t) {
+        const idx img = t / cb, c0 = (t % cb) * B, c1 = std::min(channels, c0 + B);
+        for (idx b = 0; b < qb; ++b) {
+            const idx q0 = b * B, q1 = std::min(spatial, q0 + B);
+            for (idx ch = c0; ch < c1; ++ch) {
+                float* o = y + ((n0 + img) * channels + ch) * spatial;
+                const float* src = c + (img * spatial) * ldc + ch;
+                for (idx q = q0; q < q1; ++q) o[q] = src[q * ldc];
+            }
+        }
+    }
+}
+
+// conv2d's input side zero-padded so that every tap of every output pixel lies inside it.
+struct Padded {
+    idx hp, wp;
+    explicit Padded(const ConvShape& s)
+        : hp(std::max(s.h + 2 * s.pad, (s.ho - 1) * s.stride + s.k)),
+          wp(std::max(s.w + 2 * s.pad, (s.wo - 1) * s.stride + s.k)) {}
+    idx image(const ConvShape& s) const { return s.c_in * hp * wp; }
+    // pixel (img, oh, ow)'s first tap, and tap (ch, ki, kj)'s offset from it
+    std::vector<std::int32_t> pixels(const ConvShape& s, idx g) const {
+        std::vector<std::int32_t> off(static_cast<std::size_t>(g * s.ho * s.wo));
+        for (idx img = 0, q = 0; img < g; ++img)
+            for (idx oh = 0; oh < s.ho; ++oh)
+                for (idx ow = 0; ow < s.wo; ++ow, ++q) off[q] = i32(img * image(s) + oh * s.stride * wp + ow * s.stride);
+        return off;
+    }
+    std::vector<std::int32_t> taps(const ConvShape& s) const {
+        std::vector<std::int32_t> off(static_cast<std::size_t>(s.c_in * s.k * s.k));
+        for (idx ch = 0, q = 0; ch < s.c_in; ++ch)
+            for (idx ki = 0; ki < s.k; ++ki)
+                for (idx kj = 0; kj < s.k; ++kj, ++q) off[q] = i32(ch * hp * wp + ki * wp + kj);
+        return off;
+    }
+    // g images of the input side (layout as for pad_images) into buf
+    void fill(const ConvShape& s, const float* src, idx g, idx img_stride, idx ch_stride, float* buf) const {
+        pad_images(src, g, s.c_in, img_stride, ch_stride, s.h, s.w, s.pad, s.pad, hp, wp, buf);
+    }
+};
+
+// Images per chunk of the pixels-on-the-broadcast-side paths: as chunk_images, for the padded images.
+idx chunk_images_padded(const ConvShape& s) { return chunk_images(s.n, s.ho * s.wo, Padded(s).image(s)); }
+
+// conv2d's forward for g images with the pixels on the broadcast side:
+//   C (g*Ho*Wo x C_out) = P^T (read in place from the padded images in xpad) W^T,
+// bias and activation in the epilogue, then into y's NCHW planes (images n0 ..). ct: scratch.
+void conv_direct(const ConvShape& s, const float* xpad, idx g, const float* w, const float* bias, Act act,
+                 float slope, float* ct, idx n0, float* y) {
+    const Padded pd(s);
+    const idx spatial = s.ho * s.wo, kk = s.c_in * s.k * s.k;
+    const std::vector<std::int32_t> roff = pd.pixels(s, g), koff = pd.taps(s);
+    gemm::DirectA a;
+    a.src = xpad, a.roff = roff.data(), a.koff = koff.data(), a.len = g * pd.image(s);
+    gemm::Problem p;
+    p.m = g * spatial, p.n = s.c_out, p.k = kk;
+    p.direct_a = &a;
+    p.b = w, p.ldb = kk, p.trans_b = true;
+    p.c = ct, p.ldc = s.c_out;
+    p.epi.bias_col = bias, p.epi.act = act, p.epi.slope = slope;
+    gemm::sgemm(p);
+    rows_to_nchw(ct, s.c_out, n0, g, s.c_out, spatial, y);
+}
+
+// The weight gradient with the taps on the broadcast side, for g images:
+//   dwt (C_in*k*k x C_out) (+)= P (read in place from xpad) dz^T,
+// dz in chunk layout (C_out x g*Ho*Wo).
+void weight_grad_direct(const ConvShape& s, const float* xpad, idx g, const float* dz, float* dwt, bool accumulate) {
+    const Padded pd(s);
+    const idx spatial = s.ho * s.wo, kk = s.c_in * s.k * s.k;
+    const std::vector<std::int32_t> roff = pd.taps(s), koff = pd.pixels(s, g);
+    gemm::DirectA a;
+    a.src = xpad, a.roff = roff.data(), a.koff = koff.data(), a.len = g * pd.image(s);
+    gemm::Problem p;
+    p.m = kk, p.n = s.c_out, p.k = g * spatial;
+    p.direct_a = &a;
+    p.b = dz, p.ldb = g * spatial, p.trans_b = true;
+    p.c = dwt, p.ldc = s.c_out, p.accumulate = accumulate;
+    gemm::sgemm(p);
+}
+
+// dw (C_out x C_in*k*k) (+)= dwt^T
+void add_transposed(const float* dwt, idx rows, idx cols, float* dw, bool accumulate) {
+#pragma omp parallel for num_threads(threads_for(rows * cols)) schedule(static)
+    for (idx co = 0; co < cols; ++co)
+        for (idx q = 0; q < rows; ++q) dw[co * rows + q] = accumulate ? dw[co * rows + q] + dwt[q * cols + co] : dwt[q * cols + co];
+}
+
 idx floor_div(idx a, idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 // The adjoint of conv2d in its input (see conv_adjoint), phase by phase (see the top of the file):
 //   out[img][c][ih][iw] = act(bias[c] + sum over co, ki, kj of w[co][c][ki][kj] z[img][co][oh][ow])
 // with oh*stride = ih + pad - ki and ow*stride = iw + pad - kj, for images n0 .. n0 + g of out
 // (NCHW). z holds just those g images: element (img, co, oh, ow) is
-// z[img * img_stride + co * ch_stride + oh * wo + ow].
+// z[img * img_stride + co * ch_stride + oh * wo + ow]. Each phase is one GEMM with the phase's
+// pixels on the broadcast side, read in place from a zero-padded copy of z:
+//   C_phase (pixels x C_in) = P_phase (pixels x (co, t, u)) W_phase ((co, t, u) x C_in).
 void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
                       idx g, const float* bias, Act act, float slope, float* out) {
     const idx S = s.stride, plane = s.h * s.w;
     // Phase r along an axis (the kernel is square) holds the pixels i = i0 + S*a, a < n, with
-    // i0 = (r - pad) mod S, reached by the taps r + S*t for t < nt, which read the input at
-    // q0 + a - t. Only phases with pixels are listed (at most min(S, size) of them), so the cost
-    // follows the output and never the stride.
+    // i0 = (r - pad) mod S, reached by the taps r + S*t for t < nt, which read z at q0 + a - t.
+    // Only phases with pixels are listed (at most min(S, size) of them), so the cost follows the
+    // output and never the stride.
     struct Phase {
         idx r, i0, n, nt, q0;
     };
@@ -173,58 +304,85 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
     };
     const std::vector<Phase> rows = phases(s.h), cols_ph = phases(s.w);
     const idx nr = static_cast<idx>(rows.size()), nc = static_cast<idx>(cols_ph.size());
+    // z padded so that every q0 + a - t of every phase lies inside: `top` rows above it, `left`
+    // columns before it
+    auto extent = [](const std::vector<Phase>& list, idx size) {
+        idx before = 0, end = size;
+        for (const Phase& ph : list) {
+            if (ph.nt > 0) before = std::max(before, ph.nt - 1 - ph.q0);
+            end = std::max(end, ph.q0 + ph.n);
+        }
+        return std::pair<idx, idx>{before, before + end};
+    };
+    const auto [top, hz] = extent(rows, s.ho);
+    const auto [left, wz] = extent(cols_ph, s.wo);
+    const idx zplane = hz * wz, zimage = s.c_out * zplane;
+    if (g * zimage > INT32_MAX) throw std::length_error("conv: a chunk of padded images holds more than 2^31 elements");
+    const auto zpad = scratch(g * zimage);
+    pad_images(z, g, s.c_out, img_stride, ch_stride, s.ho, s.wo, top, left, hz, wz, zpad.get());
     // every phase's output block stays until all are computed, so that each output row is then
     // written in one go (a phase at a time, the stride-S stores would sweep the whole output S*S times)
     std::vector<idx> start(static_cast<std::size_t>(nr * nc) + 1, 0);
     for (idx ph = 0; ph < nr * nc; ++ph) start[ph + 1] = start[ph] + s.c_in * g * rows[ph / nc].n * cols_ph[ph % nc].n;
     const auto c = scratch(start[nr * nc]);
     std::vector<float> wp;
+    std::vector<std::int32_t> roff, koff;
     for (idx pr = 0; pr < nr; ++pr)
         for (idx pc = 0; pc < nc; ++pc) {
             const Phase &ph = rows[pr], &pw = cols_ph[pc];
-            const idx kp = s.c_out * ph.nt * pw.nt, ncols = g * ph.n * pw.n;
-            // W_phase (c_in x kp): row c, column (co, t, u) = w[co][c][rh + S*t][rw + S*u]
-            wp.resize(static_cast<std::size_t>(std::max<idx>(1, s.c_in * kp)));
-            for (idx ch = 0; ch < s.c_in; ++ch)
-                for (idx co = 0; co < s.c_out; ++co)
-                    for (idx t = 0; t < ph.nt; ++t)
-                        for (idx u = 0; u < pw.nt; ++u)
-                            wp[ch * kp + (co * ph.nt + t) * pw.nt + u] =
+            const idx kp = s.c_out * ph.nt * pw.nt, npx = g * ph.n * pw.n;
+            // W_phase (kp x c_in): row (co, t, u), column c = w[co][c][r_h + S*t][r_w + S*u]
+            wp.resize(static_cast<std::size_t>(std::max<idx>(1, kp * s.c_in)));
+            for (idx co = 0; co < s.c_out; ++co)
+                for (idx t = 0; t < ph.nt; ++t)
+                    for (idx u = 0; u < pw.nt; ++u)
+                        for (idx ch = 0; ch < s.c_in; ++ch)
+                            wp[((co * ph.nt + t) * pw.nt + u) * s.c_in + ch] =
                                 w[((co * s.c_in + ch) * s.k + ph.r + S * t) * s.k + pw.r + S * u];
-            // P_phase: row (co, t, u), column (img, a, b) = z[img][co][q0h + a - t][q0w + b - u]
-            Patches::Taps taps{s.c_out, ch_stride, {}, {}};
-            for (idx t = 0; t < ph.nt; ++t)
-                for (idx u = 0; u < pw.nt; ++u) taps.di.push_back(i32(-t)), taps.dj.push_back(i32(-u));
-            const Patches::Pixels px{g, img_stride, ph.n, pw.n, 1, ph.q0, pw.q0};
-            const Patches patches(z, s.ho, s.wo, taps, px, false);
+            // P_phase: row (img, a, b), column (co, t, u) = zpad[img][co][top + q0h + a - t][left + q0w + b - u]
+            roff.resize(static_cast<std::size_t>(npx)), koff.resize(static_cast<std::size_t>(kp));
+            for (idx img = 0, q = 0; img < g; ++img)
+                for (idx a = 0; a < ph.n; ++a)
+                    for (idx bb = 0; bb < pw.n; ++bb, ++q)
+                        roff[q] = i32(img * zimage + (top + ph.q0 + a) * wz + left + pw.q0 + bb);
+            for (idx co = 0, q = 0; co < s.c_out; ++co)
+                for (idx t = 0; t < ph.nt; ++t)
+                    for (idx u = 0; u < pw.nt; ++u, ++q) koff[q] = i32(co * zplane - t * wz - u);
+            gemm::DirectA da;
+            da.src = zpad.get(), da.roff = roff.data(), da.koff = koff.data(), da.len = g * zimage;
             gemm::Problem p;
-            p.m = s.c_in, p.n = ncols, p.k = kp;
-            p.a = wp.data(), p.lda = std::max<idx>(1, kp);
-            p.gather_b = patches.operand();
-            p.c = c.get() + start[pr * nc + pc], p.ldc = ncols;
-            p.epi.bias_row = bias, p.epi.act = act, p.epi.slope = slope;
+            p.m = npx, p.n = s.c_in, p.k = kp;
+            p.direct_a = &da;
+            p.b = wp.data(), p.ldb = s.c_in;
+            p.c = c.get() + start[pr * nc + pc], p.ldc = s.c_in;
+            p.epi.bias_col = bias, p.epi.act = act, p.epi.slope = slope;
             gemm::sgemm(p);
         }
-    // write the NCHW planes row by row, each row's phases back to back
+    // write the NCHW planes row by row, each row's phases back to back; a block of 16 channels at
+    // a time shares the lines it reads
+    constexpr idx B = 16;
+    const idx cb = (s.c_in + B - 1) / B;
     const float* cp = c.get();
     FlushDenormals ftz;
 #pragma omp parallel for num_threads(threads_for(s.c_in * g * plane)) schedule(static) firstprivate(ftz)
-    for (idx ch = 0; ch < s.c_in; ++ch)
-        for (idx img = 0; img < g; ++img) {
+    for (idx t = 0; t < g * cb; ++t) {
+        const idx img = t / cb, c0 = (t % cb) * B, c1 = std::min(s.c_in, c0 + B);
+        for (idx ch = c0; ch < c1; ++ch) {
             float* o = out + ((n0 + img) * s.c_in + ch) * plane;
             for (idx pr = 0; pr < nr; ++pr)
                 for (idx a = 0; a < rows[pr].n; ++a) {
                     float* row = o + (rows[pr].i0 + S * a) * s.w;
                     for (idx pc = 0; pc < nc; ++pc) {
-                        const idx ncols = g * rows[pr].n * cols_ph[pc].n;
-                        const float* src = cp + start[pr * nc + pc] + ch * ncols + (img * rows[pr].n + a) * cols_ph[pc].n;
-                        for (idx b = 0; b < cols_ph[pc].n; ++b) row[cols_ph[pc].i0 + S * b] = src[b];
+                        const idx nb = cols_ph[pc].n;
+                        const float* src = cp + start[pr * nc + pc] + ((img * rows[pr].n + a) * nb) * s.c_in + ch;
+                        for (idx bb = 0; bb < nb; ++bb) row[cols_ph[pc].i0 + S * bb] = src[bb * s.c_in];
                     }
                 }
         }
+    }
 }
 
-// The same adjoint for images with few channels (C_in < kPhaseMinChannels), where a phase GEMM
+// The same adjoint for images with few channels (C_in < kDirectMinChannels), where a phase GEMM
 // would have too few rows to fill the register tile: cols (C_in*k*k x g*Ho*Wo) = W^T z on the
 // core (z gathered if it is not in chunk layout), then each output plane sums the cols entries that
 // land on it, (ki, kj) in order (col2im), and takes bias and activation.
@@ -271,10 +429,9 @@ void adjoint_unfolded(const ConvShape& s, const float* w, const float* z, idx im
 
 // out (images n0 .. n0 + g, NCHW) = act(bias + conv2d's adjoint applied to z): conv2d's data
 // gradient and conv_transpose2d's forward. Layout of z as for adjoint_by_phase.
-constexpr idx kPhaseMinChannels = 8;
 void conv_adjoint(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0, idx g,
                   const float* bias, Act act, float slope, float* out) {
-    if (s.c_in < kPhaseMinChannels) adjoint_unfolded(s, w, z, img_stride, ch_stride, n0, g, bias, act, slope, out);
+    if (s.c_in < kDirectMinChannels) adjoint_unfolded(s, w, z, img_stride, ch_stride, n0, g, bias, act, slope, out);
     else adjoint_by_phase(s, w, z, img_stride, ch_stride, n0, g, bias, act, slope, out);
 }
 
@@ -321,6 +478,17 @@ bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
                     float slope) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
     if (!all_finite(w, s.c_out * kk)) return false;
+    if (s.c_out >= kDirectMinChannels) {
+        const Padded pd(s);
+        const idx G = chunk_images_padded(s), image = s.c_in * s.h * s.w;
+        const auto xpad = scratch(G * pd.image(s)), ct = scratch(G * spatial * s.c_out);
+        for (idx n0 = 0; n0 < s.n; n0 += G) {
+            const idx g = std::min(G, s.n - n0);
+            pd.fill(s, x + n0 * image, g, image, s.h * s.w, xpad.get());
+            conv_direct(s, xpad.get(), g, w, b, act, slope, ct.get(), n0, y);
+        }
+        return true;
+    }
     const idx G = chunk_images(s.n, spatial, s.c_in * s.h * s.w);
     const auto z = scratch(s.c_out * G * spatial);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
@@ -333,17 +501,26 @@ bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 
 void conv2d_backward(const ConvShape& s, const float* dy, const float* x, const float* w, const float* y, float* dx,
                      float* dw, float* db, Act act, float slope, bool accumulate) {
-    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
-    const idx G = chunk_images(s.n, spatial, std::max(s.c_in * s.h * s.w, s.c_out * spatial));
+    const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo, image = s.c_in * s.h * s.w;
+    const bool direct = dw && s.c_out >= kDirectMinChannels;
+    const Padded pd(s);
+    const idx G = chunk_images(s.n, spatial, std::max({image, s.c_out * spatial, direct ? pd.image(s) : 0}));
     const auto dz = scratch(s.c_out * G * spatial);
+    const auto xpad = scratch(direct ? G * pd.image(s) : 0), dwt = scratch(direct ? kk * s.c_out : 0);
     if (db && !accumulate) std::fill(db, db + s.c_out, 0.0f);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
         act_grad_chunk(dy, y, n0, g, s.c_out, spatial, act, slope, dz.get(), db);
-        if (dw) weight_grad_chunk(s, dz.get(), x, n0, g, dw, accumulate || n0 > 0);
+        if (direct) {
+            pd.fill(s, x + n0 * image, g, image, s.h * s.w, xpad.get());
+            weight_grad_direct(s, xpad.get(), g, dz.get(), dwt.get(), n0 > 0);
+        } else if (dw) {
+            weight_grad_chunk(s, dz.get(), x, n0, g, dw, accumulate || n0 > 0);
+        }
         // dz's chunk layout: channel co of image img at co * g*spatial + img * spatial
         if (dx) conv_adjoint(s, w, dz.get(), spatial, g * spatial, n0, g, nullptr, Act::Identity, 0.0f, dx);
     }
+    if (direct && s.n > 0) add_transposed(dwt.get(), kk, s.c_out, dw, accumulate);
     if (dw && s.n == 0 && !accumulate) std::fill(dw, dw + s.c_out * kk, 0.0f);
 }
 
@@ -384,19 +561,29 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
             db[c] = accumulate ? db[c] + static_cast<float>(sum) : static_cast<float>(sum);
         }
     }
-    const idx G = chunk_images(s.n, spatial, std::max(s.c_in * plane, s.c_out * spatial));
+    // with 16 or more channels on the conv2d's output side, both run with dz's pixels or taps on
+    // the broadcast side, read in place from one zero-padded copy of dz
+    const bool direct = (dx || dw) && s.c_out >= kDirectMinChannels;
+    const Padded pd(s);
+    const idx G = chunk_images(s.n, spatial, std::max({s.c_in * plane, s.c_out * spatial, direct ? pd.image(s) : 0}));
     const auto xz = scratch(s.c_out * G * spatial);
+    const auto dzpad = scratch(direct ? G * pd.image(s) : 0), dwt = scratch(direct && dw ? kk * s.c_out : 0);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
-        if (dx) {
+        if (direct) pd.fill(s, dz.get() + n0 * s.c_in * plane, g, s.c_in * plane, plane, dzpad.get());
+        if (dx && direct) {
+            conv_direct(s, dzpad.get(), g, w, nullptr, Act::Identity, 0.0f, xz.get(), n0, dx);
+        } else if (dx) {
             conv_chunk(s, dz.get(), w, n0, g, xz.get(), nullptr, Act::Identity, 0.0f);
             chunk_to_nchw(xz.get(), n0, g, s.c_out, spatial, dx);
         }
         if (dw) {
             nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.get());
-            weight_grad_chunk(s, xz.get(), dz.get(), n0, g, dw, accumulate || n0 > 0);
+            if (direct) weight_grad_direct(s, dzpad.get(), g, xz.get(), dwt.get(), n0 > 0);
+            else weight_grad_chunk(s, xz.get(), dz.get(), n0, g, dw, accumulate || n0 > 0);
         }
     }
+    if (direct && dw && s.n > 0) add_transposed(dwt.get(), kk, s.c_out, dw, accumulate);
     if (dw && s.n == 0 && !accumulate) std::fill(dw, dw + s.c_out * kk, 0.0f);
 }
 

@@ -30,7 +30,7 @@ def within(got, want, scale, what):
 
 
 geometry = st.fixed_dictionaries({
-    "n": st.sampled_from([1, 2, 3]), "c_in": st.sampled_from([1, 3, 4, 9, 16]), "c_out": st.sampled_from([1, 2, 5, 9]),
+    "n": st.sampled_from([1, 2, 3]), "c_in": st.sampled_from([1, 3, 4, 9, 16, 17]), "c_out": st.sampled_from([1, 2, 5, 9, 16, 33]),
     "h": st.integers(4, 11), "w": st.integers(4, 11), "k": st.integers(1, 5), "stride": st.integers(1, 3),
     "pad": st.integers(0, 2), "act": st.sampled_from(ACTS), "bias": st.booleans(), "seed": st.integers(0, 2**31),
 })
@@ -115,6 +115,38 @@ def test_dcgan_geometry_against_float64(isa, isa_name, n):
     for got, want in zip(CPU.conv_transpose2d_backward(dyt, u, wt, yt, 2, 1, 0, "relu"),
                          REF.conv_transpose2d_backward(*f64(dyt, u, wt, yt), 2, 1, 0, "relu")):
         assert_close(got, want, 1e-4, 1e-4)
+
+
+@pytest.mark.parametrize("isa_name", pygan._core.supported_isas())
+def test_convolutions_over_several_chunks_against_float64(isa, isa_name, thread_count):
+    """Batches the kernels split into chunks of images (about 8,192 output pixels each), with odd
+    channel counts past 16 (the pixels on the broadcast side, C tiles cut in every lane position),
+    a stride with a remainder and a transposed conv with output padding; at 1 and 2 threads."""
+    isa(isa_name)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 17, 47, 45)).astype(np.float32)
+    w = (rng.standard_normal((33, 17, 3, 3)) * 0.1).astype(np.float32)
+    b = rng.standard_normal(33).astype(np.float32)
+    wt = (rng.standard_normal((17, 19, 5, 5)) * 0.1).astype(np.float32)
+    bt = rng.standard_normal(19).astype(np.float32)
+    results = []
+    for t in (1, 2):
+        pygan.set_num_threads(t)
+        y = CPU.conv2d_forward(x, w, b, 1, 1, "leaky_relu")
+        dy = np.random.default_rng(8).standard_normal(y.shape).astype(np.float32)
+        yt = CPU.conv_transpose2d_forward(x, wt, bt, 3, 2, 1, "tanh")
+        dyt = np.random.default_rng(9).standard_normal(yt.shape).astype(np.float32)
+        results.append([y, *CPU.conv2d_backward(dy, x, w, y, 1, 1, "leaky_relu"), yt,
+                        *CPU.conv_transpose2d_backward(dyt, x, wt, yt, 3, 2, 1, "tanh")])
+    for a, c in zip(*results):
+        np.testing.assert_array_equal(a, c)
+    y, dx, dw, db, yt, dxt, dwt, dbt = results[0]
+    assert_close(y, REF.conv2d_forward(*f64(x, w, b), 1, 1, "leaky_relu"), 1e-4, 1e-4)
+    for got, want in zip((dx, dw, db), REF.conv2d_backward(*f64(dy, x, w, y), 1, 1, "leaky_relu")):
+        assert_close(got, want, 1e-4, 1e-4)
+    assert_close(yt, REF.conv_transpose2d_forward(*f64(x, wt, bt), 3, 2, 1, "tanh"), 1e-4, 1e-4)
+    for got, want in zip((dxt, dwt, dbt), REF.conv_transpose2d_backward(*f64(dyt, x, wt, yt), 3, 2, 1, "tanh")):
+        assert_close(got, want, 1e-4, 2e-4)
 
 
 def test_conv_transpose_is_the_adjoint_of_conv():

@@ -119,15 +119,17 @@ def _layer_backward_cases(rng):
     w = rng.standard_normal((7, 9)).astype(np.float32) * 0.3
     y = REF.dense_forward(x, w, None, "tanh")
     yield "dense_backward", (rng.standard_normal(y.shape).astype(np.float32), x, w, y, "tanh"), w.shape, (9,)
-    xc = rng.standard_normal((2, 9, 6, 6)).astype(np.float32)
-    wc = rng.standard_normal((10, 9, 3, 3)).astype(np.float32) * 0.2
-    yc = REF.conv2d_forward(xc, wc, None, 2, 1, "leaky_relu")
-    yield ("conv2d_backward", (rng.standard_normal(yc.shape).astype(np.float32), xc, wc, yc, 2, 1, "leaky_relu"),
-           wc.shape, (10,))
-    wt = rng.standard_normal((9, 10, 4, 4)).astype(np.float32) * 0.2
-    yt = REF.conv_transpose2d_forward(xc, wt, None, 2, 1, 0, "relu")
-    yield ("conv_transpose2d_backward", (rng.standard_normal(yt.shape).astype(np.float32), xc, wt, yt, 2, 1, 0, "relu"),
-           wt.shape, (10,))
+    # convolutions on both sides of the 16-channel line where the pixels move to the broadcast side
+    for cin, cout in [(9, 10), (17, 18)]:
+        xc = rng.standard_normal((2, cin, 6, 6)).astype(np.float32)
+        wc = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32) * 0.2
+        yc = REF.conv2d_forward(xc, wc, None, 2, 1, "leaky_relu")
+        yield ("conv2d_backward", (rng.standard_normal(yc.shape).astype(np.float32), xc, wc, yc, 2, 1, "leaky_relu"),
+               wc.shape, (cout,))
+        wt = rng.standard_normal((cin, cout + 1, 4, 4)).astype(np.float32) * 0.2
+        yt = REF.conv_transpose2d_forward(xc, wt, None, 2, 1, 0, "relu")
+        yield ("conv_transpose2d_backward",
+               (rng.standard_normal(yt.shape).astype(np.float32), xc, wt, yt, 2, 1, 0, "relu"), wt.shape, (cout + 1,))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])

@@ -203,6 +203,7 @@ void dispatch_act(Act act, bool active, F&& f) {
 
 void pack_a_range(const Problem& p, const MicroKernel& K, idx m0, idx panel_lo, idx panel_hi, idx mb, idx k0, idx kc,
                   float* abuf, std::size_t capacity) {
+    if (p.direct_a) return;  // read in place by the kernels
     PYGAN_CHECK(panel_hi * K.mr * kc <= static_cast<idx>(capacity) && m0 + mb <= p.m, "A block outside its buffer");
     (void)capacity;
     if (K.pack_a) {
@@ -230,15 +231,21 @@ void compute_block(const Problem& p, const MicroKernel& K, idx m0, idx mb, const
     ep.last = k0 + kc == p.k;
     ep.act = p.epi.act;
     ep.slope = p.epi.slope;
+    const DirectA* d = p.direct_a;
+    const float* rows[kMaxMr] = {};
     for (idx i = 0; i < mb; i += K.mr) {
         const int mr = static_cast<int>(std::min<idx>(K.mr, mb - i));
-        const float* ap = abuf + (i / K.mr) * K.mr * kc;
+        const float* ap = d ? nullptr : abuf + (i / K.mr) * K.mr * kc;
+        if (d)
+            for (int r = 0; r < mr; ++r) rows[r] = d->src + d->roff[m0 + i + r];
         ep.bias_row = p.epi.bias_row ? p.epi.bias_row + m0 + i : nullptr;
         for (idx j = 0; j < nb; j += K.nr) {
             const int nr = static_cast<int>(std::min<idx>(K.nr, nb - j));
             const float* bp = bbuf + j * kc;
             ep.bias_col = p.epi.bias_col ? p.epi.bias_col + n0 + j : nullptr;
-            K.tile(kc, ap, bp, K.nr, p.c + (m0 + i) * p.ldc + n0 + j, p.ldc, mr, nr, ep);
+            float* c = p.c + (m0 + i) * p.ldc + n0 + j;
+            if (d) K.tile_direct(kc, rows, d->koff + k0, bp, K.nr, c, p.ldc, mr, nr, ep);
+            else K.tile(kc, ap, bp, K.nr, c, p.ldc, mr, nr, ep);
         }
     }
 }
@@ -325,9 +332,27 @@ idx n_block(const MicroKernel& K) {
     return l2 > 0 ? std::max<idx>(K.nr, l2 * 3 / 5 / (K.kc * idx{sizeof(float)}) / K.nr * K.nr) : K.nb;
 }
 
+// Bounds-checking builds: every element of a DirectA lies inside its source.
+void check_direct_a(const Problem& p) {
+#ifdef PYGAN_CHECK_BOUNDS
+    const DirectA& d = *p.direct_a;
+    std::int32_t klo = INT32_MAX, khi = INT32_MIN;
+    for (idx q = 0; q < p.k; ++q) klo = std::min(klo, d.koff[q]), khi = std::max(khi, d.koff[q]);
+    for (idx i = 0; i < p.m; ++i) {
+        const std::int64_t r = d.roff[i];
+        PYGAN_CHECK(r >= 0 && r < d.len && r + klo >= 0 && r + khi < d.len, "direct A element outside its source");
+    }
+#else
+    (void)p;
+#endif
+}
+
 void sgemm(const Problem& p) {
     if (p.gather_b && (p.trans_b || p.pro_b.active() || p.pro_b.colsum || p.b_nonfinite))
         throw std::invalid_argument("sgemm: a gathered B is not combined with trans_b, a B prologue, column sums or a NaN check");
+    if (p.direct_a && (p.trans_a || p.pro_a.active()))
+        throw std::invalid_argument("sgemm: a direct A is not combined with trans_a or an A prologue");
+    if (p.direct_a && p.m > 0 && p.k > 0) check_direct_a(p);
     if (p.n == 0) return;
     if (p.m == 0) {
         if (p.pro_b.colsum) colsum_only(p);
@@ -359,14 +384,14 @@ void sgemm(const Problem& p) {
         // A small A (one M block, at most 256K elements, 1 MiB: a batch of 256 through a layer) is packed by
         // every thread for itself, so the threads never wait for each other; a larger one is packed
         // once, the threads sharing the work, with a barrier on each side of its use.
-        const bool private_a = p.m <= K.mb && p.m * p.k <= (idx{1} << 18);
+        const bool private_a = p.direct_a || (p.m <= K.mb && p.m * p.k <= (idx{1} << 18));
         float* shared_a = private_a ? nullptr : tl_a.get(a_cap);
         bool bad[64] = {};  // one flag per thread (T <= 64 below), combined after the region
         FlushDenormals ftz;
 #pragma omp parallel num_threads(T) firstprivate(ftz)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            float* abuf = private_a ? tl_a.get(a_cap) : shared_a;
+            float* abuf = p.direct_a ? nullptr : private_a ? tl_a.get(a_cap) : shared_a;
             bool* nonfinite = p.b_nonfinite ? &bad[t] : nullptr;
             // column slices on 16-column boundaries; a narrow last panel costs only its vectors
             const idx n16 = (p.n + 15) / 16;
@@ -409,7 +434,7 @@ void sgemm(const Problem& p) {
                 for (idx k0 = 0; k0 < p.k; k0 += KC) {
                     const idx kc = std::min<idx>(KC, p.k - k0);
                     const auto a_cap = static_cast<std::size_t>(a_panels * K.mr * kc);
-                    float* abuf = tl_a.get(a_cap);
+                    float* abuf = p.direct_a ? nullptr : tl_a.get(a_cap);
                     pack_a_range(p, K, m0, 0, a_panels, mb, k0, kc, abuf, a_cap);
                     for (idx n0 = 0; n0 < p.n; n0 += NB) {
                         const idx nb = std::min<idx>(NB, p.n - n0);

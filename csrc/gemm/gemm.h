@@ -51,6 +51,16 @@ struct GatherB {
     std::int64_t len = 0;  // elements readable at src (checked in bounds-checking builds)
 };
 
+// A read in place, for convolutions with the pixels on the broadcast side (no packing):
+//   A(i, p) = src[roff[i] + koff[p]]
+// Every such element must lie in src[0, len) (callers pad the image), and so must src + roff[i].
+struct DirectA {
+    const float* src = nullptr;
+    const std::int32_t* roff = nullptr;  // length m
+    const std::int32_t* koff = nullptr;  // length k
+    std::int64_t len = 0;
+};
+
 struct Problem {
     idx m = 0, n = 0, k = 0;
     const float* a = nullptr;  // A(i, p) = trans_a ? a[p * lda + i] : a[i * lda + p]
@@ -66,6 +76,9 @@ struct Problem {
     // Optional: B gathered from an image instead of read from b (see GatherB), so a convolution
     // needs no unfolded copy. Not combined with trans_b, a B prologue or column sums.
     const GatherB* gather_b = nullptr;
+    // Optional: A read in place through an index rule (see DirectA) instead of packed from a; not
+    // combined with trans_a or an A prologue.
+    const DirectA* direct_a = nullptr;
     Prologue pro_a, pro_b;
     Epilogue epi;
 };

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "../activation.h"
@@ -31,6 +32,31 @@ struct TileEpilogue {
 // c: the tile's top-left element; row stride ldc. Only mr x nr elements are touched.
 using TileFn = void (*)(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
                         const TileEpilogue& ep);
+
+// The same tile with A read in place (see DirectA): A(r, k) = rows[r][koff[k]] for r < mr (rows
+// beyond mr are never read).
+using DirectTileFn = void (*)(idx kc, const float* const* rows, const std::int32_t* koff, const float* b, idx ldb,
+                              float* c, idx ldc, int mr, int nr, const TileEpilogue& ep);
+
+// Reads A for a tile: a packed micro-panel (a[k * MR + r]) ...
+template <int MR>
+struct PackedPanel {
+    const float* a;
+    const float* at(idx k) const { return a + k * MR; }
+};
+
+// ... or rows read in place (R row pointers held in registers, one offset per k).
+template <int R>
+struct InPlaceRows {
+    const float* rows[R];
+    const std::int32_t* koff;
+    struct Column {
+        const float* const* rows;
+        std::int32_t off;
+        float operator[](int r) const { return rows[r][off]; }
+    };
+    Column at(idx k) const { return {rows, koff[k]}; }
+};
 
 // One B micro-panel from a GatherB: rows [k0, k0 + kc), columns [j0, j0 + nr) into dst[kk * NR + jj],
 // columns nr .. NR zero-filled. (Masked vector gathers where the ISA has them.)
@@ -90,6 +116,9 @@ struct FmaBurst {
     int flops_per_rep;  // 2 x lanes x chains
 };
 
+// The largest MR of any kernel (the driver's row-pointer arrays for DirectTileFn).
+constexpr int kMaxMr = 8;
+
 struct MicroKernel {
     const char* isa;
     int mr, nr;   // register tile
@@ -97,6 +126,7 @@ struct MicroKernel {
     idx nb;       // N block of packed B (KC x NB stays in L2), where the L2 size is unknown
     idx mb;       // M block of packed A
     TileFn tile;
+    DirectTileFn tile_direct;
     GatherFn gather;
     PackTransFn pack_b_trans;
     PackCopyFn pack_b_checked;

@@ -18,8 +18,9 @@ inline __m256i lane_mask(int nr, int v) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes);
 }
 
-template <int R>
-void tile_rows(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
+// (ASrc: PackedPanel or InPlaceRows, see kernel.h)
+template <int R, class ASrc>
+void tile_rows(idx kc, const ASrc& as, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
     __m256 acc[R][NV];
     for (int r = 0; r < R; ++r)
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
@@ -35,7 +36,7 @@ void tile_rows(idx kc, const float* a, const float* b, idx ldb, float* c, idx ld
     for (idx k = 0; k < kc; ++k) {
         const float* bk = b + k * ldb;
         const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
-        const float* ak = a + k * MR;
+        const auto ak = as.at(k);
         for (int r = 0; r < R; ++r) {
             // a scalar read, not _mm256_broadcast_ss(ak + r): through that pointer GCC 12 kept acc[][]
             // in memory and stored all of it on every k step (half the speed)
@@ -64,13 +65,34 @@ void tile_rows(idx kc, const float* a, const float* b, idx ldb, float* c, idx ld
 
 void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
           const TileEpilogue& ep) {
+    const PackedPanel<MR> as{a};
     switch (mr) {
-        case 6: tile_rows<6>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 5: tile_rows<5>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 4: tile_rows<4>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 3: tile_rows<3>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 2: tile_rows<2>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        default: tile_rows<1>(kc, a, b, ldb, c, ldc, nr, ep); break;
+        case 6: tile_rows<6>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 5: tile_rows<5>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 4: tile_rows<4>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 3: tile_rows<3>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 2: tile_rows<2>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        default: tile_rows<1>(kc, as, b, ldb, c, ldc, nr, ep); break;
+    }
+}
+
+template <int R>
+void direct_rows(idx kc, const float* const* rows, const std::int32_t* koff, const float* b, idx ldb, float* c,
+                 idx ldc, int nr, const TileEpilogue& ep) {
+    InPlaceRows<R> as{{}, koff};
+    for (int r = 0; r < R; ++r) as.rows[r] = rows[r];
+    tile_rows<R>(kc, as, b, ldb, c, ldc, nr, ep);
+}
+
+void tile_direct(idx kc, const float* const* rows, const std::int32_t* koff, const float* b, idx ldb, float* c,
+                 idx ldc, int mr, int nr, const TileEpilogue& ep) {
+    switch (mr) {
+        case 6: direct_rows<6>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 5: direct_rows<5>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 4: direct_rows<4>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 3: direct_rows<3>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 2: direct_rows<2>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        default: direct_rows<1>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
     }
 }
 
@@ -124,7 +146,7 @@ float fma_burst(long reps, float a, float b) {
 }  // namespace
 
 const MicroKernel& kernel_avx2() {
-    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, nullptr, &pack_b_rows_avx<NR>, kBnRowsAvx,
+    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &tile_direct, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, nullptr, &pack_b_rows_avx<NR>, kBnRowsAvx,
                                {&fma_burst, 2 * 8 * 12}};
     return k;
 }

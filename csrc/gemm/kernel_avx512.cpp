@@ -21,8 +21,9 @@ inline __mmask16 lane_mask(int nr, int v) {
 }
 
 // R rows and V active 16-lane vectors (V < 3 for a narrow last panel, so no FMA is wasted on it)
-template <int R, int V>
-void tile_rv(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
+// (ASrc: PackedPanel or InPlaceRows, see kernel.h)
+template <int R, int V, class ASrc>
+void tile_rv(idx kc, const ASrc& as, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
     __m512 acc[R][V];
     for (int r = 0; r < R; ++r)
         for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
@@ -45,7 +46,7 @@ void tile_rv(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc,
         for (int v = 0; v < V; ++v) _mm_prefetch(pf + 64 * v, _MM_HINT_T0);
         __m512 bv[V];
         for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
-        const float* ak = a + k * MR;
+        const auto ak = as.at(k);
         for (int r = 0; r < R; ++r) {
             const __m512 av = _mm512_set1_ps(ak[r]);
             for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
@@ -67,24 +68,47 @@ void tile_rv(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc,
     }
 }
 
-template <int R>
-void tile_rows(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
-    if (nr > 32) tile_rv<R, 3>(kc, a, b, ldb, c, ldc, nr, ep);
-    else if (nr > 16) tile_rv<R, 2>(kc, a, b, ldb, c, ldc, nr, ep);
-    else tile_rv<R, 1>(kc, a, b, ldb, c, ldc, nr, ep);
+template <int R, class ASrc>
+void tile_rows(idx kc, const ASrc& as, const float* b, idx ldb, float* c, idx ldc, int nr, const TileEpilogue& ep) {
+    if (nr > 32) tile_rv<R, 3>(kc, as, b, ldb, c, ldc, nr, ep);
+    else if (nr > 16) tile_rv<R, 2>(kc, as, b, ldb, c, ldc, nr, ep);
+    else tile_rv<R, 1>(kc, as, b, ldb, c, ldc, nr, ep);
 }
 
 void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
           const TileEpilogue& ep) {
+    const PackedPanel<MR> as{a};
     switch (mr) {
-        case 8: tile_rows<8>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 7: tile_rows<7>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 6: tile_rows<6>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 5: tile_rows<5>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 4: tile_rows<4>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 3: tile_rows<3>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        case 2: tile_rows<2>(kc, a, b, ldb, c, ldc, nr, ep); break;
-        default: tile_rows<1>(kc, a, b, ldb, c, ldc, nr, ep); break;
+        case 8: tile_rows<8>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 7: tile_rows<7>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 6: tile_rows<6>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 5: tile_rows<5>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 4: tile_rows<4>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 3: tile_rows<3>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        case 2: tile_rows<2>(kc, as, b, ldb, c, ldc, nr, ep); break;
+        default: tile_rows<1>(kc, as, b, ldb, c, ldc, nr, ep); break;
+    }
+}
+
+template <int R>
+void direct_rows(idx kc, const float* const* rows, const std::int32_t* koff, const float* b, idx ldb, float* c,
+                 idx ldc, int nr, const TileEpilogue& ep) {
+    InPlaceRows<R> as{{}, koff};
+    for (int r = 0; r < R; ++r) as.rows[r] = rows[r];
+    tile_rows<R>(kc, as, b, ldb, c, ldc, nr, ep);
+}
+
+void tile_direct(idx kc, const float* const* rows, const std::int32_t* koff, const float* b, idx ldb, float* c,
+                 idx ldc, int mr, int nr, const TileEpilogue& ep) {
+    switch (mr) {
+        case 8: direct_rows<8>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 7: direct_rows<7>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 6: direct_rows<6>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 5: direct_rows<5>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 4: direct_rows<4>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 3: direct_rows<3>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        case 2: direct_rows<2>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
+        default: direct_rows<1>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
     }
 }
 
@@ -204,7 +228,7 @@ const MicroKernel& kernel_avx512() {
     // A micro-panel 8 x 768 floats (24 KiB) in L1. On a 48 KiB L1d and 1 MiB L2, KC 768 with NB 192 against
     // the earlier 384 with 672 (in-process A/B at 2 threads): 2048^3 +0-3%, the MLP GAN's batch-64 forward
     // layers up to +12%. Packed B block 768 x 192 (576 KiB) where the L2 size is unknown.
-    static const MicroKernel k{"avx512", MR, NR, 768, 192, 3072, &tile, &gather, &pack_b_trans_avx<NR>, &pack_b_copy, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx,
+    static const MicroKernel k{"avx512", MR, NR, 768, 192, 3072, &tile, &tile_direct, &gather, &pack_b_trans_avx<NR>, &pack_b_copy, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx,
                                {&fma_burst, 2 * 16 * 16}};
     return k;
 }

@@ -8,22 +8,26 @@ namespace {
 
 constexpr int MR = 4, NR = 16;
 
-void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
-          const TileEpilogue& ep) {
+// (ASrc: PackedPanel or InPlaceRows, see kernel.h; rows r >= mr of an InPlaceRows are never read)
+template <class ASrc>
+void tile_any(idx kc, const ASrc& as, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
+              const TileEpilogue& ep) {
     float acc[MR][NR] = {};
-    if (nr == NR) {
+    if (nr == NR && mr == MR) {
         for (idx k = 0; k < kc; ++k) {
             const float* bk = b + k * ldb;
+            const auto ak = as.at(k);
             for (int r = 0; r < MR; ++r) {
-                const float av = a[k * MR + r];
+                const float av = ak[r];
                 for (int j = 0; j < NR; ++j) acc[r][j] += av * bk[j];
             }
         }
     } else {
         for (idx k = 0; k < kc; ++k) {
             const float* bk = b + k * ldb;
-            for (int r = 0; r < MR; ++r) {
-                const float av = a[k * MR + r];
+            const auto ak = as.at(k);
+            for (int r = 0; r < mr; ++r) {
+                const float av = ak[r];
                 for (int j = 0; j < nr; ++j) acc[r][j] += av * bk[j];
             }
         }
@@ -41,6 +45,18 @@ void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, in
             cr[j] = v;
         }
     }
+}
+
+void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
+          const TileEpilogue& ep) {
+    tile_any(kc, PackedPanel<MR>{a}, b, ldb, c, ldc, mr, nr, ep);
+}
+
+void tile_direct(idx kc, const float* const* rows, const std::int32_t* koff, const float* b, idx ldb, float* c,
+                 idx ldc, int mr, int nr, const TileEpilogue& ep) {
+    InPlaceRows<MR> as{{}, koff};
+    for (int r = 0; r < MR; ++r) as.rows[r] = rows[r < mr ? r : 0];
+    tile_any(kc, as, b, ldb, c, ldc, mr, nr, ep);
 }
 
 inline bool inside(std::int32_t r, std::int32_t c, std::int32_t len) {
@@ -120,7 +136,7 @@ float fma_burst(long reps, float a, float b) {
 }  // namespace
 
 const MicroKernel& kernel_generic() {
-    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &gather, nullptr, nullptr, &apply_bias_act, nullptr, nullptr,
+    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &tile_direct, &gather, nullptr, nullptr, &apply_bias_act, nullptr, nullptr,
                                {&bn_sum, &bn_sqdev, &bn_normalize_act, &bn_grad_sums, &bn_grad_dx},
                                {&fma_burst, 2 * 8}};
     return k;
