@@ -58,10 +58,68 @@ int threads_for(idx work) { return work < (1 << 15) ? 1 : gemm::num_threads(); }
 
 inline std::int32_t i32(idx v) { return static_cast<std::int32_t>(v); }
 
-// An uninitialised float buffer, for scratch that is written before it is read (a std::vector
-// would zero it first, serially).
-std::unique_ptr<float[]> scratch(idx n) {
-    return std::unique_ptr<float[]>(new float[static_cast<std::size_t>(std::max<idx>(n, 1))]);
+// Uninitialised float buffers, for scratch that is written before it is read (a std::vector would
+// zero it first, serially), kept by each calling thread between calls. A large buffer handed back
+// to the C library is often returned to the system and faulted in again, page by page and zeroed,
+// on the next call: in a process that also held other large arrays, the DCGAN's step took about
+// 10,000 page faults and ran 25% slower with a fresh buffer per call.
+class ScratchPool {
+public:
+    class Buffer {
+    public:
+        Buffer(ScratchPool& pool, std::size_t slot) : pool_(pool), slot_(slot) {}
+        Buffer(const Buffer&) = delete;
+        Buffer& operator=(const Buffer&) = delete;
+        ~Buffer() { pool_.release(slot_); }
+        float* get() const { return pool_.slots_[slot_].data.get(); }
+
+    private:
+        ScratchPool& pool_;
+        std::size_t slot_;
+    };
+
+    // A buffer of at least n floats: the smallest free one that holds n, else a free one grown to n,
+    // else a new one.
+    Buffer take(idx n) {
+        const auto want = static_cast<std::size_t>(std::max<idx>(n, 1));
+        std::size_t fit = slots_.size(), largest = slots_.size();
+        for (std::size_t i = 0; i < slots_.size(); ++i) {
+            const std::size_t size = slots_[i].size;
+            if (slots_[i].busy) continue;
+            if (size >= want && (fit == slots_.size() || size < slots_[fit].size)) fit = i;
+            if (largest == slots_.size() || size > slots_[largest].size) largest = i;
+        }
+        const std::size_t pick = fit < slots_.size() ? fit : largest;
+        if (pick == slots_.size()) slots_.emplace_back();
+        Slot& sl = slots_[pick];
+        if (sl.size < want) {
+            sl.data.reset();  // the old one first, so that both are never held at once
+            sl.data.reset(new float[want]);
+            sl.size = want;
+        }
+        sl.busy = true;
+        return Buffer(*this, pick);
+    }
+
+private:
+    // Buffers above this size (256 MiB) are freed when handed back rather than kept.
+    static constexpr std::size_t kKeepFloats = std::size_t{1} << 26;
+    struct Slot {
+        std::unique_ptr<float[]> data;
+        std::size_t size = 0;
+        bool busy = false;
+    };
+    void release(std::size_t i) {
+        Slot& sl = slots_[i];
+        sl.busy = false;
+        if (sl.size > kKeepFloats) sl.data.reset(), sl.size = 0;
+    }
+    std::vector<Slot> slots_;
+};
+
+ScratchPool::Buffer scratch(idx n) {
+    thread_local ScratchPool pool;
+    return pool.take(n);
 }
 
 // A gathered GEMM operand: a patch matrix over a stack of images (see gemm::GatherB), with rows
@@ -545,8 +603,9 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
     with_act(act, [&](auto tag) {
         constexpr Act A = decltype(tag)::value;
         FlushDenormals ftz;
+        float* z = dz.get();
 #pragma omp parallel for num_threads(threads_for(total)) schedule(static) firstprivate(ftz)
-        for (idx i = 0; i < total; ++i) dz[i] = act_backward(A, dy[i], y[i], slope);
+        for (idx i = 0; i < total; ++i) z[i] = act_backward(A, dy[i], y[i], slope);
     });
     if (db) {
         const float* z = dz.get();

@@ -404,7 +404,9 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int], s
     """Measure every row (and with ``sweep`` the MLP GAN's train step at ``SWEEP_BATCHES`` on pygan
     cpu and the GPU alone); returns the rows and a description of the run."""
     import pygan
+    from .backend.cpu_backend import capped_threads
 
+    threads = capped_threads(threads, "--threads")
     pygan.set_num_threads(threads)
     peak = pygan._core.fma_peak(threads, PEAK_SECONDS, PEAK_TRIALS)
     torch = load_torch(threads)

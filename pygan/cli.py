@@ -539,8 +539,16 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
 def _configure_backend(name: str, threads: int | None) -> None:
     set_backend(name)
     if threads is not None:
-        from . import set_num_threads
+        import warnings as warning_module
 
+        from . import set_num_threads
+        from .backend import cpu_backend
+
+        with warning_module.catch_warnings(record=True) as caught:  # printed as one line, not a warning's two
+            warning_module.simplefilter("always")
+            threads = cpu_backend.capped_threads(threads, "--threads")
+        for w in caught:
+            print(f"pygan: warning: {w.message}", file=sys.stderr)
         set_num_threads(threads)
 
 

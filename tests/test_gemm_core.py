@@ -267,3 +267,34 @@ def test_pygan_isa_environment_variable_errors():
     assert r.returncode != 0 and "PYGAN_ISA: isa: unknown instruction set 'neon'" in r.stderr
     r = run_python("import pygan; pygan.set_backend('cpu')", PYGAN_NUM_THREADS="two")
     assert r.returncode != 0 and "PYGAN_NUM_THREADS" in r.stderr
+
+
+def test_thread_counts_past_the_cores_are_capped_with_a_warning():
+    """Every way in (the API, PYGAN_NUM_THREADS, the CLI's --threads) cuts a count above the cores this
+    process may run on to that number, saying so; the GEMM's own cap stays for what is left."""
+    cores = pygan.backend.cpu_backend.available_cores()
+    r = run_python("import pygan; pygan.set_backend('cpu'); print(pygan.get_num_threads())",
+                   PYGAN_NUM_THREADS=str(cores + 1))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(cores)]
+    assert f"RuntimeWarning: PYGAN_NUM_THREADS: {cores + 1} threads on {cores} cores; using {cores}" in r.stderr
+    code = ("import sys; from pygan import cli, get_num_threads; cli._configure_backend('cpu', int(sys.argv[1])); "
+            "print(get_num_threads())")
+    r = subprocess.run([sys.executable, "-c", code, str(cores + 5)], capture_output=True, text=True, timeout=120,
+                       cwd=tempfile.gettempdir())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(cores)]
+    assert r.stderr.strip() == f"pygan: warning: --threads: {cores + 5} threads on {cores} cores; using {cores}"
+
+
+@pytest.mark.parametrize("env, want", [
+    ({}, "1000"),                                  # pygan's default: spin briefly, then sleep
+    ({"GOMP_SPINCOUNT": "7"}, "7"),                # a user's own count wins
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, None),        # and so does a user's wait policy
+])
+def test_openmp_spin_default_leaves_a_users_setting_alone(env, want):
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    r = subprocess.run([sys.executable, "-c", "import os, pygan; print(os.environ.get('GOMP_SPINCOUNT'))"],
+                       env={**clean, **env}, capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(want)

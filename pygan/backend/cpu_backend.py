@@ -8,6 +8,7 @@ and ``backend_info()`` names each of them.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -31,12 +32,31 @@ def set_isa(name: str) -> None:
     _core.set_isa(name)
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system reports one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API on this system
+        return max(1, os.cpu_count() or 1)
+
+
+def capped_threads(n: int, name: str = "n") -> int:
+    """``n`` threads capped at the cores this process may run on, with a RuntimeWarning naming ``name``
+    when it is cut: a thread beyond the cores only waits, and makes every barrier wait for it."""
+    cores = available_cores()
+    if n > cores:
+        warnings.warn(f"{name}: {n} threads on {cores} cores; using {cores}", RuntimeWarning, stacklevel=3)
+        return cores
+    return n
+
+
 def set_num_threads(n: int) -> None:
-    """Threads for the GEMM core and the Cython loops (results do not depend on it)."""
+    """Threads for the GEMM core and the Cython loops (results do not depend on it), at most the
+    cores this process may run on (more are cut, with a RuntimeWarning)."""
     n = C.check_int("n", n, 1)
     if n > _core.MAX_THREADS:
         raise ValueError(f"n: the number of threads must be in 1 .. {_core.MAX_THREADS}, got {n}")
-    _core.set_num_threads(n)
+    _core.set_num_threads(capped_threads(n))
 
 
 def get_num_threads() -> int:
@@ -270,7 +290,7 @@ def _configure_from_environment() -> None:
     if threads:
         if not threads.isdigit() or not 1 <= int(threads) <= _core.MAX_THREADS:
             raise ValueError(f"PYGAN_NUM_THREADS: expected a whole number in 1 .. {_core.MAX_THREADS}, got {threads!r}")
-        set_num_threads(int(threads))
+        _core.set_num_threads(capped_threads(int(threads), "PYGAN_NUM_THREADS"))
 
 
 class CpuBackend(Backend):
