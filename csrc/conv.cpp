@@ -213,6 +213,9 @@ void weight_grad_chunk(const ConvShape& s, const float* a, const float* x, idx n
 // ---- the pixels on the broadcast side (gemm::DirectA; see the top of the file) ---------------
 // Channels on a GEMM's N side from which it runs that way.
 constexpr idx kDirectMinChannels = 16;
+// The forward also needs this much depth (C_in * k * k): over a 1-channel image's 16 taps each tile
+// stores as much as it computes, and the gathered path ran the DCGAN's 1 -> 64 conv 20% faster.
+constexpr idx kDirectMinDepth = 64;
 
 // A zero-padded copy of g images of c planes of h x w each (plane (img, ch) at src + img * img_stride
 // + ch * ch_stride): planes of hp x wp with the image at row top, column left, into buf (g * c * hp
@@ -536,7 +539,7 @@ bool conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
                     float slope) {
     const idx kk = s.c_in * s.k * s.k, spatial = s.ho * s.wo;
     if (!all_finite(w, s.c_out * kk)) return false;
-    if (s.c_out >= kDirectMinChannels) {
+    if (s.c_out >= kDirectMinChannels && kk >= kDirectMinDepth) {
         const Padded pd(s);
         const idx G = chunk_images_padded(s), image = s.c_in * s.h * s.w;
         const auto xpad = scratch(G * pd.image(s)), ct = scratch(G * spatial * s.c_out);
@@ -621,16 +624,17 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
         }
     }
     // with 16 or more channels on the conv2d's output side, both run with dz's pixels or taps on
-    // the broadcast side, read in place from one zero-padded copy of dz
-    const bool direct = (dx || dw) && s.c_out >= kDirectMinChannels;
+    // the broadcast side (dx as conv2d_forward chooses), read in place from one zero-padded copy of dz
+    const bool direct_dw = dw && s.c_out >= kDirectMinChannels;
+    const bool direct_dx = dx && s.c_out >= kDirectMinChannels && kk >= kDirectMinDepth, direct = direct_dw || direct_dx;
     const Padded pd(s);
     const idx G = chunk_images(s.n, spatial, std::max({s.c_in * plane, s.c_out * spatial, direct ? pd.image(s) : 0}));
     const auto xz = scratch(s.c_out * G * spatial);
-    const auto dzpad = scratch(direct ? G * pd.image(s) : 0), dwt = scratch(direct && dw ? kk * s.c_out : 0);
+    const auto dzpad = scratch(direct ? G * pd.image(s) : 0), dwt = scratch(direct_dw ? kk * s.c_out : 0);
     for (idx n0 = 0; n0 < s.n; n0 += G) {
         const idx g = std::min(G, s.n - n0);
         if (direct) pd.fill(s, dz.get() + n0 * s.c_in * plane, g, s.c_in * plane, plane, dzpad.get());
-        if (dx && direct) {
+        if (direct_dx) {
             conv_direct(s, dzpad.get(), g, w, nullptr, Act::Identity, 0.0f, xz.get(), n0, dx);
         } else if (dx) {
             conv_chunk(s, dz.get(), w, n0, g, xz.get(), nullptr, Act::Identity, 0.0f);
@@ -638,11 +642,11 @@ void conv_transpose2d_backward(const ConvShape& s, const float* dy, const float*
         }
         if (dw) {
             nchw_to_chunk(x, n0, g, s.c_out, spatial, xz.get());
-            if (direct) weight_grad_direct(s, dzpad.get(), g, xz.get(), dwt.get(), n0 > 0);
+            if (direct_dw) weight_grad_direct(s, dzpad.get(), g, xz.get(), dwt.get(), n0 > 0);
             else weight_grad_chunk(s, xz.get(), dz.get(), n0, g, dw, accumulate || n0 > 0);
         }
     }
-    if (direct && dw && s.n > 0) add_transposed(dwt.get(), kk, s.c_out, dw, accumulate);
+    if (direct_dw && s.n > 0) add_transposed(dwt.get(), kk, s.c_out, dw, accumulate);
     if (dw && s.n == 0 && !accumulate) std::fill(dw, dw + s.c_out * kk, 0.0f);
 }
 
