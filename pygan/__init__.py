@@ -4,16 +4,6 @@ Three backends run one op table: ``numpy`` (the reference), ``cpu`` (native kern
 and ``cupy`` (GPU, optional).
 """
 
-import os as _os
-
-# OpenMP's idle threads spin for GOMP_SPINCOUNT rounds (300,000 by default) before they sleep; on a
-# machine where another process wants the cores, that spinning took a DCGAN step at 2 threads from
-# 68 to 230-260 ms (2x slower than 1 thread). 1,000 rounds kept the idle step within noise of the
-# default and the loaded one near a single thread's time (benchmarks/shared_cores.py). Set before
-# the native modules load libgomp; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
-if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
-    _os.environ["GOMP_SPINCOUNT"] = "1000"
-
 from .backend import backend_info, from_dlpack, from_numpy, get_backend, load_backend, set_backend, to_numpy, use_backend
 from .backend import cpu_backend
 from .autograd import Parameter, Tensor, enable_grad, grad, is_grad_enabled, no_grad, tensor
