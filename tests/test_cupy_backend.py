@@ -1,6 +1,7 @@
 """The cupy backend without a GPU: its Python logic against the NumPy reference on a stand-in
-device (kernels checked against the .cu signatures and emulated), transfer counts in a train
-step, and errors. The same comparisons run on a real GPU in test_cupy_gpu.py when one exists."""
+device (each launch checked against the .cu signature, then run from the kernel's own source compiled
+for the CPU and checked against a NumPy emulation), transfer counts in a train step, and errors. The
+same comparisons run on a real GPU in test_cupy_gpu.py when one exists."""
 
 from __future__ import annotations
 
@@ -297,3 +298,53 @@ def test_resampling_group_norm_and_rmsprop(ops):
         ref.rmsprop_update(p, g, s, 1e-3, 0.99, 1e-8)
     close(pd, p)
     close(sd, s)
+
+
+def test_every_kernel_runs_from_its_cuda_source_on_the_cpu(ops, standin):
+    """Each kernel's own .cu source, compiled as C++ (tests/cuda_on_cpu.py), runs on odd sizes through the
+    backend and matches the reference (and, launch by launch, the stand-in's emulation): what the kernels
+    compute is checked here, before any GPU sees them."""
+    assert standin.cpu_kernels is not None, "g++ (which builds pygan) should also build the CUDA sources for the CPU"
+    rng = np.random.default_rng(11)
+    x, w, b = r(rng, 5, 7), r(rng, 7, 19), r(rng, 19)
+    y = ops.dense_forward(device(x), device(w), device(b), "tanh")
+    close(y, ref.dense_forward(x, w, b, "tanh"))
+    dy = r(rng, 5, 19)
+    for got, want in zip(ops.dense_backward(device(dy), device(x), device(w), y, "tanh"),
+                         ref.dense_backward(dy, x, w, host(y), "tanh")):
+        close(got, want, 1e-4)
+    close(ops.activation_forward(device(x), "leaky_relu"), ref.activation_forward(x, "leaky_relu"))
+    close(ops.activation_backward(device(x), device(np.tanh(x)), "tanh"), ref.activation_backward(x, np.tanh(x), "tanh"))
+    xc, wc, bc = r(rng, 2, 3, 9, 7), r(rng, 17, 3, 4, 4), r(rng, 17)
+    yc = ops.conv2d_forward(device(xc), device(wc), device(bc), 2, 1, "relu")
+    close(yc, ref.conv2d_forward(xc, wc, bc, 2, 1, "relu"), 1e-4)
+    dyc = r(rng, *yc.shape)
+    for got, want in zip(ops.conv2d_backward(device(dyc), device(xc), device(wc), yc, 2, 1, "relu"),
+                         ref.conv2d_backward(dyc, xc, wc, host(yc), 2, 1, "relu")):
+        close(got, want, 1e-4)
+    xb, gamma, beta = r(rng, 3, 5, 4, 3), r(rng, 5, lo=0.5, hi=1.5), r(rng, 5)
+    rm, rv = np.zeros(5, np.float32), np.ones(5, np.float32)
+    yb, mean, invstd = ops.batch_norm_forward(device(xb), device(gamma), device(beta), device(rm.copy()),
+                                              device(rv.copy()), True, 0.1, 1e-5, "relu")
+    ye, me, ie = ref.batch_norm_forward(xb, gamma, beta, rm.copy(), rv.copy(), True, 0.1, 1e-5, "relu")
+    close(yb, ye, 1e-4)
+    dyb = r(rng, *xb.shape)
+    for got, want in zip(ops.batch_norm_backward(device(dyb), device(xb), yb, device(gamma), mean, invstd, True, "relu"),
+                         ref.batch_norm_backward(dyb, xb, host(yb), gamma, me, ie, True, "relu")):
+        close(got, want, 1e-4)
+    p, g = r(rng, 1001), r(rng, 1001)
+    for update, state, args in (("sgd_update", 1, (0.1, 0.5)), ("adam_update", 2, (1e-3, 0.5, 0.999, 1e-8, 3)),
+                                ("rmsprop_update", 1, (1e-3, 0.99, 1e-8))):
+        bufs = [r(rng, 1001, lo=0, hi=1) for _ in range(state)]
+        pd, dev_bufs = device(p), [device(s) for s in bufs]
+        getattr(ops, update)(pd, device(g), *dev_bufs, *args)
+        want_p = p.copy()
+        getattr(ref, update)(want_p, g, *bufs, *args)
+        close(pd, want_p, 1e-5)
+    xs, cs = r(rng, 13, 5, lo=0, hi=1), r(rng, 21, 5, lo=0, hi=1)
+    from pygan.backend import cpu_backend
+
+    inv = 1 / (2 * np.array([0.2, 0.7]) ** 2)
+    np.testing.assert_allclose(ops.parzen_log_sum_exp(device(xs), device(cs), inv, block=8),
+                               cpu_backend.parzen_log_sum_exp(xs, cs, inv), rtol=1e-5, atol=1e-4)
+    assert set(standin.real_runs) == set(SIGNATURES), set(SIGNATURES) - set(standin.real_runs)
