@@ -114,6 +114,12 @@ def emulate(name, grid, a):
         g = _act_grad(f(dy), f(y), act, slope)
         f(dz)[...] = g
         f(db)[...] = _chan_view(g, inner, ch).sum(axis=(0, 2))
+    elif name == "act_grad_bias_grad_rows":
+        dy, y, dz, db, rows, ch, act, slope = a
+        assert grid == (-(-ch // 32),), "32 columns per block"
+        g = _act_grad(f(dy), f(y), act, slope)
+        f(dz)[...] = g
+        f(db)[...] = g.reshape(rows, ch).sum(axis=0)
     elif name == "act_forward":
         x, y, total, act, slope = a
         f(y)[...] = _act(f(x), act, slope)

@@ -36,6 +36,34 @@ __global__ void act_grad_bias_grad(const float* dy, const float* y, float* dz, f
     if (threadIdx.x == 0) db[c] = total;
 }
 
+// The same for a dense layer's (rows, channels) matrix (inner == 1), read along rows: block b takes
+// columns 32b .. 32b + 31; thread t reads column 32b + t % 32 of rows t / 32, t / 32 + 8, ..., so each
+// warp reads 32 consecutive floats of a row (one-block-per-channel would read with a stride of
+// `channels`). The 8 partial sums of a column are then added in a fixed order. Launch: grid
+// ceil(channels / 32), block 256.
+__global__ void act_grad_bias_grad_rows(const float* dy, const float* y, float* dz, float* db, long long rows,
+                                        int channels, int act, float slope) {
+    __shared__ float part[8][32];
+    const int lane = threadIdx.x % 32, group = threadIdx.x / 32;
+    const long long c = (long long)blockIdx.x * 32 + lane;
+    float acc = 0.f;
+    if (c < channels) {
+        for (long long r = group; r < rows; r += 8) {
+            const long long idx = r * channels + c;
+            const float g = pg_act_grad(dy[idx], y[idx], act, slope);
+            dz[idx] = g;
+            acc += g;
+        }
+    }
+    part[group][lane] = acc;
+    __syncthreads();
+    if (group == 0 && c < channels) {
+        float total = 0.f;
+        for (int k = 0; k < 8; ++k) total += part[k][lane];
+        db[c] = total;
+    }
+}
+
 // Standalone activation forward/backward. Grid-stride, block 256.
 __global__ void act_forward(const float* x, float* y, long long total, int act, float slope) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;

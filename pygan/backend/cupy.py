@@ -85,7 +85,7 @@ class Kernels:
 
 
 _KERNELS = {
-    "epilogue.cu": ("bias_act", "act_grad_bias_grad", "act_forward", "act_backward"),
+    "epilogue.cu": ("bias_act", "act_grad_bias_grad", "act_grad_bias_grad_rows", "act_forward", "act_backward"),
     "batch_norm.cu": ("bn_stats", "bn_forward", "bn_backward_reduce", "bn_backward_dx"),
     "im2col.cu": ("im2col", "col2im"),
     "optim.cu": ("sgd_momentum", "adam", "rmsprop"),
@@ -131,7 +131,11 @@ class CupyOps:
         dz = self.cp.empty_like(dy)
         db = self.cp.empty(channels, dtype=dy.dtype)
         count = dy.size // channels if channels else 0
-        self.k.per_channel("act_grad_bias_grad", channels, dy, y, dz, db, _i64(count), _i64(inner), _i32(channels), act, slope)
+        if inner == 1 and channels:  # a dense layer: rows read whole, 32 columns per block
+            self.k.function("act_grad_bias_grad_rows")((-(-channels // 32),), (BLOCK,),
+                                                       (dy, y, dz, db, _i64(count), _i32(channels), act, slope))
+        else:
+            self.k.per_channel("act_grad_bias_grad", channels, dy, y, dz, db, _i64(count), _i64(inner), _i32(channels), act, slope)
         return dz, db
 
     # -- activations -------------------------------------------------------------------------
