@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "../activation.h"
@@ -115,6 +116,27 @@ struct FmaBurst {
     float (*run)(long reps, float a, float b);
     int flops_per_rep;  // 2 x lanes x chains
 };
+
+// Calls f(std::integral_constant<int, R>{}) with R = mr, for 1 <= mr <= MR: a tile of mr rows runs the
+// instantiation for exactly that many.
+template <int MR, class F>
+inline void with_rows(int mr, F&& f) {
+    if constexpr (MR > 1) {
+        if (mr >= MR) return f(std::integral_constant<int, MR>{});
+        return with_rows<MR - 1>(mr, f);
+    } else {
+        (void)mr;
+        return f(std::integral_constant<int, 1>{});
+    }
+}
+
+// A tile's rows read in place: the R row pointers copied into an InPlaceRows<R>.
+template <int R>
+InPlaceRows<R> in_place_rows(const float* const* rows, const std::int32_t* koff) {
+    InPlaceRows<R> as{{}, koff};
+    for (int r = 0; r < R; ++r) as.rows[r] = rows[r];
+    return as;
+}
 
 // The largest MR of any kernel (the driver's row-pointer arrays for DirectTileFn).
 constexpr int kMaxMr = 8;

@@ -78,38 +78,15 @@ void tile_rows(idx kc, const ASrc& as, const float* b, idx ldb, float* c, idx ld
 void tile(idx kc, const float* a, const float* b, idx ldb, float* c, idx ldc, int mr, int nr,
           const TileEpilogue& ep) {
     const PackedPanel<MR> as{a};
-    switch (mr) {
-        case 8: tile_rows<8>(kc, as, b, ldb, c, ldc, nr, ep); break;
-        case 7: tile_rows<7>(kc, as, b, ldb, c, ldc, nr, ep); break;
-        case 6: tile_rows<6>(kc, as, b, ldb, c, ldc, nr, ep); break;
-        case 5: tile_rows<5>(kc, as, b, ldb, c, ldc, nr, ep); break;
-        case 4: tile_rows<4>(kc, as, b, ldb, c, ldc, nr, ep); break;
-        case 3: tile_rows<3>(kc, as, b, ldb, c, ldc, nr, ep); break;
-        case 2: tile_rows<2>(kc, as, b, ldb, c, ldc, nr, ep); break;
-        default: tile_rows<1>(kc, as, b, ldb, c, ldc, nr, ep); break;
-    }
-}
-
-template <int R>
-void direct_rows(idx kc, const float* const* rows, const std::int32_t* koff, const float* b, idx ldb, float* c,
-                 idx ldc, int nr, const TileEpilogue& ep) {
-    InPlaceRows<R> as{{}, koff};
-    for (int r = 0; r < R; ++r) as.rows[r] = rows[r];
-    tile_rows<R>(kc, as, b, ldb, c, ldc, nr, ep);
+    with_rows<MR>(mr, [&](auto rows) { tile_rows<decltype(rows)::value>(kc, as, b, ldb, c, ldc, nr, ep); });
 }
 
 void tile_direct(idx kc, const float* const* rows, const std::int32_t* koff, const float* b, idx ldb, float* c,
                  idx ldc, int mr, int nr, const TileEpilogue& ep) {
-    switch (mr) {
-        case 8: direct_rows<8>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
-        case 7: direct_rows<7>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
-        case 6: direct_rows<6>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
-        case 5: direct_rows<5>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
-        case 4: direct_rows<4>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
-        case 3: direct_rows<3>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
-        case 2: direct_rows<2>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
-        default: direct_rows<1>(kc, rows, koff, b, ldb, c, ldc, nr, ep); break;
-    }
+    with_rows<MR>(mr, [&](auto r) {
+        constexpr int R = decltype(r)::value;
+        tile_rows<R>(kc, in_place_rows<R>(rows, koff), b, ldb, c, ldc, nr, ep);
+    });
 }
 
 // 0 <= r + c < len, lane by lane (one unsigned compare covers both bounds)
