@@ -378,7 +378,13 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
     const auto [top, hz] = extent(rows, s.ho);
     const auto [left, wz] = extent(cols_ph, s.wo);
     const idx zplane = hz * wz, zimage = s.c_out * zplane;
-    if (g * zimage > INT32_MAX) throw std::length_error("conv: a chunk of padded images holds more than 2^31 elements");
+    if (g * zimage > INT32_MAX) {  // the padded chunk's offsets must fit in int32: halve the chunk
+        if (g == 1) throw std::length_error("conv: one padded image holds more than 2^31 elements");
+        const idx half = g / 2;
+        adjoint_by_phase(s, w, z, img_stride, ch_stride, n0, half, bias, act, slope, out);
+        adjoint_by_phase(s, w, z + half * img_stride, img_stride, ch_stride, n0 + half, g - half, bias, act, slope, out);
+        return;
+    }
     const auto zpad = scratch(g * zimage);
     pad_images(z, g, s.c_out, img_stride, ch_stride, s.ho, s.wo, top, left, hz, wz, zpad.get());
     // every phase's output block stays until all are computed, so that each output row is then
