@@ -65,6 +65,7 @@ def cell(args: argparse.Namespace, env: dict[str, str], threads: int, loaded: bo
 
 
 def main() -> None:
+    """Run the rounds (or, with --worker, one timed process) and print the table."""
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         model, batch, threads, seconds = sys.argv[2:6]
         worker(model, int(batch), int(threads), float(seconds))
