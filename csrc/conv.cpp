@@ -271,9 +271,10 @@ struct Padded {
     // pixel (img, oh, ow)'s first tap, and tap (ch, ki, kj)'s offset from it
     std::vector<std::int32_t> pixels(const ConvShape& s, idx g) const {
         std::vector<std::int32_t> off(static_cast<std::size_t>(g * s.ho * s.wo));
+        const idx img_size = image(s);
         for (idx img = 0, q = 0; img < g; ++img)
             for (idx oh = 0; oh < s.ho; ++oh)
-                for (idx ow = 0; ow < s.wo; ++ow, ++q) off[q] = i32(img * image(s) + oh * s.stride * wp + ow * s.stride);
+                for (idx ow = 0; ow < s.wo; ++ow, ++q) off[q] = i32(img * img_size + oh * s.stride * wp + ow * s.stride);
         return off;
     }
     std::vector<std::int32_t> taps(const ConvShape& s) const {
@@ -450,7 +451,7 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
 }
 
 // The same adjoint for images with few channels (C_in < kDirectMinChannels), where a phase GEMM
-// would have too few rows to fill the register tile: cols (C_in*k*k x g*Ho*Wo) = W^T z on the
+// would have too few columns to fill its vectors: cols (C_in*k*k x g*Ho*Wo) = W^T z on the
 // core (z gathered if it is not in chunk layout), then each output plane sums the cols entries that
 // land on it, (ki, kj) in order (col2im), and takes bias and activation.
 void adjoint_unfolded(const ConvShape& s, const float* w, const float* z, idx img_stride, idx ch_stride, idx n0,
