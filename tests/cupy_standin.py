@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pygan.backend import reference as ref
 from pygan.backend.cupy import BLOCK, KERNEL_FILES, MAX_GRID, cuda_source_dir
 
 
@@ -97,6 +98,34 @@ def _im2col_index(n, c, h, w, k, stride, pad, ho, wo):
     ih, iw = oh * stride - pad + ki, ow * stride - pad + kj
     ok = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
     return np.where(ok, ((img * c + ch) * h + ih) * w + iw, -1)
+
+
+def _planes(a, h, w):
+    return a.reshape(-1, 1, h, w)
+
+
+#: The resampling and padding kernels (src, dst, total, *geometry), emulated by the reference ops on
+#: one-channel planes.
+SPATIAL = {
+    "upsample2x": lambda x, h, w, mode: ref.upsample2x_forward(_planes(x, h, w), ref.UPSAMPLE_MODES[mode]),
+    "upsample2x_adjoint": lambda dy, h, w, mode: ref.upsample2x_backward(_planes(dy, 2 * h, 2 * w), ref.UPSAMPLE_MODES[mode]),
+    "avg_pool": lambda x, h, w, k: ref.avg_pool2d_forward(_planes(x, h, w), k),
+    "avg_pool_adjoint": lambda dy, h, w, k: ref.avg_pool2d_backward(_planes(dy, h // k, w // k), k, h, w),
+    "pixel_shuffle": lambda x, c, h, w, r: ref.pixel_shuffle_forward(x.reshape(-1, c * r * r, h, w), r),
+    "pixel_unshuffle": lambda dy, c, h, w, r: ref.pixel_shuffle_backward(dy.reshape(-1, c, h * r, w * r), r),
+    "reflection_pad": lambda x, h, w, p: ref.reflection_pad2d_forward(_planes(x, h, w), p),
+    "reflection_pad_adjoint": lambda dy, h, w, p: ref.reflection_pad2d_backward(_planes(dy, h + 2 * p, w + 2 * p), p),
+}
+
+
+def _group_view(x, mean, invstd, affine, inner, ch, groups, per_example):
+    """x as (N, C, inner) and its group statistics and affine broadcast against it."""
+    xv = x.reshape(-1, ch, inner)
+    n = xv.shape[0]
+    gid = np.arange(ch) // (ch // groups)
+    mu, inv = (v.reshape(n, groups)[:, gid][..., None] for v in (mean, invstd))
+    aff = affine.reshape(n, ch)[..., None] if per_example else affine.reshape(1, ch, 1)
+    return xv, mu, inv, aff
 
 
 def emulate(name, grid, a):
@@ -189,6 +218,44 @@ def emulate(name, grid, a):
         for s in range(nsig):
             w = f(inv)[s]
             f(out)[:, s] = -dmin[:, 0] * w + np.log(np.exp(-(np.maximum(rows, dmin) - dmin) * w).sum(axis=1))
+    elif name in SPATIAL:
+        src, dst, total, *geo = a
+        f(dst)[...] = SPATIAL[name](f(src), *geo).reshape(f(dst).shape)
+    elif name == "gn_stats":
+        x, mean, invstd, units, m, eps = a
+        xv = f(x).reshape(units, m).astype(np.float64)
+        mu = xv.mean(axis=1)
+        f(mean).reshape(-1)[...] = mu
+        f(invstd).reshape(-1)[...] = 1 / np.sqrt(((xv - mu[:, None]) ** 2).mean(axis=1) + np.float64(eps))
+    elif name == "gn_forward":
+        x, mean, invstd, gamma, beta, y, total, inner, ch, groups, per_example, act, slope = a
+        xv, mu, inv, gam = _group_view(f(x), f(mean), f(invstd), f(gamma), inner, ch, groups, per_example)
+        _, _, _, bet = _group_view(f(x), f(mean), f(invstd), f(beta), inner, ch, groups, per_example)
+        f(y)[...] = _act(((xv - mu) * inv) * gam + bet, act, slope).reshape(f(y).shape)
+    elif name == "gn_backward_group":
+        dy, y, x, mean, invstd, gamma, dz, stats, units, m, inner, ch, groups, per_example, act, slope = a
+        g = _act_grad(f(dy), f(y), act, slope)
+        f(dz)[...] = g
+        xv, mu, inv, gam = _group_view(f(x), f(mean), f(invstd), f(gamma), inner, ch, groups, per_example)
+        dxhat = (g.reshape(xv.shape) * gam).reshape(units, m).astype(np.float64)
+        xhat = ((xv - mu) * inv).reshape(units, m)
+        f(stats)[0::2] = dxhat.mean(axis=1)
+        f(stats)[1::2] = (dxhat * xhat).mean(axis=1)
+    elif name == "gn_backward_dx":
+        dz, x, mean, invstd, gamma, stats, dx, total, inner, ch, groups, per_example = a
+        xv, mu, inv, gam = _group_view(f(x), f(mean), f(invstd), f(gamma), inner, ch, groups, per_example)
+        n = xv.shape[0]
+        md = f(stats)[0::2].reshape(n, groups)[:, np.arange(ch) // (ch // groups)][..., None]
+        mdx = f(stats)[1::2].reshape(n, groups)[:, np.arange(ch) // (ch // groups)][..., None]
+        out = inv * (f(dz).reshape(xv.shape) * gam - md - ((xv - mu) * inv) * mdx)
+        f(dx)[...] = out.reshape(f(dx).shape)
+    elif name == "gn_affine_grad":
+        dz, x, mean, invstd, dgamma, dbeta, units, rows, inner, ch, groups, per_example = a
+        xv, mu, inv, _ = _group_view(f(x), f(mean), f(invstd), f(dgamma), inner, ch, groups, per_example)
+        g = f(dz).reshape(xv.shape).astype(np.float64)
+        dg, db = (g * ((xv - mu) * inv)).sum(axis=2), g.sum(axis=2)
+        f(dgamma).reshape(-1)[...] = dg.reshape(-1) if per_example else dg.sum(axis=0)
+        f(dbeta).reshape(-1)[...] = db.reshape(-1) if per_example else db.sum(axis=0)
     else:
         raise AssertionError(f"no emulation for kernel {name}")
 

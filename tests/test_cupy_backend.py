@@ -270,27 +270,51 @@ def test_host_device_moves(standin):
     assert np.shares_memory(v, a)
 
 
-def test_resampling_group_norm_and_rmsprop(ops):
-    """The new ops run the reference's expressions on the device array module; RMSprop is a kernel."""
-    rng = np.random.default_rng(7)
-    x = r(rng, 2, 8, 5, 6)
+def _resampling_and_group_norm(ops, rng, x):
+    """Every resampling/padding op and group norm (per-channel, per-example, instance and layer
+    norm, on images and on (N, C)) forward and backward on the device against the reference."""
+    n, c, h, w = x.shape
     for name, args, back in (("upsample2x", ("bilinear",), ("bilinear",)), ("upsample2x", ("nearest",), ("nearest",)),
-                             ("avg_pool2d", (2,), (2, 5, 6)), ("pixel_shuffle", (2,), (2,)),
-                             ("reflection_pad2d", (2,), (2,))):
+                             ("avg_pool2d", (2,), (2, h, w)), ("avg_pool2d", (3,), (3, h, w)),
+                             ("pixel_shuffle", (1,), (1,)), ("reflection_pad2d", (min(h, w) - 1,), (min(h, w) - 1,)),
+                             ("reflection_pad2d", (1,), (1,))):
         y = getattr(ops, name + "_forward")(device(x), *args)
         assert isinstance(y, type(device(x)))
         close(y, getattr(ref, name + "_forward")(x, *args))
         dy = r(rng, *y.shape)
         close(getattr(ops, name + "_backward")(device(dy), *back), getattr(ref, name + "_backward")(dy, *back))
-    for groups, shape in ((8, (8,)), (1, (8,)), (8, (2, 8))):
+    xs = r(rng, n, 9 * 2, h, w)  # 2 channels of 3x3 sub-pixels
+    close(ops.pixel_shuffle_forward(device(xs), 3), ref.pixel_shuffle_forward(xs, 3))
+    dys = r(rng, n, 2, 3 * h, 3 * w)
+    close(ops.pixel_shuffle_backward(device(dys), 3), ref.pixel_shuffle_backward(dys, 3))
+    for xg, groups, shape in ((x, c, (c,)), (x, 1, (c,)), (x, c, (n, c)), (x[:, :, 0, 0].copy(), 1, (c,))):
         gamma, beta = r(rng, *shape, lo=0.5, hi=1.5), r(rng, *shape)
-        y, mean, invstd = ops.group_norm_forward(device(x), device(gamma), device(beta), groups, 1e-5, "relu")
-        ye, me, ie = ref.group_norm_forward(x, gamma, beta, groups, 1e-5, "relu")
+        y, mean, invstd = ops.group_norm_forward(device(xg), device(gamma), device(beta), groups, 1e-5, "leaky_relu")
+        ye, me, ie = ref.group_norm_forward(xg, gamma, beta, groups, 1e-5, "leaky_relu")
         close(y, ye, 1e-4)
-        dy = r(rng, *x.shape)
-        for g, e in zip(ops.group_norm_backward(device(dy), device(x), y, device(gamma), mean, invstd, groups, "relu"),
-                        ref.group_norm_backward(dy, x, host(y), gamma, me, ie, groups, "relu")):
+        close(mean, me, 1e-5)
+        close(invstd, ie, 1e-4)
+        dy = r(rng, *xg.shape)
+        for g, e in zip(ops.group_norm_backward(device(dy), device(xg), y, device(gamma), mean, invstd, groups, "leaky_relu"),
+                        ref.group_norm_backward(dy, xg, host(y), gamma, me, ie, groups, "leaky_relu")):
             close(g, e, 1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 5, 6), (1, 3, 1, 7), (3, 2, 7, 3)])
+def test_resampling_and_group_norm_kernels(ops, standin, shape, monkeypatch):
+    """pygan's resampling, padding and group-norm kernels on odd sides (1-pixel lines, windows
+    that leave a remainder, padding of side - 1), with the grid capped at 3 blocks so every
+    kernel's loop over elements and over groups runs past its grid."""
+    monkeypatch.setattr(cupy_backend, "MAX_GRID", 3)
+    rng = np.random.default_rng(sum(shape))
+    if shape[2] < 3:  # a 3x3 pooling window needs 3 rows
+        shape = (shape[0], shape[1], 3, shape[3])
+    _resampling_and_group_norm(ops, rng, r(rng, *shape))
+    assert {"upsample2x_adjoint", "gn_affine_grad", "reflection_pad_adjoint"} <= set(standin.real_runs)
+
+
+def test_rmsprop_kernel(ops):
+    rng = np.random.default_rng(7)
     p, g, s = r(rng, 1001), r(rng, 1001), np.zeros(1001, np.float32)
     pd, sd = device(p), device(s)
     for _ in range(3):
@@ -347,4 +371,5 @@ def test_every_kernel_runs_from_its_cuda_source_on_the_cpu(ops, standin):
     inv = 1 / (2 * np.array([0.2, 0.7]) ** 2)
     np.testing.assert_allclose(ops.parzen_log_sum_exp(device(xs), device(cs), inv, block=8),
                                cpu_backend.parzen_log_sum_exp(xs, cs, inv), rtol=1e-5, atol=1e-4)
+    _resampling_and_group_norm(ops, rng, r(rng, 2, 3, 5, 7))
     assert set(standin.real_runs) == set(SIGNATURES), set(SIGNATURES) - set(standin.real_runs)

@@ -99,3 +99,39 @@ def test_optimizers_and_parzen_on_gpu(gpu):
     x, c = rng.random((300, 784)).astype(np.float32), rng.random((1000, 784)).astype(np.float32)
     inv = 1 / (2 * np.array([0.1, 0.3]) ** 2)
     np.testing.assert_allclose(gpu.parzen_log_sum_exp(x, c, inv), cpu_backend.parzen_log_sum_exp(x, c, inv), rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (3, 5, 7, 9), (64, 128, 16, 16)])
+def test_resampling_and_padding_on_gpu(gpu, shape):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    h, w = shape[2:]
+    cases = [("upsample2x", ("nearest",), ("nearest",)), ("upsample2x", ("bilinear",), ("bilinear",))]
+    if min(h, w) >= 2:
+        cases += [("avg_pool2d", (2,), (2, h, w)), ("reflection_pad2d", (min(h, w) - 1,), (min(h, w) - 1,))]
+    for name, args, back in cases:
+        y = getattr(gpu, name + "_forward")(dev(gpu, x), *args)
+        close(y, getattr(ref, name + "_forward")(x, *args), 1e-5)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        close(getattr(gpu, name + "_backward")(dev(gpu, dy), *back), getattr(ref, name + "_backward")(dy, *back))
+    xs = rng.standard_normal((shape[0], 4 * shape[1], h, w)).astype(np.float32)
+    close(gpu.pixel_shuffle_forward(dev(gpu, xs), 2), ref.pixel_shuffle_forward(xs, 2), 0)
+    close(gpu.pixel_shuffle_backward(dev(gpu, xs), 1), xs, 0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape, groups, affine", [((5, 6), 1, "channel"), ((2, 6, 5, 7), 3, "channel"),
+                                                    ((64, 128, 16, 16), 128, "example"), ((8, 64, 32, 32), 1, "channel")])
+def test_group_norm_on_gpu(gpu, shape, groups, affine):
+    rng = np.random.default_rng(groups)
+    x = rng.standard_normal(shape).astype(np.float32)
+    ashape = (shape[1],) if affine == "channel" else shape[:2]
+    gamma, beta = rng.uniform(0.5, 1.5, ashape).astype(np.float32), rng.standard_normal(ashape).astype(np.float32)
+    y, mean, invstd = gpu.group_norm_forward(dev(gpu, x), dev(gpu, gamma), dev(gpu, beta), groups, 1e-5, "relu")
+    ye, me, ie = ref.group_norm_forward(x, gamma, beta, groups, 1e-5, "relu")
+    close(y, ye)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    for g, e in zip(gpu.group_norm_backward(dev(gpu, dy), dev(gpu, x), y, dev(gpu, gamma), mean, invstd, groups, "relu"),
+                    ref.group_norm_backward(dy, x, y.get(), gamma, me, ie, groups, "relu")):
+        close(g, e, 1e-3)

@@ -33,3 +33,14 @@ __device__ __forceinline__ float pg_block_sum(float v, float* shared) {
     }
     return shared[0];
 }
+
+// The same in double (group norm's statistics are summed in double, as the reference's are).
+__device__ __forceinline__ double pg_block_sum_double(double v, double* shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+        __syncthreads();
+    }
+    return shared[0];
+}

@@ -16,6 +16,10 @@ bn_backward_dx      grid-stride, block 256
 im2col / col2im     grid-stride, block 256, one thread per column entry / per image element
 sgd_momentum, adam  grid-stride, block 256
 parzen_lse          one block of 256 per row of the distance block
+upsample2x, ...     grid-stride, block 256, one thread per pixel written (adjoints gather, no atomics)
+gn_stats, gn_back.  one block of 256 per group (grid <= 65535, looping over groups), sums in double
+gn_affine_grad      one block of 256 per affine entry (channel, or example x channel for AdaIN)
+gn_forward, _dx     grid-stride, block 256
 ==================  =============================================================================
 
 Arrays stay on the device for a whole train step. The ops check shapes, dtypes and layout from
@@ -40,7 +44,8 @@ from . import reference as ref
 ACT_CODES: dict[str, int] = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}
 BLOCK = 256
 MAX_GRID = 65535
-KERNEL_FILES: tuple[str, ...] = ("epilogue.cu", "batch_norm.cu", "im2col.cu", "optim.cu", "parzen.cu")
+KERNEL_FILES: tuple[str, ...] = ("epilogue.cu", "batch_norm.cu", "im2col.cu", "optim.cu", "parzen.cu", "spatial.cu",
+                                  "group_norm.cu")
 
 
 def cuda_source_dir() -> Path:
@@ -83,6 +88,12 @@ class Kernels:
             return
         self.function(name)((channels,), (BLOCK,), args)
 
+    def per_unit(self, name: str, units: int, *args: Any) -> None:
+        """One block per unit (a group, a channel), looping over units past the grid limit."""
+        if units == 0:
+            return
+        self.function(name)((min(units, MAX_GRID),), (BLOCK,), args)
+
 
 _KERNELS = {
     "epilogue.cu": ("bias_act", "act_grad_bias_grad", "act_grad_bias_grad_rows", "act_forward", "act_backward"),
@@ -90,6 +101,9 @@ _KERNELS = {
     "im2col.cu": ("im2col", "col2im"),
     "optim.cu": ("sgd_momentum", "adam", "rmsprop"),
     "parzen.cu": ("parzen_lse",),
+    "spatial.cu": ("upsample2x", "upsample2x_adjoint", "avg_pool", "avg_pool_adjoint", "pixel_shuffle", "pixel_unshuffle",
+                   "reflection_pad", "reflection_pad_adjoint"),
+    "group_norm.cu": ("gn_stats", "gn_forward", "gn_backward_group", "gn_backward_dx", "gn_affine_grad"),
 }
 
 
@@ -389,48 +403,124 @@ class CupyOps:
         onehot = index[..., None] == self.cp.arange(pieces, dtype=np.int32)
         return (onehot * dy[..., None]).astype(dy.dtype).reshape(dy.shape[0], -1)
 
-    # -- resampling, padding, group norm: the reference's array expressions, run by CuPy ------
+    # -- resampling, padding, group norm: pygan's kernels (spatial.cu, group_norm.cu) ----------
+    def _image_out(self, name: str, x: Any, shape: tuple[int, ...], *args: Any) -> Any:
+        """Launch the grid-stride kernel ``name`` writing a new ``(N, C, H, W)`` array of ``shape``."""
+        y = self.cp.empty(shape, dtype=x.dtype)
+        self.k.elementwise(name, y.size, x, y, _i64(y.size), *args)
+        return y
+
     def upsample2x_forward(self, x: Any, mode: str = "nearest") -> Any:
-        """2x nearest or bilinear upsampling (CuPy array expressions)."""
-        return ref.upsample2x_forward(x, mode, xp=self.cp)
+        """2x nearest or bilinear upsampling, one thread per output pixel."""
+        self._arr("x", x, 4)
+        code = _i32(ref.UPSAMPLE_MODES.index(ref.check_upsample_mode(mode)))
+        n, c, h, w = x.shape
+        return self._image_out("upsample2x", x, (n, c, 2 * h, 2 * w), _i32(h), _i32(w), code)
 
     def upsample2x_backward(self, dy: Any, mode: str = "nearest") -> Any:
-        """Its adjoint."""
-        return ref.upsample2x_backward(dy, mode, xp=self.cp)
+        """Its adjoint, one thread per input pixel gathering the outputs that read it."""
+        self._arr("dy", dy, 4)
+        code = _i32(ref.UPSAMPLE_MODES.index(ref.check_upsample_grad(dy, mode, self.cp)))
+        n, c, h2, w2 = dy.shape
+        return self._image_out("upsample2x_adjoint", dy, (n, c, h2 // 2, w2 // 2), _i32(h2 // 2), _i32(w2 // 2), code)
 
     def avg_pool2d_forward(self, x: Any, k: int = 2) -> Any:
         """k x k average pooling, stride k."""
-        return ref.avg_pool2d_forward(x, k, xp=self.cp)
+        self._arr("x", x, 4)
+        k = ref.check_avg_pool(x, k, self.cp)
+        n, c, h, w = x.shape
+        return self._image_out("avg_pool", x, (n, c, h // k, w // k), _i32(h), _i32(w), _i32(k))
 
     def avg_pool2d_backward(self, dy: Any, k: int, height: int, width: int) -> Any:
         """Its adjoint."""
-        return ref.avg_pool2d_backward(dy, k, height, width, xp=self.cp)
+        self._arr("dy", dy, 4)
+        k, height, width = ref.check_avg_pool_grad(dy, k, height, width, self.cp)
+        n, c = dy.shape[:2]
+        return self._image_out("avg_pool_adjoint", dy, (n, c, height, width), _i32(height), _i32(width), _i32(k))
 
     def pixel_shuffle_forward(self, x: Any, r: int = 2) -> Any:
         """The sub-pixel shuffle."""
-        return ref.pixel_shuffle_forward(x, r, xp=self.cp)
+        self._arr("x", x, 4)
+        r = ref.check_pixel_shuffle(x, r, self.cp)
+        n, cr, h, w = x.shape
+        c = cr // (r * r)
+        return self._image_out("pixel_shuffle", x, (n, c, h * r, w * r), _i32(c), _i32(h), _i32(w), _i32(r))
 
     def pixel_shuffle_backward(self, dy: Any, r: int = 2) -> Any:
         """Its inverse."""
-        return ref.pixel_shuffle_backward(dy, r, xp=self.cp)
+        self._arr("dy", dy, 4)
+        r = ref.check_pixel_shuffle_grad(dy, r, self.cp)
+        n, c, hr, wr = dy.shape
+        h, w = hr // r, wr // r
+        return self._image_out("pixel_unshuffle", dy, (n, c * r * r, h, w), _i32(c), _i32(h), _i32(w), _i32(r))
 
     def reflection_pad2d_forward(self, x: Any, padding: int = 1) -> Any:
         """Mirror padding."""
-        return ref.reflection_pad2d_forward(x, padding, xp=self.cp)
+        self._arr("x", x, 4)
+        p = ref.check_reflection_pad(x, padding, self.cp)
+        n, c, h, w = x.shape
+        return self._image_out("reflection_pad", x, (n, c, h + 2 * p, w + 2 * p), _i32(h), _i32(w), _i32(p))
 
     def reflection_pad2d_backward(self, dy: Any, padding: int = 1) -> Any:
-        """Its adjoint."""
-        return ref.reflection_pad2d_backward(dy, padding, xp=self.cp)
+        """Its adjoint, one thread per input pixel gathering the (up to 9) entries that mirror it."""
+        self._arr("dy", dy, 4)
+        p = ref.check_reflection_pad_grad(dy, padding, self.cp)
+        n, c, hp, wp = dy.shape
+        return self._image_out("reflection_pad_adjoint", dy, (n, c, hp - 2 * p, wp - 2 * p), _i32(hp - 2 * p),
+                               _i32(wp - 2 * p), _i32(p))
+
+    @staticmethod
+    def _group_geometry(x: Any, gamma: Any, groups: int) -> tuple[int, int, int, int, np.int32]:
+        """``(n, channels, inner, m, per_example)`` of a group norm: m elements per group."""
+        n, c = x.shape[:2]
+        inner = x.size // max(n * c, 1)
+        return n, c, inner, (c // groups) * inner, _i32(1 if gamma.ndim == 2 else 0)
 
     def group_norm_forward(self, x: Any, gamma: Any, beta: Any, groups: int, eps: float = 1e-5,
                            act: str = "identity", slope: float = 0.2) -> Any:
-        """Group / instance / layer norm and AdaIN with a fused activation."""
-        return ref.group_norm_forward(x, gamma, beta, groups, eps, act, slope, xp=self.cp)
+        """Group / instance / layer norm and AdaIN with a fused activation: per-group statistics
+        (two passes in double, one block per group), then normalise + affine + activation in one
+        sweep. A group whose 1 / std underflows is not refused here (that check needs a sync)."""
+        code, s = self._act(act, slope)
+        for name, a in (("x", x), ("gamma", gamma), ("beta", beta)):
+            self._arr(name, a)
+        groups = ref.check_group_norm(x, gamma, beta, groups, self.cp, finite=False)
+        if not eps > 0:
+            raise ValueError(f"eps: must be > 0, got {eps}")
+        n, c, inner, m, per_example = self._group_geometry(x, gamma, groups)
+        if m == 0:
+            return x.copy(), self.cp.zeros((n, groups), x.dtype), self.cp.ones((n, groups), x.dtype)
+        mean = self.cp.empty((n, groups), dtype=x.dtype)
+        invstd = self.cp.empty((n, groups), dtype=x.dtype)
+        self.k.per_unit("gn_stats", n * groups, x, mean, invstd, _i64(n * groups), _i64(m), _f32(eps))
+        y = self.cp.empty_like(x)
+        self.k.elementwise("gn_forward", x.size, x, mean, invstd, gamma, beta, y, _i64(x.size), _i64(inner), _i32(c),
+                           _i32(groups), per_example, code, s)
+        return y, mean, invstd
 
     def group_norm_backward(self, dy: Any, x: Any, y: Any, gamma: Any, mean: Any, invstd: Any, groups: int,
                             act: str = "identity", slope: float = 0.2) -> Any:
-        """Its gradients."""
-        return ref.group_norm_backward(dy, x, y, gamma, mean, invstd, groups, act, slope, xp=self.cp)
+        """Its gradients: per group dz and the two means dx needs (one block per group), dx in one
+        sweep, and the affine's gradients (one block per channel, or per example and channel)."""
+        code, s = self._act(act, slope)
+        for name, a in (("dy", dy), ("x", x), ("y", y), ("gamma", gamma), ("mean", mean), ("invstd", invstd)):
+            self._arr(name, a)
+        groups = ref.check_group_norm_grad(dy, x, y, gamma, mean, invstd, groups, self.cp, finite=False)
+        n, c, inner, m, per_example = self._group_geometry(x, gamma, groups)
+        dx = self.cp.zeros_like(x)
+        dgamma = self.cp.zeros(gamma.shape, dtype=x.dtype)
+        dbeta = self.cp.zeros(gamma.shape, dtype=x.dtype)
+        if m == 0:
+            return dx, dgamma, dbeta
+        dz = self.cp.empty_like(x)
+        stats = self.cp.empty(2 * n * groups, dtype=x.dtype)
+        self.k.per_unit("gn_backward_group", n * groups, dy, y, x, mean, invstd, gamma, dz, stats, _i64(n * groups),
+                        _i64(m), _i64(inner), _i32(c), _i32(groups), per_example, code, s)
+        self.k.elementwise("gn_backward_dx", x.size, dz, x, mean, invstd, gamma, stats, dx, _i64(x.size), _i64(inner),
+                           _i32(c), _i32(groups), per_example)
+        self.k.per_unit("gn_affine_grad", gamma.size, dz, x, mean, invstd, dgamma, dbeta, _i64(gamma.size), _i64(n),
+                        _i64(inner), _i32(c), _i32(groups), per_example)
+        return dx, dgamma, dbeta
 
     # -- optimizers --------------------------------------------------------------------------
     def _flat(self, **buffers: Any) -> int:

@@ -572,6 +572,14 @@ def _bilinear_last_adjoint(xp: Any, dy: Array) -> Array:
     return dx
 
 
+def check_upsample_grad(dy: Array, mode: Any, xp: Any = np) -> str:
+    """``dy`` is the gradient of a 2x upsampling (even sides); returns the mode."""
+    _check_image("dy", dy, xp)
+    if dy.shape[2] % 2 or dy.shape[3] % 2:
+        raise ValueError(f"dy: the output of a 2x upsampling has even sides, got shape {tuple(dy.shape)}")
+    return check_upsample_mode(mode)
+
+
 def upsample2x_forward(x: Array, mode: str = "nearest", xp: Any = np) -> Array:
     """2x upsampling of ``(N, C, H, W)`` to ``(N, C, 2H, 2W)``: ``nearest`` repeats each pixel,
     ``bilinear`` interpolates at half-pixel centres with clamped edges (PyTorch's
@@ -585,31 +593,25 @@ def upsample2x_forward(x: Array, mode: str = "nearest", xp: Any = np) -> Array:
 
 def upsample2x_backward(dy: Array, mode: str = "nearest", xp: Any = np) -> Array:
     """The gradient of :func:`upsample2x_forward` (its adjoint) from ``dy`` ``(N, C, 2H, 2W)``."""
-    _check_image("dy", dy, xp)
-    if dy.shape[2] % 2 or dy.shape[3] % 2:
-        raise ValueError(f"dy: the output of a 2x upsampling has even sides, got shape {tuple(dy.shape)}")
     n, c, h2, w2 = dy.shape
-    if check_upsample_mode(mode) == "nearest":
+    if check_upsample_grad(dy, mode, xp) == "nearest":
         return xp.ascontiguousarray(dy.reshape(n, c, h2 // 2, 2, w2 // 2, 2).sum(axis=(3, 5)))
     cols = _bilinear_last_adjoint(xp, dy)
     return xp.ascontiguousarray(xp.swapaxes(_bilinear_last_adjoint(xp, xp.swapaxes(cols, 2, 3)), 2, 3))
 
 
-def avg_pool2d_forward(x: Array, k: int = 2, xp: Any = np) -> Array:
-    """Average pooling over k x k windows with stride k: ``(N, C, H, W) -> (N, C, H // k, W // k)``
-    (rows and columns past the last whole window are dropped)."""
+def check_avg_pool(x: Array, k: Any, xp: Any = np) -> int:
+    """A k x k window fits in ``x``; returns k."""
     _check_image("x", x, xp)
     k = C.check_int("k", k, 1)
-    n, c, h, w = x.shape
-    ho, wo = h // k, w // k
-    if ho == 0 or wo == 0:
+    if x.shape[2] // k == 0 or x.shape[3] // k == 0:
         raise ValueError(f"k: a {k}x{k} window does not fit in an image of shape {tuple(x.shape)}")
-    win = x[:, :, : ho * k, : wo * k].reshape(n, c, ho, k, wo, k)
-    return xp.ascontiguousarray(win.sum(axis=(3, 5)) * x.dtype.type(1.0 / (k * k)))
+    return k
 
 
-def avg_pool2d_backward(dy: Array, k: int, height: int, width: int, xp: Any = np) -> Array:
-    """The gradient of :func:`avg_pool2d_forward` for an input of ``height`` x ``width``."""
+def check_avg_pool_grad(dy: Array, k: Any, height: Any, width: Any, xp: Any = np) -> tuple[int, int, int]:
+    """``dy`` is the gradient of a k x k pooling of a ``height`` x ``width`` image; returns
+    ``(k, height, width)``."""
     _check_image("dy", dy, xp)
     k = C.check_int("k", k, 1)
     height, width = C.check_int("height", height, 1), C.check_int("width", width, 1)
@@ -617,32 +619,62 @@ def avg_pool2d_backward(dy: Array, k: int, height: int, width: int, xp: Any = np
     if (height // k, width // k) != (ho, wo):
         raise ValueError(f"dy: shape {tuple(dy.shape)} is not a {k}x{k} pooling of a {height}x{width} image")
     C.check_elements("height", (n, c, height, width), "the gradient")
+    return k, height, width
+
+
+def avg_pool2d_forward(x: Array, k: int = 2, xp: Any = np) -> Array:
+    """Average pooling over k x k windows with stride k: ``(N, C, H, W) -> (N, C, H // k, W // k)``
+    (rows and columns past the last whole window are dropped)."""
+    k = check_avg_pool(x, k, xp)
+    n, c, h, w = x.shape
+    ho, wo = h // k, w // k
+    win = x[:, :, : ho * k, : wo * k].reshape(n, c, ho, k, wo, k)
+    return xp.ascontiguousarray(win.sum(axis=(3, 5)) * x.dtype.type(1.0 / (k * k)))
+
+
+def avg_pool2d_backward(dy: Array, k: int, height: int, width: int, xp: Any = np) -> Array:
+    """The gradient of :func:`avg_pool2d_forward` for an input of ``height`` x ``width``."""
+    k, height, width = check_avg_pool_grad(dy, k, height, width, xp)
+    n, c, ho, wo = dy.shape
     dx = xp.zeros((n, c, height, width), dtype=dy.dtype)
     share = dy * dy.dtype.type(1.0 / (k * k))
     dx[:, :, : ho * k, : wo * k] = xp.repeat(xp.repeat(share, k, axis=2), k, axis=3)
     return dx
 
 
-def pixel_shuffle_forward(x: Array, r: int = 2, xp: Any = np) -> Array:
-    """Sub-pixel convolution's rearrangement (Shi et al. 2016): ``(N, C r^2, H, W) -> (N, C, rH, rW)``,
-    ``y[n, c, h r + i, w r + j] = x[n, c r^2 + i r + j, h, w]``."""
+def check_pixel_shuffle(x: Array, r: Any, xp: Any = np) -> int:
+    """``x``'s channels split into groups of r^2 and the output fits; returns r."""
     _check_image("x", x, xp)
     r = C.check_int("r", r, 1)
     n, cr, h, w = x.shape
     if cr % (r * r):
         raise ValueError(f"x: {cr} channels do not split into groups of r^2 = {r * r}")
+    C.check_elements("r", (n, cr // (r * r), h * r, w * r), "the output")
+    return r
+
+
+def check_pixel_shuffle_grad(dy: Array, r: Any, xp: Any = np) -> int:
+    """``dy``'s sides are multiples of r; returns r."""
+    _check_image("dy", dy, xp)
+    r = C.check_int("r", r, 1)
+    if dy.shape[2] % r or dy.shape[3] % r:
+        raise ValueError(f"dy: sides of shape {tuple(dy.shape)} are not multiples of r = {r}")
+    return r
+
+
+def pixel_shuffle_forward(x: Array, r: int = 2, xp: Any = np) -> Array:
+    """Sub-pixel convolution's rearrangement (Shi et al. 2016): ``(N, C r^2, H, W) -> (N, C, rH, rW)``,
+    ``y[n, c, h r + i, w r + j] = x[n, c r^2 + i r + j, h, w]``."""
+    r = check_pixel_shuffle(x, r, xp)
+    n, cr, h, w = x.shape
     c = cr // (r * r)
-    C.check_elements("r", (n, c, h * r, w * r), "the output")
     return xp.ascontiguousarray(x.reshape(n, c, r, r, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c, h * r, w * r))
 
 
 def pixel_shuffle_backward(dy: Array, r: int = 2, xp: Any = np) -> Array:
     """The gradient of :func:`pixel_shuffle_forward` (its inverse rearrangement)."""
-    _check_image("dy", dy, xp)
-    r = C.check_int("r", r, 1)
+    r = check_pixel_shuffle_grad(dy, r, xp)
     n, c, hr, wr = dy.shape
-    if hr % r or wr % r:
-        raise ValueError(f"dy: sides of shape {tuple(dy.shape)} are not multiples of r = {r}")
     h, w = hr // r, wr // r
     return xp.ascontiguousarray(dy.reshape(n, c, h, r, w, r).transpose(0, 1, 3, 5, 2, 4).reshape(n, c * r * r, h, w))
 
@@ -654,11 +686,23 @@ def _check_pad(p: Any, h: int, w: int) -> int:
     return p
 
 
+def check_reflection_pad(x: Array, padding: Any, xp: Any = np) -> int:
+    """Reflection padding of ``x`` by ``padding`` (shorter than its sides); returns it."""
+    _check_image("x", x, xp)
+    return _check_pad(padding, x.shape[2], x.shape[3])
+
+
+def check_reflection_pad_grad(dy: Array, padding: Any, xp: Any = np) -> int:
+    """``dy`` is the gradient of a reflection padding by ``padding``; returns it."""
+    _check_image("dy", dy, xp)
+    p = C.check_int("padding", padding, 0)
+    return _check_pad(p, dy.shape[2] - 2 * p, dy.shape[3] - 2 * p)
+
+
 def reflection_pad2d_forward(x: Array, padding: int = 1, xp: Any = np) -> Array:
     """Pad H and W by ``padding`` on each side with the mirror image of the border (the edge
     itself not repeated): ``(N, C, H, W) -> (N, C, H + 2p, W + 2p)``; ``padding < H, W``."""
-    _check_image("x", x, xp)
-    p = _check_pad(padding, x.shape[2], x.shape[3])
+    p = check_reflection_pad(x, padding, xp)
     return xp.ascontiguousarray(xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect"))
 
 
@@ -674,16 +718,15 @@ def _reflect_last_adjoint(xp: Any, dy: Array, p: int) -> Array:
 def reflection_pad2d_backward(dy: Array, padding: int = 1, xp: Any = np) -> Array:
     """The gradient of :func:`reflection_pad2d_forward`: each padded entry's gradient goes back
     to the pixel it mirrors."""
-    _check_image("dy", dy, xp)
-    p = C.check_int("padding", padding, 0)
-    _check_pad(p, dy.shape[2] - 2 * p, dy.shape[3] - 2 * p)
+    p = check_reflection_pad_grad(dy, padding, xp)
     cols = _reflect_last_adjoint(xp, dy, p)
     return xp.ascontiguousarray(xp.swapaxes(_reflect_last_adjoint(xp, xp.swapaxes(cols, 2, 3), p), 2, 3))
 
 
-def check_group_norm(x: Array, gamma: Array, beta: Array, groups: int, xp: Any = np) -> int:
+def check_group_norm(x: Array, gamma: Array, beta: Array, groups: int, xp: Any = np, finite: bool = True) -> int:
     """x ``(N, C)`` or ``(N, C, H, W)``; ``groups`` divides C; gamma and beta ``(C,)``, or
-    ``(N, C)`` for a per-example affine (AdaIN); one dtype. Returns ``groups``."""
+    ``(N, C)`` for a per-example affine (AdaIN); one dtype; gamma and beta finite unless
+    ``finite=False`` (metadata only: a device backend's check without a sync). Returns ``groups``."""
     C.check_array("x", x, ndim=(2, 4), dtypes=FLOATS, xp=xp)
     groups = C.check_int("groups", groups, 1)
     n, c = x.shape[:2]
@@ -697,7 +740,7 @@ def check_group_norm(x: Array, gamma: Array, beta: Array, groups: int, xp: Any =
     if gamma.shape != beta.shape:
         raise ValueError(f"beta: shape {tuple(beta.shape)} differs from gamma's {tuple(gamma.shape)}")
     C.check_same_dtype(x=x, gamma=gamma, beta=beta)
-    for name, a in (("gamma", gamma), ("beta", beta)):
+    for name, a in (("gamma", gamma), ("beta", beta)) if finite else ():
         C.check_finite(name, a, xp)  # as batch norm's: a NaN/Inf affine means training diverged
     return groups
 
@@ -747,13 +790,11 @@ def group_norm_forward(
     return xp.ascontiguousarray(_act(z, act, slope)), mean.astype(x.dtype), invstd
 
 
-def group_norm_backward(
-    dy: Array, x: Array, y: Array, gamma: Array, mean: Array, invstd: Array, groups: int, act: str = "identity",
-    slope: float = 0.2, xp: Any = np,
-) -> tuple[Array, Array, Array]:
-    """``(dx, dgamma, dbeta)`` of :func:`group_norm_forward` (dgamma and dbeta shaped as gamma)."""
-    act, slope = C.check_activation(act, slope)
-    groups = check_group_norm(x, gamma, gamma, groups, xp)
+def check_group_norm_grad(dy: Array, x: Array, y: Array, gamma: Array, mean: Array, invstd: Array, groups: int,
+                          xp: Any = np, finite: bool = True) -> int:
+    """The arguments of :func:`group_norm_backward` fit together (``finite`` as in
+    :func:`check_group_norm`); returns ``groups``."""
+    groups = check_group_norm(x, gamma, gamma, groups, xp, finite)
     for name, a in (("dy", dy), ("y", y)):
         C.check_array(name, a, ndim=x.ndim, dtypes=FLOATS, xp=xp)
         C.check_shape(name, a, tuple(x.shape))
@@ -761,6 +802,16 @@ def group_norm_backward(
         C.check_array(name, a, ndim=2, dtypes=FLOATS, xp=xp)
         C.check_shape(name, a, (x.shape[0], groups))
     C.check_same_dtype(dy=dy, x=x, y=y, gamma=gamma, mean=mean, invstd=invstd)
+    return groups
+
+
+def group_norm_backward(
+    dy: Array, x: Array, y: Array, gamma: Array, mean: Array, invstd: Array, groups: int, act: str = "identity",
+    slope: float = 0.2, xp: Any = np,
+) -> tuple[Array, Array, Array]:
+    """``(dx, dgamma, dbeta)`` of :func:`group_norm_forward` (dgamma and dbeta shaped as gamma)."""
+    act, slope = C.check_activation(act, slope)
+    groups = check_group_norm_grad(dy, x, y, gamma, mean, invstd, groups, xp)
     n, c = x.shape[:2]
     dz = _act_grad(dy, y, act, slope)
     xg = x.reshape(n, groups, x.size // max(n * groups, 1))
