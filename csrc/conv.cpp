@@ -243,20 +243,18 @@ void pad_images(const float* src, idx g, idx c, idx img_stride, idx ch_stride, i
 }
 
 // C rows (pixel (img, q) of images n0 .. n0 + g, row stride ldc) -> NCHW planes of `channels`
-// channels, in 16 x 16 blocks so that reads and writes both run along lines.
+// channels, in 16 x 16 blocks (register transposes) so that reads and writes both run along lines.
 void rows_to_nchw(const float* c, idx ldc, idx n0, idx g, idx channels, idx spatial, float* y) {
     constexpr idx B = 16;
     const idx qb = (spatial + B - 1) / B, cb = (channels + B - 1) / B;
+    const gemm::TransposeFn transpose = gemm::active_kernel().transpose;
 #pragma omp parallel for num_threads(threads_for(g * channels * spatial)) schedule(static)
     for (idx t = 0; t < g * cb; ++t) {
         const idx img = t / cb, c0 = (t % cb) * B, c1 = std::min(channels, c0 + B);
         for (idx b = 0; b < qb; ++b) {
             const idx q0 = b * B, q1 = std::min(spatial, q0 + B);
-            for (idx ch = c0; ch < c1; ++ch) {
-                float* o = y + ((n0 + img) * channels + ch) * spatial;
-                const float* src = c + (img * spatial) * ldc + ch;
-                for (idx q = q0; q < q1; ++q) o[q] = src[q * ldc];
-            }
+            transpose(c + (img * spatial + q0) * ldc + c0, ldc, y + ((n0 + img) * channels + c0) * spatial + q0, spatial,
+                      q1 - q0, c1 - c0);
         }
     }
 }
@@ -335,6 +333,14 @@ void add_transposed(const float* dwt, idx rows, idx cols, float* dw, bool accumu
 #pragma omp parallel for num_threads(threads_for(rows * cols)) schedule(static)
     for (idx co = 0; co < cols; ++co)
         for (idx q = 0; q < rows; ++q) dw[co * rows + q] = accumulate ? dw[co * rows + q] + dwt[q * cols + co] : dwt[q * cols + co];
+}
+
+// dst[2i] = even[i], dst[2i + 1] = odd[i] for i < n (non-overlapping: vectorised as unpacks)
+inline void interleave2(const float* __restrict even, const float* __restrict odd, idx n, float* __restrict dst) {
+    for (idx i = 0; i < n; ++i) {
+        dst[2 * i] = even[i];
+        dst[2 * i + 1] = odd[i];
+    }
 }
 
 idx floor_div(idx a, idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -426,26 +432,45 @@ void adjoint_by_phase(const ConvShape& s, const float* w, const float* z, idx im
             p.epi.bias_col = bias, p.epi.act = act, p.epi.slope = slope;
             gemm::sgemm(p);
         }
-    // write the NCHW planes row by row, each row's phases back to back; a block of 16 channels at
-    // a time shares the lines it reads
+    // write the NCHW planes a block of 16 channels of an image at a time: each phase's pixels are
+    // transposed (registers) into channel-major runs, then each output row takes its phases' runs,
+    // interleaved (two phases of stride 2, the k4 s2 layers': a loop the compiler vectorises)
     constexpr idx B = 16;
-    const idx cb = (s.c_in + B - 1) / B;
+    const idx cb = (s.c_in + B - 1) / B, run_len = rows[0].n * cols_ph[0].n;
+    const bool pair = S == 2 && nc == 2 && cols_ph[0].i0 == 0 && cols_ph[1].i0 == 1 && cols_ph[0].n == cols_ph[1].n;
     const float* cp = c.get();
-    FlushDenormals ftz;
-#pragma omp parallel for num_threads(threads_for(s.c_in * g * plane)) schedule(static) firstprivate(ftz)
-    for (idx t = 0; t < g * cb; ++t) {
-        const idx img = t / cb, c0 = (t % cb) * B, c1 = std::min(s.c_in, c0 + B);
-        for (idx ch = c0; ch < c1; ++ch) {
-            float* o = out + ((n0 + img) * s.c_in + ch) * plane;
-            for (idx pr = 0; pr < nr; ++pr)
-                for (idx a = 0; a < rows[pr].n; ++a) {
-                    float* row = o + (rows[pr].i0 + S * a) * s.w;
-                    for (idx pc = 0; pc < nc; ++pc) {
-                        const idx nb = cols_ph[pc].n;
-                        const float* src = cp + start[pr * nc + pc] + ((img * rows[pr].n + a) * nb) * s.c_in + ch;
-                        for (idx bb = 0; bb < nb; ++bb) row[cols_ph[pc].i0 + S * bb] = src[bb * s.c_in];
-                    }
+    const gemm::TransposeFn transpose = gemm::active_kernel().transpose;
+#pragma omp parallel num_threads(threads_for(s.c_in * g * plane))
+    {
+        std::vector<float> runs(static_cast<std::size_t>(nc * B * run_len));
+#pragma omp for schedule(static)
+        for (idx t = 0; t < g * cb; ++t) {
+            const idx img = t / cb, c0 = (t % cb) * B, nch = std::min(s.c_in, c0 + B) - c0;
+            float* o = out + ((n0 + img) * s.c_in + c0) * plane;
+            for (idx pr = 0; pr < nr; ++pr) {
+                const idx na = rows[pr].n;
+                for (idx pc = 0; pc < nc; ++pc) {
+                    const idx npx = na * cols_ph[pc].n;
+                    transpose(cp + start[pr * nc + pc] + img * npx * s.c_in + c0, s.c_in, runs.data() + pc * B * run_len,
+                              run_len, npx, nch);
                 }
+                for (idx ch = 0; ch < nch; ++ch)
+                    for (idx a = 0; a < na; ++a) {
+                        float* row = o + ch * plane + (rows[pr].i0 + S * a) * s.w;
+                        if (pair) {
+                            const idx nb = cols_ph[0].n;
+                            const float* even = runs.data() + ch * run_len + a * nb;
+                            const float* odd = even + B * run_len;
+                            interleave2(even, odd, nb, row);
+                            continue;
+                        }
+                        for (idx pc = 0; pc < nc; ++pc) {
+                            const idx nb = cols_ph[pc].n, i0 = cols_ph[pc].i0;
+                            const float* run = runs.data() + (pc * B + ch) * run_len + a * nb;
+                            for (idx bb = 0; bb < nb; ++bb) row[i0 + S * bb] = run[bb];
+                        }
+                    }
+            }
         }
     }
 }

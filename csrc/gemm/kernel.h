@@ -71,6 +71,9 @@ using PackTransFn = void (*)(const float* b, idx ldb, idx k0, idx kc, idx j0, in
 // same pass (returns true if one is found); layout as above. Null: the portable packing.
 using PackCopyFn = bool (*)(const float* b, idx ldb, idx k0, idx kc, idx j0, int nr, float* dst);
 
+// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols (a block of a layout change, e.g. a
+// convolution's pixel rows into NCHW planes). Pure copies: the same result on every ISA.
+using TransposeFn = void (*)(const float* src, idx lds, float* dst, idx ldd, idx rows, idx cols);
 // x[i] = act(x[i] + bias) for i < n (an elementwise epilogue outside a GEMM).
 using BiasActFn = void (*)(float* x, idx n, float bias, Act act, float slope);
 
@@ -153,6 +156,7 @@ struct MicroKernel {
     PackTransFn pack_b_trans;
     PackCopyFn pack_b_checked;
     BiasActFn bias_act;
+    TransposeFn transpose;
     PackAFn pack_a;
     PackRowsFn pack_b_rows;
     BnRows bn;

@@ -127,7 +127,7 @@ float fma_burst(long reps, float a, float b) {
 }  // namespace
 
 const MicroKernel& kernel_avx2() {
-    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &tile_direct, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, nullptr, &pack_b_rows_avx<NR>, kBnRowsAvx,
+    static const MicroKernel k{"avx2", MR, NR, 256, 768, 3072, &tile, &tile_direct, &gather, &pack_b_trans_avx<NR>, &pack_b_copy_avx<NR>, &apply_bias_act, &transpose_avx, nullptr, &pack_b_rows_avx<NR>, kBnRowsAvx,
                                {&fma_burst, 2 * 8 * 12}};
     return k;
 }

@@ -205,7 +205,7 @@ const MicroKernel& kernel_avx512() {
     // A micro-panel 8 x 768 floats (24 KiB) in L1. On a 48 KiB L1d and 1 MiB L2, KC 768 with NB 192 against
     // the earlier 384 with 672 (in-process A/B at 2 threads): 2048^3 +0-3%, the MLP GAN's batch-64 forward
     // layers up to +12%. Packed B block 768 x 192 (576 KiB) where the L2 size is unknown.
-    static const MicroKernel k{"avx512", MR, NR, 768, 192, 3072, &tile, &tile_direct, &gather, &pack_b_trans_avx<NR>, &pack_b_copy, &apply_bias_act, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx,
+    static const MicroKernel k{"avx512", MR, NR, 768, 192, 3072, &tile, &tile_direct, &gather, &pack_b_trans_avx<NR>, &pack_b_copy, &apply_bias_act, &transpose_avx, &pack_a8_avx, &pack_b_rows_avx<NR>, kBnRowsAvx,
                                {&fma_burst, 2 * 16 * 16}};
     return k;
 }

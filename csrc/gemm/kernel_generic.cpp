@@ -133,10 +133,16 @@ float fma_burst(long reps, float a, float b) {
     return total;
 }
 
+// dst[j * ldd + i] = src[i * lds + j] (TransposeFn)
+void transpose_scalar(const float* src, idx lds, float* dst, idx ldd, idx rows, idx cols) {
+    for (idx i = 0; i < rows; ++i)
+        for (idx j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+}
+
 }  // namespace
 
 const MicroKernel& kernel_generic() {
-    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &tile_direct, &gather, nullptr, nullptr, &apply_bias_act, nullptr, nullptr,
+    static const MicroKernel k{"generic", MR, NR, 256, 512, 1024, &tile, &tile_direct, &gather, nullptr, nullptr, &apply_bias_act, &transpose_scalar, nullptr, nullptr,
                                {&bn_sum, &bn_sqdev, &bn_normalize_act, &bn_grad_sums, &bn_grad_dx},
                                {&fma_burst, 2 * 8}};
     return k;

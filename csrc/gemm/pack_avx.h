@@ -27,6 +27,24 @@ inline void transpose8(const float* src, idx ld, __m256 out[8]) {
     out[6] = _mm256_permute2f128_ps(s2, s6, 0x31), out[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+// dst[j * ldd + i] = src[i * lds + j] (TransposeFn): 8 x 8 register transposes, the ragged
+// edges element by element.
+inline void transpose_avx(const float* src, idx lds, float* dst, idx ldd, idx rows, idx cols) {
+    idx i = 0;
+    for (; i + 8 <= rows; i += 8) {
+        idx j = 0;
+        for (; j + 8 <= cols; j += 8) {
+            __m256 col[8];
+            transpose8(src + i * lds + j, lds, col);
+            for (int c = 0; c < 8; ++c) _mm256_storeu_ps(dst + (j + c) * ldd + i, col[c]);
+        }
+        for (; j < cols; ++j)
+            for (idx r = i; r < i + 8; ++r) dst[j * ldd + r] = src[r * lds + j];
+    }
+    for (; i < rows; ++i)
+        for (idx j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+}
+
 // B(p, j) = b[j * ldb + p]: rows [k0, k0 + kc), columns [j0, j0 + nr) into dst[kk * NR + jj],
 // columns nr .. NR zero-filled.
 template <int NR>
