@@ -232,7 +232,7 @@ def build(
     - ``mlp``: on flat toy data (a 1-D or 2-D point), G ``16 -> 256 x 4 -> d`` (tanh: saturating
       units map whole regions of z onto one mode, so few samples fall on the bridges between
       modes; with leaky ReLU 11% did on the ring of 8, with tanh 3%) and D ``d * pack -> 256 x 4
-      -> 1`` (ReLU), Adam 1e-3 decaying to 1e-5, batch 128; on images, G ``100 -> 128 -> 256 -> 512 ->
+      -> 1`` (ReLU), Adam 1e-3 decaying to 1e-5, batch 256; on images, G ``100 -> 128 -> 256 -> 512 ->
       1024 -> 784`` (leaky ReLU 0.2, tanh) and D ``784 -> 512 -> 256 -> 1``, Adam 2e-4.
     - ``paper-mlp``: the 2014 paper's MNIST model as its authors' code trains it (uniform z of unit
       variance, simultaneous updates, dropout in D for both players' gradients), batch 100, but
@@ -282,7 +282,7 @@ def build(
             latent = 16
             g = mlp_generator(latent + num_classes, [256] * 4, dim, act=g_act or "tanh", seed=rng)
             d = mlp_discriminator((dim + num_classes) * pack, [256] * 4, act="relu", seed=rng)
-            return ModelSpec(name, g, d, latent, "normal", "linear", 128, {"kind": "adam", "lr": 1e-3, "lr_final": 1e-5})
+            return ModelSpec(name, g, d, latent, "normal", "linear", 256, {"kind": "adam", "lr": 1e-3, "lr_final": 1e-5})
         latent = 100
         g = mlp_generator(latent + num_classes, [128, 256, 512, 1024], dim, out_act="tanh", seed=rng)
         d = mlp_discriminator((dim + num_classes) * pack, [512, 256], seed=rng)

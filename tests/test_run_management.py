@@ -44,8 +44,8 @@ def test_a_new_run_never_overwrites_a_run(tmp_path, capsys):
 def test_resume_refuses_flags_that_contradict_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*QUICK, "--out", str(out), "--lr", "0.0005"]) == 0
-    err = cli_error(["train", "--resume", "--out", str(out), "--lr", "0.001", "--pack", "2"], capsys)
-    assert "--lr 0.001 (the run has 0.0005)" in err and "--pack 2 (the run has 4)" in err
+    err = cli_error(["train", "--resume", "--out", str(out), "--lr", "0.001", "--pack", "4"], capsys)
+    assert "--lr 0.001 (the run has 0.0005)" in err and "--pack 4 (the run has 2)" in err
     # the same values, and the flags a resumed run may change, are accepted
     assert main(["train", "--resume", "--out", str(out), "--lr", "0.0005", "--epochs", "2", "--threads", "1"]) == 0
     _, meta = io.load(out / "checkpoint.safetensors")
