@@ -5,6 +5,12 @@ Two persistent worker processes (each interpreter imports its own pygan) take tu
 speed reaches both alike. Prints each side's median step time and the median of per-round ratios::
 
     python benchmarks/interleave_steps.py --a OLD_VENV/bin/python --b NEW_VENV/bin/python mlp 64 50 30
+
+The bench's convolution rows run the same way (``conv-forward``, ``conv-backward`` for the forward +
+backward row, ``convT-forward``, ``convT-backward``: the DCGAN layers at batch 64, conv(64->128) on 64x64x14x14, convT(128->64) on 64x128x7x7; the batch
+argument must be 64)::
+
+    python benchmarks/interleave_steps.py --a OLD/bin/python --b NEW/bin/python convT-forward 64 10 12
 """
 
 from __future__ import annotations
@@ -16,11 +22,20 @@ import sys
 import time
 
 
+CONV_ROWS = {f"{name}-{part}": (name == "convT", row) for name in ("conv", "convT")
+             for part, row in (("forward", "forward"), ("backward", "forward+backward"))}
+
+
 def worker(model: str, batch: int) -> None:
-    """Answer each line ``N`` on stdin with the times (ms) of N train steps."""
+    """Answer each line ``N`` on stdin with the times (ms) of N train steps (or calls of a
+    convolution row)."""
     from pygan import bench
 
-    step = bench.step_cases(model, batch, None)["pygan"]
+    if model in CONV_ROWS:
+        transposed, row = CONV_ROWS[model]
+        step = bench.conv_cases(transposed, None)[row]["pygan"]
+    else:
+        step = bench.step_cases(model, batch, None)["pygan"]
     for _ in range(5):
         step()
     print("ready", flush=True)
@@ -39,11 +54,13 @@ def main() -> None:
     parser.add_argument("--a", required=True, help="interpreter of the 'before' installation")
     parser.add_argument("--b", required=True, help="interpreter of the 'after' installation")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("model", choices=("mlp", "dcgan"))
+    parser.add_argument("model", choices=("mlp", "dcgan", *CONV_ROWS))
     parser.add_argument("batch", type=int)
     parser.add_argument("steps", type=int, nargs="?", default=50, help="steps per turn")
     parser.add_argument("rounds", type=int, nargs="?", default=30)
     args = parser.parse_args()
+    if args.model in CONV_ROWS and args.batch != 64:
+        parser.error(f"batch: the {args.model} row is the DCGAN layer at batch 64, got {args.batch}")
     if args.worker:
         worker(args.model, args.batch)
         return
