@@ -7,8 +7,8 @@ speed reaches both alike. Prints each side's median step time and the median of 
     python benchmarks/interleave_steps.py --a OLD_VENV/bin/python --b NEW_VENV/bin/python mlp 64 50 30
 
 The bench's convolution rows run the same way (``conv-forward``, ``conv-backward`` for the forward +
-backward row, ``convT-forward``, ``convT-backward``: the DCGAN layers at batch 64, conv(64->128) on 64x64x14x14, convT(128->64) on 64x128x7x7; the batch
-argument must be 64)::
+backward row, ``convT-forward``, ``convT-backward``: the DCGAN layers at batch 64, conv(64->128) on
+64x64x14x14 and convT(128->64) on 64x128x7x7; the batch argument must be 64)::
 
     python benchmarks/interleave_steps.py --a OLD/bin/python --b NEW/bin/python convT-forward 64 10 12
 """
