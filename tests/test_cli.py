@@ -119,8 +119,11 @@ def test_grid_defaults_differ_from_the_rings():
 
     grid = _train_config(build_parser().parse_args(["train", "--dataset", "grid25"]))
     ring = _train_config(build_parser().parse_args(["train"]))
-    assert (grid["epochs"], grid["batch_size"], grid["g_act"]) == (300, 256, "leaky_relu")
-    assert (ring["epochs"], ring["batch_size"], ring["g_act"]) == (50, None, None)
+    assert (grid["epochs"], grid["g_act"], grid["pack"], grid["d_steps"]) == (300, "leaky_relu", 4, 1)
+    assert (ring["epochs"], ring["g_act"], ring["pack"], ring["d_steps"]) == (50, None, 2, 2)
+    assert grid["batch_size"] is ring["batch_size"] is None  # the model's: 256 for both
+    wgan = _train_config(build_parser().parse_args(["train", "--loss", "wgan"]))
+    assert wgan["d_steps"] == 5  # the objective's own schedule wins over the toy default
     mine = _train_config(build_parser().parse_args(["train", "--dataset", "grid25", "--epochs", "3", "--batch-size", "64"]))
     assert (mine["epochs"], mine["batch_size"]) == (3, 64)
 
