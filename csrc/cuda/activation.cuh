@@ -23,19 +23,10 @@ __device__ __forceinline__ float pg_act_grad(float dy, float y, int act, float s
     }
 }
 
-// Block-wide sum of one float per thread (blockDim.x a power of two, <= 1024); result in thread 0.
-__device__ __forceinline__ float pg_block_sum(float v, float* shared) {
-    shared[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    return shared[0];
-}
-
-// The same in double (group norm's statistics are summed in double, as the reference's are).
-__device__ __forceinline__ double pg_block_sum_double(double v, double* shared) {
+// Block-wide sum of one value per thread (blockDim.x a power of two, <= 1024; float, or double
+// where statistics are summed in double); the result in every thread.
+template <class T>
+__device__ __forceinline__ T pg_block_sum(T v, T* shared) {
     shared[threadIdx.x] = v;
     __syncthreads();
     for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {

@@ -16,14 +16,14 @@ __global__ void gn_stats(const float* x, float* mean, float* invstd, long long u
         const float* xs = x + u * m;
         double acc = 0.0;
         for (long long j = threadIdx.x; j < m; j += blockDim.x) acc += xs[j];
-        const double mu = pg_block_sum_double(acc, shared) / (double)m;
+        const double mu = pg_block_sum(acc, shared) / (double)m;
         __syncthreads();
         double acc2 = 0.0;
         for (long long j = threadIdx.x; j < m; j += blockDim.x) {
             const double d = (double)xs[j] - mu;
             acc2 += d * d;
         }
-        const double var = pg_block_sum_double(acc2, shared) / (double)m;
+        const double var = pg_block_sum(acc2, shared) / (double)m;
         if (threadIdx.x == 0) {
             mean[u] = (float)mu;
             invstd[u] = (float)(1.0 / sqrt(var + (double)eps));
@@ -67,9 +67,9 @@ __global__ void gn_backward_group(const float* dy, const float* y, const float* 
             sd += dxhat;
             sdx += dxhat * ((x[idx] - mean[u]) * invstd[u]);
         }
-        const double td = pg_block_sum_double(sd, shared);
+        const double td = pg_block_sum(sd, shared);
         __syncthreads();
-        const double tdx = pg_block_sum_double(sdx, shared);
+        const double tdx = pg_block_sum(sdx, shared);
         if (threadIdx.x == 0) {
             stats[2 * u] = (float)(td / (double)m);
             stats[2 * u + 1] = (float)(tdx / (double)m);
@@ -113,9 +113,9 @@ __global__ void gn_affine_grad(const float* dz, const float* x, const float* mea
             sb += g;
             sg += g * ((x[idx] - mean[u]) * invstd[u]);
         }
-        const double tg = pg_block_sum_double(sg, shared);
+        const double tg = pg_block_sum(sg, shared);
         __syncthreads();
-        const double tb = pg_block_sum_double(sb, shared);
+        const double tb = pg_block_sum(sb, shared);
         if (threadIdx.x == 0) {
             dgamma[e] = (float)tg;
             dbeta[e] = (float)tb;
