@@ -507,11 +507,11 @@ class CupyOps:
             self._arr(name, a)
         groups = ref.check_group_norm_grad(dy, x, y, gamma, mean, invstd, groups, self.cp, finite=False)
         n, c, inner, m, per_example = self._group_geometry(x, gamma, groups)
-        dx = self.cp.zeros_like(x)
-        dgamma = self.cp.zeros(gamma.shape, dtype=x.dtype)
-        dbeta = self.cp.zeros(gamma.shape, dtype=x.dtype)
-        if m == 0:
-            return dx, dgamma, dbeta
+        if m == 0:  # nothing to normalise: zero gradients (the kernels below write every entry otherwise)
+            return self.cp.zeros_like(x), self.cp.zeros(gamma.shape, x.dtype), self.cp.zeros(gamma.shape, x.dtype)
+        dx = self.cp.empty_like(x)
+        dgamma = self.cp.empty(gamma.shape, dtype=x.dtype)
+        dbeta = self.cp.empty(gamma.shape, dtype=x.dtype)
         dz = self.cp.empty_like(x)
         stats = self.cp.empty(2 * n * groups, dtype=x.dtype)
         self.k.per_unit("gn_backward_group", n * groups, dy, y, x, mean, invstd, gamma, dz, stats, _i64(n * groups),
