@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 from multiprocessing import Pool
 from typing import Any
 
@@ -56,11 +57,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("seeds", help="seeds as pygan train --seeds takes them (0-5, 0,3,7)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel seeds (default: one per core)")
-    parser.add_argument("flags", nargs=argparse.REMAINDER, help="-- then pygan train flags (toy data only)")
-    args = parser.parse_args()
+    parser.epilog = "after --: pygan train flags (toy data only)"
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, flags = parser.parse_args(argv[:cut]), argv[cut + 1:]
     from pygan import cli
 
-    flags = args.flags[1:] if args.flags[:1] == ["--"] else args.flags
     with Pool(max(1, args.jobs)) as pool:
         results = pool.map(_one, [(s, flags) for s in cli.parse_seeds(args.seeds)], chunksize=1)
     hq = [100 * r["hq"] for r in results]
