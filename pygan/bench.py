@@ -7,6 +7,11 @@ interquartile range, with GFLOP/s, the ratio of pygan cpu's speed to the best ot
 pygan is faster), and pygan's fraction of the machine's FMA peak: register-only FMA chains of the ISA
 in use at the benchmark's thread count, measured in the same run (``pygan._core.fma_peak``), the
 limit the peers are waypoints to.
+
+Where a GPU exists, a GPU section follows at batch ``GPU_BATCH``: each convolution on both of the
+cupy backend's paths (im2col + cuBLAS, and the implicit GEMM) and the MLP GAN's and DCGAN's train
+steps, next to PyTorch on the same GPU (``torch-cuda``, when the PyTorch there has CUDA); every GPU
+cell carries CUDA-event device times, and the table gives cupy's device time over PyTorch's.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ GENERATOR_LAYERS = [(100, 128, "leaky_relu"), (128, 256, "leaky_relu"), (256, 51
                     (512, 1024, "leaky_relu"), (1024, 784, "tanh")]
 DISCRIMINATOR_LAYERS = [(784, 512, "leaky_relu"), (512, 256, "leaky_relu"), (256, 1, "identity")]
 BATCHES = (64, 256)
+#: The GPU section's batch (the GPU issue's yardstick), and the columns that run on a GPU.
+GPU_BATCH = 1024
+GPU_COLUMNS = ("cupy", "torch-cuda")
 SLOPE = 0.2
 # seconds of untimed calls before each column's turn (see column_times): OpenBLAS's and OpenMP's
 # idle threads spin for up to tens of milliseconds after a call (0.01 s was too short here)
@@ -59,6 +67,11 @@ class Row:
             self.device_seconds[column] = float(np.median(t))
         return self
 
+    def vs_torch_cuda(self) -> float | None:
+        """cupy's device time over PyTorch's on the same GPU (< 1: pygan is faster)."""
+        d = self.device_seconds
+        return d["cupy"] / d["torch-cuda"] if {"cupy", "torch-cuda"} <= set(d) else None
+
     def gpu_speedup(self) -> float | None:
         """The GPU's speed over pygan cpu's (wall times; > 1: the GPU is faster)."""
         return self.seconds["pygan"] / self.seconds["cupy"] if {"pygan", "cupy"} <= set(self.seconds) else None
@@ -72,7 +85,7 @@ class Row:
 
     def ratio(self) -> float | None:
         """pygan's speed over the best other column's."""
-        others = [s for c, s in self.seconds.items() if c not in ("pygan", "cupy")]
+        others = [s for c, s in self.seconds.items() if c not in ("pygan", *GPU_COLUMNS)]
         return min(others) / self.seconds["pygan"] if others and "pygan" in self.seconds else None
 
 
@@ -144,22 +157,26 @@ def load_torch(threads: int) -> Any:
     return torch
 
 
-def conv_cases(transposed: bool, torch: Any, gpu: Any = None) -> dict[str, dict[str, Callable[[], Any]]]:
-    """conv(64->128, 4x4, s2, p1) on 64x64x14x14, or convT(128->64, 4x4, s2, p1) on 64x128x7x7."""
+def conv_cases(transposed: bool, torch: Any, gpu: Any = None, batch: int = 64, columns: Sequence[str] = ("numpy", "pygan"),
+               torch_device: str = "cpu", implicit: bool | None = None) -> dict[str, dict[str, Callable[[], Any]]]:
+    """conv(64->128, 4x4, s2, p1) on batch x 64x14x14, or convT(128->64, 4x4, s2, p1) on batch x
+    128x7x7: forward and forward+backward per column (``columns`` among numpy and pygan; cupy's
+    with ``gpu``, on its own path choice or, with ``implicit``, forced onto the implicit GEMM or
+    onto im2col; PyTorch's on ``torch_device``, the column ``torch`` or ``torch-cuda``)."""
     rng = np.random.default_rng(3)
     if transposed:
-        x = rng.standard_normal((64, 128, 7, 7)).astype(np.float32)
+        x = rng.standard_normal((batch, 128, 7, 7)).astype(np.float32)
         w = (rng.standard_normal((128, 64, 4, 4)) * 0.02).astype(np.float32)
-        dy = rng.standard_normal((64, 64, 14, 14)).astype(np.float32)
+        dy = rng.standard_normal((batch, 64, 14, 14)).astype(np.float32)
     else:
-        x = rng.standard_normal((64, 64, 14, 14)).astype(np.float32)
+        x = rng.standard_normal((batch, 64, 14, 14)).astype(np.float32)
         w = (rng.standard_normal((128, 64, 4, 4)) * 0.02).astype(np.float32)
-        dy = rng.standard_normal((64, 128, 7, 7)).astype(np.float32)
+        dy = rng.standard_normal((batch, 128, 7, 7)).astype(np.float32)
     b = np.zeros(w.shape[1] if transposed else w.shape[0], np.float32)
     act = "relu" if transposed else "leaky_relu"
     cases: dict[str, dict[str, Callable[[], Any]]] = {"forward": {}, "forward+backward": {}}
-    backends = [("numpy", load_backend("numpy")), ("pygan", load_backend("cpu"))] + ([("cupy", gpu)] if gpu else [])
-    for column, B in backends:
+    backends = [(c, load_backend(n)) for c, n in (("numpy", "numpy"), ("pygan", "cpu")) if c in columns]
+    for column, B in backends + ([("cupy", gpu)] if gpu else []):
         args = [B.xp.asarray(a) for a in (x, w, b, dy)]
 
         def fwd(B: Any = B, args: list = args) -> Any:
@@ -175,11 +192,12 @@ def conv_cases(transposed: bool, torch: Any, gpu: Any = None) -> dict[str, dict[
                 return B.conv_transpose2d_backward(ddy, xx, ww, y, 2, 1, 0, act, SLOPE)
             return B.conv2d_backward(ddy, xx, ww, y, 2, 1, act, SLOPE)
 
-        cases["forward"][column] = DeviceTimed(gpu, fwd) if column == "cupy" else fwd
-        cases["forward+backward"][column] = DeviceTimed(gpu, fwd_bwd) if column == "cupy" else fwd_bwd
+        if column == "cupy":
+            fwd, fwd_bwd = (DeviceTimed(gpu.xp.cuda, _on_conv_path(f, implicit)) for f in (fwd, fwd_bwd))
+        cases["forward"][column], cases["forward+backward"][column] = fwd, fwd_bwd
     if torch is not None:
         F = torch.nn.functional
-        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+        tx, tw, tb, tdy = (torch.from_numpy(a).to(torch_device) for a in (x, w, b, dy))
         txg, twg, tbg = (t.clone().requires_grad_(True) for t in (tx, tw, tb))
         tact = (lambda z: F.relu(z)) if transposed else (lambda z: F.leaky_relu(z, SLOPE))
         conv = F.conv_transpose2d if transposed else F.conv2d
@@ -194,8 +212,30 @@ def conv_cases(transposed: bool, torch: Any, gpu: Any = None) -> dict[str, dict[
             y.backward(tdy)
             return txg.grad
 
-        cases["forward"]["torch"], cases["forward+backward"]["torch"] = t_fwd, t_fwd_bwd
+        column = "torch" if torch_device == "cpu" else "torch-cuda"
+        if column == "torch-cuda":
+            t_fwd, t_fwd_bwd = (DeviceTimed(TorchCudaClock(torch), f) for f in (t_fwd, t_fwd_bwd))
+        cases["forward"][column], cases["forward+backward"][column] = t_fwd, t_fwd_bwd
     return cases
+
+
+def _on_conv_path(fn: Callable[..., Any], implicit: bool | None) -> Callable[[], Any]:
+    """``fn`` with the cupy backend's conv path forced (``implicit``: the implicit GEMM, else
+    im2col) or, for None, left to the backend's im2col budget."""
+    if implicit is None:
+        return fn
+
+    def forced() -> Any:
+        from .backend import cupy as cupy_backend
+
+        saved = cupy_backend.IM2COL_BUDGET
+        cupy_backend.IM2COL_BUDGET = 0 if implicit else 1 << 62
+        try:
+            return fn()
+        finally:
+            cupy_backend.IM2COL_BUDGET = saved
+
+    return forced
 
 
 def load_gpu() -> Any:
@@ -209,10 +249,11 @@ def load_gpu() -> Any:
 class DeviceTimed:
     """A GPU call timed by CUDA events: each call records an event before and after it and waits
     for the second, so that its wall time includes the kernels, not just their launch; the events'
-    elapsed time (device seconds) of every call is appended to ``device``."""
+    elapsed time (device seconds) of every call is appended to ``device``. ``clock`` makes the
+    events: ``cupy.cuda`` (``Event()``, ``get_elapsed_time``) or :class:`TorchCudaClock`."""
 
-    def __init__(self, gpu: Any, fn: Callable[[], Any]) -> None:
-        self.cuda = gpu.xp.cuda
+    def __init__(self, clock: Any, fn: Callable[[], Any]) -> None:
+        self.cuda = clock
         self.fn = fn
         self.device: list[float] = []
 
@@ -224,6 +265,22 @@ class DeviceTimed:
         end.synchronize()
         self.device.append(self.cuda.get_elapsed_time(start, end) / 1e3)
         return out
+
+
+class TorchCudaClock:
+    """PyTorch's CUDA events with CuPy's clock interface (for :class:`DeviceTimed`)."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+
+    def Event(self) -> Any:  # noqa: N802 - CuPy's name
+        """A timing event."""
+        return self.torch.cuda.Event(enable_timing=True)
+
+    @staticmethod
+    def get_elapsed_time(start: Any, end: Any) -> float:
+        """Milliseconds from ``start`` to ``end``."""
+        return float(start.elapsed_time(end))
 
 
 def dense_cases(
@@ -277,8 +334,8 @@ def dense_cases(
             y = gpu.dense_forward(gx, gw, gb, act, SLOPE)
             return gpu.dense_backward(gdy, gx, gw, y, act, SLOPE)
 
-        cases["forward"]["cupy"] = DeviceTimed(gpu, g_fwd)
-        cases["forward+backward"]["cupy"] = DeviceTimed(gpu, g_fwd_bwd)
+        cases["forward"]["cupy"] = DeviceTimed(gpu.xp.cuda, g_fwd)
+        cases["forward+backward"]["cupy"] = DeviceTimed(gpu.xp.cuda, g_fwd_bwd)
     return cases
 
 
@@ -294,7 +351,7 @@ def gemm_cases(n: int, torch: Any, gpu: Any = None) -> dict[str, Callable[[], An
         cases["torch"] = lambda: ta @ tb
     if gpu is not None:
         ga, gb = gpu.xp.asarray(a), gpu.xp.asarray(b)
-        cases["cupy"] = DeviceTimed(gpu, lambda: ga @ gb)
+        cases["cupy"] = DeviceTimed(gpu.xp.cuda, lambda: ga @ gb)
     return cases
 
 
@@ -321,11 +378,12 @@ def _torch_models(torch: Any, name: str) -> tuple[Any, Any]:
     return g, d
 
 
-def step_cases(name: str, batch: int, torch: Any, gpu: Any = None, columns: Sequence[str] = ("numpy", "pygan")
-               ) -> dict[str, Callable[[], Any]]:
+def step_cases(name: str, batch: int, torch: Any, gpu: Any = None, columns: Sequence[str] = ("numpy", "pygan"),
+               torch_device: str = "cpu") -> dict[str, Callable[[], Any]]:
     """One whole train step (one D step, one G step, Adam, non-saturating loss) per column: of
-    ``columns`` among numpy and pygan (cpu), PyTorch's when ``torch`` is given, cupy's when ``gpu``
-    is (its batch on the device, timed by CUDA events)."""
+    ``columns`` among numpy and pygan (cpu), PyTorch's when ``torch`` is given (on ``torch_device``:
+    the column ``torch``, or ``torch-cuda`` timed by CUDA events), cupy's when ``gpu`` is (its batch
+    on the device, timed by CUDA events)."""
     from .gan import GAN
     from .models import build
     from .optim import Adam
@@ -350,31 +408,34 @@ def step_cases(name: str, batch: int, torch: Any, gpu: Any = None, columns: Sequ
             with use_backend(backend):
                 return gan.train_step(batch_data)
 
-        cases[column] = DeviceTimed(gpu, step) if backend == "cupy" else step
+        cases[column] = DeviceTimed(gpu.xp.cuda, step) if backend == "cupy" else step
     if torch is not None:
-        g, d = _torch_models(torch, name)
+        g, d = (m.to(torch_device) for m in _torch_models(torch, name))
         kw = {"lr": 2e-4, "betas": (0.5, 0.999)}
         try:
             og, od = torch.optim.Adam(g.parameters(), fused=True, **kw), torch.optim.Adam(d.parameters(), fused=True, **kw)
         except (RuntimeError, TypeError):  # builds without the fused CPU Adam
             og, od = torch.optim.Adam(g.parameters(), **kw), torch.optim.Adam(d.parameters(), **kw)
         bce = torch.nn.functional.binary_cross_entropy_with_logits
-        treal = torch.from_numpy(real)
-        ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+        treal = torch.from_numpy(real).to(torch_device)
+        ones, zeros = torch.ones(batch, 1, device=torch_device), torch.zeros(batch, 1, device=torch_device)
 
         def t_step() -> Any:
             od.zero_grad(set_to_none=True)
-            fake = g(torch.randn(batch, 100))
+            fake = g(torch.randn(batch, 100, device=torch_device))
             loss_d = bce(d(treal), ones) + bce(d(fake.detach()), zeros)
             loss_d.backward()
             od.step()
             og.zero_grad(set_to_none=True)
-            loss_g = bce(d(g(torch.randn(batch, 100))), ones)
+            loss_g = bce(d(g(torch.randn(batch, 100, device=torch_device))), ones)
             loss_g.backward()
             og.step()
             return loss_g
 
-        cases["torch"] = t_step
+        if torch_device == "cpu":
+            cases["torch"] = t_step
+        else:
+            cases["torch-cuda"] = DeviceTimed(TorchCudaClock(torch), t_step)
     return cases
 
 
@@ -433,6 +494,8 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int], s
     for batch in SWEEP_BATCHES if sweep else ():
         r = Row("sweep step", f"mlp GAN batch {batch}", step_flops("mlp", batch))
         rows.append(measure(r, step_cases("mlp", batch, None, gpu, columns=("pygan",)), min_time, max_reps=30))
+    if gpu is not None:
+        rows += gpu_rows(gpu, torch if torch is not None and torch.cuda.is_available() else None, min_time)
     meta = {
         "threads": threads,
         "isa": pygan._core.current_isa(),
@@ -447,6 +510,27 @@ def run(threads: int, min_time: float, gemm_size: int, batches: Sequence[int], s
         "min_time_per_cell_s": min_time,
     }
     return rows, meta
+
+
+def gpu_rows(gpu: Any, torch_cuda: Any, min_time: float, batch: int = GPU_BATCH, **timing: Any) -> list[Row]:
+    """The GPU section: both conv paths of the cupy backend and the train steps at ``batch``, next
+    to PyTorch on the same GPU when ``torch_cuda`` (a PyTorch with CUDA) is given; ``timing`` goes
+    to :func:`column_times`."""
+    rows = []
+    conv_flops = 2.0 * batch * 128 * 64 * 16 * 7 * 7
+    tdev = "cuda" if torch_cuda is not None else "cpu"
+    for transposed in (False, True):
+        for implicit, path in ((False, "im2col"), (True, "implicit GEMM")):
+            label = f"{'convT' if transposed else 'conv'} batch {batch}, {path}"
+            fns = conv_cases(transposed, torch_cuda, gpu, batch, columns=(), torch_device=tdev, implicit=implicit)
+            for op, f in fns.items():
+                r = Row(f"gpu {'convT' if transposed else 'conv'} {op}", label, conv_flops * (1 if op == "forward" else 3))
+                rows.append(measure(r, f, min_time, **{"max_reps": 50, **timing}))
+    for name in ("mlp", "dcgan"):
+        r = Row("gpu train step", f"{name} GAN batch {batch}", step_flops(name, batch))
+        fns = step_cases(name, batch, torch_cuda, gpu, columns=(), torch_device=tdev)
+        rows.append(measure(r, fns, min_time, **{"max_reps": 50, **timing}))
+    return rows
 
 
 def measure(row: Row, fns: dict[str, Callable[[], Any]], min_time: float, **kw: Any) -> Row:
@@ -465,10 +549,12 @@ def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
     """The table as aligned text: time (ms, +- half the interquartile range) and GFLOP/s per column,
     then pygan's ratio to the best CPU peer and its fraction of the FMA peak."""
     columns = [c for c in ("numpy", "pygan", "torch") if any(c in r.seconds for r in rows)] + ["cupy"]
+    columns += ["torch-cuda"] if any("torch-cuda" in r.seconds for r in rows) else []
     peak = meta.get("fma_peak_gflops")
     gpu = bool(meta.get("gpu"))
     head = (f"{'op':<24}{'shape':<32}" + "".join(f"{c + ' ms':>16}{c + ' GF/s':>13}" for c in columns)
-            + f"{'pygan/best':>12}{'pygan/peak':>12}" + (f"{'cupy dev ms':>13}{'gpu/cpu':>10}" if gpu else ""))
+            + f"{'pygan/best':>12}{'pygan/peak':>12}"
+            + (f"{'cupy dev ms':>13}{'gpu/cpu':>10}{'cupy/torch-cuda':>17}" if gpu else ""))
     lines = [
         f"pygan benchmark: {meta['threads']} threads, ISA {meta['isa']}, numpy {meta['numpy']}"
         f"{' (OpenBLAS core ' + meta['openblas_core'] + ')' if meta.get('openblas_core') else ''}, "
@@ -489,12 +575,12 @@ def format_table(rows: list[Row], meta: dict[str, Any]) -> str:
             else f"{'-':>16}{'-':>13}"
             for c in columns
         )
-        ratio, frac, speedup = r.ratio(), r.peak_fraction(peak), r.gpu_speedup()
+        ratio, frac, speedup, vs = r.ratio(), r.peak_fraction(peak), r.gpu_speedup(), r.vs_torch_cuda()
         dev = r.device_seconds.get("cupy")
         lines.append(f"{r.op:<24}{r.shape:<32}{cells}{(f'{ratio:.2f}x' if ratio else '-'):>12}"
                      f"{(f'{100 * frac:.0f}%' if frac else '-'):>12}"
                      + (f"{(f'{1e3 * dev:.3f}' if dev else '-'):>13}{(f'{speedup:.2f}x' if speedup else '-'):>10}"
-                        if gpu else ""))
+                        f"{(f'{vs:.2f}x' if vs else '-'):>17}" if gpu else ""))
     return "\n".join(lines)
 
 
@@ -515,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"meta": meta, "rows": [asdict(r) | {"ratio": r.ratio(), "gpu_speedup": r.gpu_speedup(),
+                                                           "vs_torch_cuda": r.vs_torch_cuda(),
                                                            "peak_fraction": r.peak_fraction(meta["fma_peak_gflops"])}
                                               for r in rows]}, f, indent=2)
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import re
+import time
 import types
 from pathlib import Path
 
@@ -98,6 +99,22 @@ def _im2col_index(n, c, h, w, k, stride, pad, ho, wo):
     ih, iw = oh * stride - pad + ki, ow * stride - pad + kj
     ok = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
     return np.where(ok, ((img * c + ch) * h + ih) * w + iw, -1)
+
+
+def _igemm_operand(src, gather, n, c, sh, sw, oh, ow, k, stride, pad):
+    """conv_igemm.cu's gathered operand (c k k, n oh ow) of ``src``, by the kernel's arithmetic."""
+    r, col = np.arange(c * k * k)[:, None], np.arange(n * oh * ow)[None]
+    ch, ki, kj = r // (k * k), (r % (k * k)) // k, r % k
+    img, y, x = col // (oh * ow), (col % (oh * ow)) // ow, col % ow
+    if gather == 0:
+        iy, ix, ok = y * stride - pad + ki, x * stride - pad + kj, True
+    else:
+        ty, tx = y + pad - ki, x + pad - kj
+        ok = (ty >= 0) & (tx >= 0) & (ty % stride == 0) & (tx % stride == 0)
+        iy, ix = ty // stride, tx // stride
+    ok = ok & (iy >= 0) & (iy < sh) & (ix >= 0) & (ix < sw)
+    idx = ((img * c + ch) * sh + iy) * sw + ix
+    return np.where(ok, np.asarray(src).view(np.ndarray).reshape(-1)[np.where(ok, idx, 0)], 0).astype(np.float64)
 
 
 def _planes(a, h, w):
@@ -197,6 +214,22 @@ def emulate(name, grid, a):
         out = np.zeros(f(x).size, np.float64)
         np.add.at(out, idx[idx >= 0], f(cols).reshape(-1)[idx >= 0])
         f(x).reshape(-1)[...] = out
+    elif name == "conv_igemm":
+        w, src, bias, out, m, n, c, sh, sw, oh, ow, k, stride, pad, a_row, a_chan, gather, has_bias, act, slope = a
+        r = np.arange(c * k * k)
+        amat = f(w).reshape(-1)[np.arange(m)[:, None] * a_row + (r // (k * k))[None] * a_chan + (r % (k * k))[None]]
+        z = amat.astype(np.float64) @ _igemm_operand(src, gather, n, c, sh, sw, oh, ow, k, stride, pad)
+        if has_bias:
+            z += f(bias)[:, None]
+        f(out)[...] = _act(z.reshape(m, n, oh, ow).transpose(1, 0, 2, 3), act, slope)
+    elif name == "conv_wgrad_igemm":
+        d, src, part, m, n, c, sh, sw, oh, ow, k, stride, pad, splits = a
+        g = _igemm_operand(src, 0, n, c, sh, sw, oh, ow, k, stride, pad)
+        dm = f(d).reshape(n, m, oh * ow).transpose(1, 0, 2).reshape(m, -1).astype(np.float64)
+        chunk = -(-dm.shape[1] // splits)
+        for sp in range(splits):
+            cols = slice(sp * chunk, min((sp + 1) * chunk, dm.shape[1]))
+            f(part)[sp] = dm[:, cols] @ g[:, cols].T
     elif name == "sgd_momentum":
         p, g, v, n, lr, mom = a
         f(v)[...] = mom * f(v) - lr * f(g)
@@ -308,6 +341,18 @@ class Module:
         return Kernel(self.standin, name)
 
 
+class Event:
+    """A CUDA event: the host clock when recorded (the stand-in device runs synchronously)."""
+
+    at = 0.0
+
+    def record(self):
+        self.at = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+
 class StandIn(types.ModuleType):
     """The stand-in ``cupy`` module."""
 
@@ -325,7 +370,8 @@ class StandIn(types.ModuleType):
         self.uploads = self.downloads = self.syncs = 0
         self.__version__ = "stand-in"
         self.cuda = types.SimpleNamespace(
-            runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {"name": b"stand-in"})
+            runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {"name": b"stand-in"}),
+            Event=Event, get_elapsed_time=lambda start, end: 1e3 * (end.at - start.at),
         )
         StandIn.current = self
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pygan import bench
 
 
@@ -130,8 +132,6 @@ class _FakeCuda:
 
 
 def test_gpu_cells_carry_cuda_event_times_of_the_timed_calls_only():
-    from types import SimpleNamespace
-
     cuda = _FakeCuda()
     calls = []
 
@@ -139,7 +139,7 @@ def test_gpu_cells_carry_cuda_event_times_of_the_timed_calls_only():
         calls.append(1)
         cuda.clock += 2.0  # milliseconds
 
-    fns = {"pygan": lambda: None, "cupy": bench.DeviceTimed(SimpleNamespace(xp=SimpleNamespace(cuda=cuda)), kernel)}
+    fns = {"pygan": lambda: None, "cupy": bench.DeviceTimed(cuda, kernel)}
     r = bench.measure(bench.Row("step", "x", 1e9), fns, min_time=0.0, settle=0.0, rounds=2)
     timed = len(calls) - 2 * 2  # two untimed calls a turn
     assert len(fns["cupy"].device) == len(calls) and timed >= 6
@@ -154,3 +154,32 @@ def test_gpu_cells_carry_cuda_event_times_of_the_timed_calls_only():
     assert "cupy dev ms" in text and "2.000" in text and "2.50x" in text
     meta["gpu"] = None
     assert "cupy dev ms" not in bench.format_table([bench.Row("step", "x", 1e9, {"pygan": 0.01})], meta)
+
+
+def test_the_gpu_section_sets_cupy_against_pytorch_on_the_same_gpu():
+    """The GPU rows' ratio is cupy's device time over PyTorch CUDA's, and the GPU columns are not
+    CPU peers in pygan's ratio."""
+    r = bench.Row("gpu train step", "dcgan GAN batch 1024", 1e9, {"pygan": 0.1, "numpy": 0.2, "cupy": 0.03, "torch-cuda": 0.01},
+                  device_seconds={"cupy": 0.024, "torch-cuda": 0.008})
+    assert abs(r.vs_torch_cuda() - 3.0) < 1e-12 and abs(r.ratio() - 2.0) < 1e-12
+    meta = {"threads": 2, "isa": "avx512", "numpy": "2.0", "torch": "2.x", "gpu": "fake", "fma_peak_gflops": 100.0}
+    text = bench.format_table([r], meta)
+    assert "torch-cuda ms" in text and "cupy/torch-cuda" in text and "3.00x" in text
+    assert bench.Row("gemm", "x", 1.0, {"cupy": 1.0}).vs_torch_cuda() is None
+
+
+def test_a_forced_conv_path_is_set_for_the_call_only():
+    from pygan.backend import cupy as cupy_backend
+
+    before = cupy_backend.IM2COL_BUDGET
+    seen = lambda: cupy_backend.IM2COL_BUDGET  # noqa: E731
+    assert bench._on_conv_path(seen, True)() == 0
+    assert bench._on_conv_path(seen, False)() > 1 << 60
+    assert bench._on_conv_path(seen, None)() == before == cupy_backend.IM2COL_BUDGET
+
+    def fails():
+        raise RuntimeError("a kernel failed")
+
+    with pytest.raises(RuntimeError):
+        bench._on_conv_path(fails, True)()
+    assert cupy_backend.IM2COL_BUDGET == before

@@ -75,7 +75,15 @@ def test_dense(ops, standin, act, n, k, m):
     [(1, 1, 5, 5, 1, 1, 1, 0), (2, 3, 7, 6, 4, 3, 2, 1), (3, 2, 9, 9, 5, 4, 2, 1), (1, 4, 8, 7, 3, 5, 3, 2)],
 )
 @pytest.mark.parametrize("act", ["leaky_relu", "tanh"])
-def test_conv_and_transposed_conv(ops, n, c, h, w, cout, k, stride, pad, act):
+@pytest.mark.parametrize("implicit", [False, True], ids=["im2col", "implicit-gemm"])
+def test_conv_and_transposed_conv(ops, standin, monkeypatch, n, c, h, w, cout, k, stride, pad, act, implicit):
+    """Both conv paths: im2col + GEMM, and (an im2col budget of 0 bytes) the implicit GEMMs, with
+    the grid capped at 2 blocks so their loops over tiles run past the grid, and the weight gradient
+    split every 5 columns (uneven splits)."""
+    if implicit:
+        monkeypatch.setattr(cupy_backend, "IM2COL_BUDGET", 0)
+        monkeypatch.setattr(cupy_backend, "MAX_GRID", 2)
+        monkeypatch.setattr(cupy_backend, "WGRAD_MIN_COLUMNS", 5)
     rng = np.random.default_rng(h * w + k)
     x, wt, b = r(rng, n, c, h, w), r(rng, cout, c, k, k), r(rng, cout)
     y = ops.conv2d_forward(device(x), device(wt), device(b), stride, pad, act)
@@ -93,6 +101,8 @@ def test_conv_and_transposed_conv(ops, n, c, h, w, cout, k, stride, pad, act):
     for g, e in zip(ops.conv_transpose2d_backward(device(dyt), device(xt), device(wtt), yt, stride, pad, op, act),
                     ref.conv_transpose2d_backward(dyt, xt, wtt, host(yt), stride, pad, op, act)):
         close(g, e, 1e-4)
+    used = {name for name, *_ in standin.launches}
+    assert ({"conv_igemm", "conv_wgrad_igemm"} <= used) == implicit and ({"im2col", "col2im"} <= used) != implicit
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (4, 3, 5, 2)])
@@ -346,6 +356,15 @@ def test_every_kernel_runs_from_its_cuda_source_on_the_cpu(ops, standin):
     for got, want in zip(ops.conv2d_backward(device(dyc), device(xc), device(wc), yc, 2, 1, "relu"),
                          ref.conv2d_backward(dyc, xc, wc, host(yc), 2, 1, "relu")):
         close(got, want, 1e-4)
+    with pytest.MonkeyPatch.context() as patch:  # the implicit GEMMs: an im2col budget of 0 bytes
+        patch.setattr(cupy_backend, "IM2COL_BUDGET", 0)
+        close(ops.conv2d_forward(device(xc), device(wc), device(bc), 2, 1, "relu"), host(yc), 1e-4)
+        yt = ops.conv_transpose2d_forward(device(yc), device(wc), None, 2, 1, 1, "tanh")
+        close(yt, ref.conv_transpose2d_forward(host(yc), wc, None, 2, 1, 1, "tanh"), 1e-4)
+        dyt = r(rng, *yt.shape)
+        for got, want in zip(ops.conv_transpose2d_backward(device(dyt), yc, device(wc), yt, 2, 1, 1, "tanh"),
+                             ref.conv_transpose2d_backward(dyt, host(yc), wc, host(yt), 2, 1, 1, "tanh")):
+            close(got, want, 1e-4)
     xb, gamma, beta = r(rng, 3, 5, 4, 3), r(rng, 5, lo=0.5, hi=1.5), r(rng, 5)
     rm, rv = np.zeros(5, np.float32), np.ones(5, np.float32)
     yb, mean, invstd = ops.batch_norm_forward(device(xb), device(gamma), device(beta), device(rm.copy()),
@@ -373,3 +392,19 @@ def test_every_kernel_runs_from_its_cuda_source_on_the_cpu(ops, standin):
                                cpu_backend.parzen_log_sum_exp(xs, cs, inv), rtol=1e-5, atol=1e-4)
     _resampling_and_group_norm(ops, rng, r(rng, 2, 3, 5, 7))
     assert set(standin.real_runs) == set(SIGNATURES), set(SIGNATURES) - set(standin.real_runs)
+
+
+def test_the_benchmarks_gpu_section_runs_on_the_stand_in(ops, standin, monkeypatch):
+    """``python -m pygan.bench``'s GPU rows (both conv paths, the train steps) run their plumbing here:
+    the kernels emulated only (this checks the benchmark, not the kernels), a tiny batch."""
+    from pygan import bench
+
+    monkeypatch.setattr(standin, "cpu_kernels", None)
+    rows = bench.gpu_rows(ops, None, min_time=0.0, batch=2, settle=0.0, rounds=1)
+    assert [(r.op, r.shape.split(", ")[-1]) for r in rows[:4]] == [
+        ("gpu conv forward", "im2col"), ("gpu conv forward+backward", "im2col"),
+        ("gpu conv forward", "implicit GEMM"), ("gpu conv forward+backward", "implicit GEMM")]
+    assert [r.shape for r in rows[-2:]] == ["mlp GAN batch 2", "dcgan GAN batch 2"]
+    assert all(r.device_seconds["cupy"] > 0 and set(r.seconds) == {"cupy"} for r in rows)
+    assert {"conv_igemm", "conv_wgrad_igemm", "im2col", "col2im"} <= {name for name, *_ in standin.launches}
+    assert cupy_backend.IM2COL_BUDGET == 64 << 20

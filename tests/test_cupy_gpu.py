@@ -54,7 +54,12 @@ def test_dense_on_gpu(gpu, act, n, k, m):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("n, c, h, cout, k, stride, pad", [(1, 1, 5, 1, 1, 1, 0), (2, 3, 7, 4, 3, 2, 1), (64, 64, 14, 128, 4, 2, 1)])
-def test_conv_on_gpu(gpu, n, c, h, cout, k, stride, pad):
+@pytest.mark.parametrize("implicit", [False, True], ids=["im2col", "implicit-gemm"])
+def test_conv_on_gpu(gpu, monkeypatch, n, c, h, cout, k, stride, pad, implicit):
+    """Both conv paths (the implicit GEMMs forced by an im2col budget of 0 bytes), forward and backward."""
+    from pygan.backend import cupy as cupy_backend
+
+    monkeypatch.setattr(cupy_backend, "IM2COL_BUDGET", 0 if implicit else 1 << 62)
     rng = np.random.default_rng(h + k)
     x, w, b = (rng.uniform(-1, 1, s).astype(np.float32) for s in ((n, c, h, h), (cout, c, k, k), (cout,)))
     y = gpu.conv2d_forward(dev(gpu, x), dev(gpu, w), dev(gpu, b), stride, pad, "leaky_relu")
@@ -66,6 +71,10 @@ def test_conv_on_gpu(gpu, n, c, h, cout, k, stride, pad):
     wt = rng.uniform(-1, 1, (cout, c, k, k)).astype(np.float32)
     yt = gpu.conv_transpose2d_forward(y, dev(gpu, wt), None, stride, pad)
     close(yt, ref.conv_transpose2d_forward(y.get(), wt, None, stride, pad), 1e-3)
+    dyt = rng.uniform(-1, 1, yt.shape).astype(np.float32)
+    for g, e in zip(gpu.conv_transpose2d_backward(dev(gpu, dyt), y, dev(gpu, wt), yt, stride, pad),
+                    ref.conv_transpose2d_backward(dyt, y.get(), wt, yt.get(), stride, pad)):
+        close(g, e, 1e-3)
 
 
 @pytest.mark.gpu

@@ -14,6 +14,8 @@ bn_forward          grid-stride, block 256
 bn_backward_reduce  one block of 256 per channel
 bn_backward_dx      grid-stride, block 256
 im2col / col2im     grid-stride, block 256, one thread per column entry / per image element
+conv_igemm          block 256 per 64 x 64 output tile (grid <= 65535, looping over tiles), 16-deep stages
+conv_wgrad_igemm    the same tiles over (rows, r, split): split-K partials, summed by CuPy
 sgd_momentum, adam  grid-stride, block 256
 parzen_lse          one block of 256 per row of the distance block
 upsample2x, ...     grid-stride, block 256, one thread per pixel written (adjoints gather, no atomics)
@@ -21,6 +23,11 @@ gn_stats, gn_back.  one block of 256 per group (grid <= 65535, looping over grou
 gn_affine_grad      one block of 256 per affine entry (channel, or example x channel for AdaIN)
 gn_forward, _dx     grid-stride, block 256
 ==================  =============================================================================
+
+A convolution whose im2col buffer would pass ``IM2COL_BUDGET`` bytes (large batches) runs as an
+implicit GEMM instead: ``conv_igemm`` gathers the image operand inside its tile loads and writes NCHW
+with the bias + activation epilogue, ``conv_wgrad_igemm`` makes the weight gradient by split-K; below
+the budget, im2col/col2im and cuBLAS.
 
 Arrays stay on the device for a whole train step. The ops check shapes, dtypes and layout from
 the arrays' metadata (no device sync); the losses (``pygan.losses``, array expressions on the
@@ -45,7 +52,13 @@ ACT_CODES: dict[str, int] = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 
 BLOCK = 256
 MAX_GRID = 65535
 KERNEL_FILES: tuple[str, ...] = ("epilogue.cu", "batch_norm.cu", "im2col.cu", "optim.cu", "parzen.cu", "spatial.cu",
-                                  "group_norm.cu")
+                                  "group_norm.cu", "conv_igemm.cu")
+#: Bytes of im2col buffer above which a convolution runs as an implicit GEMM (no buffer at all).
+IM2COL_BUDGET = 64 << 20
+#: conv_igemm's output tile (rows x columns), and the split-K targets of conv_wgrad_igemm: about this
+#: many blocks, at least this many columns a split, at most this many floats of partial sums.
+IGEMM_TILE = 64
+WGRAD_BLOCKS, WGRAD_MIN_COLUMNS, WGRAD_PARTIAL_FLOATS = 1024, 256, 16 << 20
 
 
 def cuda_source_dir() -> Path:
@@ -104,6 +117,7 @@ _KERNELS = {
     "spatial.cu": ("upsample2x", "upsample2x_adjoint", "avg_pool", "avg_pool_adjoint", "pixel_shuffle", "pixel_unshuffle",
                    "reflection_pad", "reflection_pad_adjoint"),
     "group_norm.cu": ("gn_stats", "gn_forward", "gn_backward_group", "gn_backward_dx", "gn_affine_grad"),
+    "conv_igemm.cu": ("conv_igemm", "conv_wgrad_igemm"),
 }
 
 
@@ -216,6 +230,39 @@ class CupyOps:
         self.k.elementwise("col2im", x.size, cols, x, *map(_i32, (n, c, h, w, k, stride, pad, ho, wo)))
         return x
 
+    @staticmethod
+    def _implicit(rows: int, columns: int) -> bool:
+        """Whether an im2col buffer of ``rows x columns`` floats passes the budget (then: implicit GEMM)."""
+        return rows * columns * 4 > IM2COL_BUDGET
+
+    def _igemm(self, a: Any, a_row: int, a_chan: int, m: int, src: Any, gather: int, out_hw: tuple[int, int], k: int,
+               stride: int, pad: int, b: Any = None, act: np.int32 = _i32(0), slope: np.float32 = _f32(0.0)) -> Any:
+        """``out (n, m, *out_hw) = act(b + A @ gather(src))`` without a column buffer (see conv_igemm.cu)."""
+        n, c, h, w = src.shape
+        out = self.cp.empty((n, m, *out_hw), dtype=src.dtype)
+        tiles = -(-m // IGEMM_TILE) * -(-(n * out_hw[0] * out_hw[1]) // IGEMM_TILE)
+        if tiles:
+            self.k.function("conv_igemm")((min(tiles, MAX_GRID),), (BLOCK,), (
+                a, src, src if b is None else b, out, *map(_i32, (m, n, c, h, w, *out_hw, k, stride, pad, a_row, a_chan,
+                                                                   gather, b is not None)), act, slope))
+        return out
+
+    def _wgrad(self, d: Any, src: Any, k: int, stride: int, pad: int) -> Any:
+        """``(m, C k k)``: sum over (image, pixel) of ``d[img, row, pixel] * gather0(src)[(c, ki, kj), (img, pixel)]``,
+        by split-K partials that CuPy sums (deterministic: no atomics)."""
+        n, m, oh, ow = d.shape
+        c, r_total, cols = src.shape[1], src.shape[1] * k * k, n * oh * ow
+        tiles = -(-m // IGEMM_TILE) * -(-r_total // IGEMM_TILE)
+        splits = max(1, min(-(-WGRAD_BLOCKS // max(tiles, 1)), cols // WGRAD_MIN_COLUMNS,
+                            WGRAD_PARTIAL_FLOATS // max(m * r_total, 1)))
+        part = self.cp.empty((splits, m, r_total), dtype=d.dtype)
+        if tiles and cols:
+            self.k.function("conv_wgrad_igemm")((min(tiles * splits, MAX_GRID),), (BLOCK,), (
+                d, src, part, *map(_i32, (m, n, c, *src.shape[2:], oh, ow, k, stride, pad, splits))))
+        elif part.size:
+            part.fill(0)
+        return part[0] if splits == 1 else part.sum(axis=0)
+
     def _conv_geometry(self, x: Any, w: Any, b: Any, stride: int, padding: int, transposed: bool, output_padding: int = 0) -> tuple[int, int]:
         stride, padding = ref.check_conv_geometry(stride, padding)
         self._arr("x", x, 4)
@@ -248,10 +295,14 @@ class CupyOps:
         return self.cp.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, n * h * w)
 
     def conv2d_forward(self, x: Any, w: Any, b: Any, stride: int = 1, padding: int = 0, act: str = "identity", slope: float = 0.2) -> Any:
-        """im2col kernel, one cuBLAS GEMM, then the bias + activation epilogue."""
+        """im2col kernel, one cuBLAS GEMM, then the bias + activation epilogue (or all three as one
+        implicit GEMM past the im2col budget)."""
         code, s = self._act(act, slope)
         ho, wo = self._conv_geometry(x, w, b, stride, padding, False)
         cout, k = w.shape[0], w.shape[2]
+        r = x.shape[1] * k * k
+        if self._implicit(r, x.shape[0] * ho * wo):
+            return self._igemm(w, r, k * k, cout, x, 0, (ho, wo), k, stride, padding, b, code, s)
         cols = self._im2col(x, k, stride, padding, ho, wo)
         z = self._to_nchw(self.cp.matmul(w.reshape(cout, -1), cols), x.shape[0], cout, ho, wo)
         return self._bias_act(z, b, ho * wo, cout, code, s)
@@ -261,7 +312,8 @@ class CupyOps:
         slope: float = 0.2, need_dx: bool = True, need_params: bool = True, param_grads: Any = None,
         accumulate: bool = False,
     ) -> tuple[Any, Any, Any]:
-        """dz and db in one kernel; dw = dz cols^T and dx = col2im(w^T dz) through cuBLAS."""
+        """dz and db in one kernel; dw = dz cols^T and dx = col2im(w^T dz) through cuBLAS (or both as
+        implicit GEMMs past the im2col budget)."""
         code, s = self._act(act, slope)
         ho, wo = self._conv_geometry(x, w, None, stride, padding, False)
         cout, k = w.shape[0], w.shape[2]
@@ -269,8 +321,15 @@ class CupyOps:
             self._arr(name, a, 4)
             C.check_shape(name, a, (x.shape[0], cout, ho, wo))
         dz, db = self._dz_db(dy, y, ho * wo, cout, code, s)
-        dz2 = self._from_nchw(dz)
         dx = dw = None
+        cin = x.shape[1]
+        if self._implicit(cin * k * k, x.shape[0] * ho * wo):
+            if need_params:
+                dw = self._wgrad(dz, x, k, stride, padding).reshape(w.shape)
+            if need_dx:
+                dx = self._igemm(w, k * k, cin * k * k, cin, dz, 1, tuple(x.shape[2:]), k, stride, padding)
+            return (dx, *ref.store_param_grads(dw, db if need_params else None, param_grads, accumulate))
+        dz2 = self._from_nchw(dz)
         if need_params:
             dw = self.cp.matmul(dz2, self._im2col(x, k, stride, padding, ho, wo).T).reshape(w.shape)
         if need_dx:
@@ -281,10 +340,13 @@ class CupyOps:
         self, x: Any, w: Any, b: Any, stride: int = 1, padding: int = 0, output_padding: int = 0,
         act: str = "identity", slope: float = 0.2,
     ) -> Any:
-        """The adjoint of conv2d: one cuBLAS GEMM, col2im, then the epilogue."""
+        """The adjoint of conv2d: one cuBLAS GEMM, col2im, then the epilogue (or all three as one
+        implicit GEMM past the im2col budget)."""
         code, s = self._act(act, slope)
         ho, wo = self._conv_geometry(x, w, b, stride, padding, True, output_padding)
         cin, cout, k = w.shape[0], w.shape[1], w.shape[2]
+        if self._implicit(cout * k * k, x.shape[0] * x.shape[2] * x.shape[3]):
+            return self._igemm(w, k * k, cout * k * k, cout, x, 1, (ho, wo), k, stride, padding, b, code, s)
         cols = self.cp.matmul(w.reshape(cin, -1).T, self._from_nchw(x))
         z = self._col2im(cols, (x.shape[0], cout, ho, wo), k, stride, padding, x.shape[2], x.shape[3])
         return self._bias_act(z, b, ho * wo, cout, code, s)
@@ -294,7 +356,8 @@ class CupyOps:
         act: str = "identity", slope: float = 0.2, need_dx: bool = True, need_params: bool = True,
         param_grads: Any = None, accumulate: bool = False,
     ) -> tuple[Any, Any, Any]:
-        """dz and db in one kernel, im2col of dz, then dx and dw through cuBLAS."""
+        """dz and db in one kernel, im2col of dz, then dx and dw through cuBLAS (or both as implicit
+        GEMMs past the im2col budget)."""
         code, s = self._act(act, slope)
         ho, wo = self._conv_geometry(x, w, None, stride, padding, True, output_padding)
         cin, cout, k = w.shape[0], w.shape[1], w.shape[2]
@@ -302,8 +365,14 @@ class CupyOps:
             self._arr(name, a, 4)
             C.check_shape(name, a, (x.shape[0], cout, ho, wo))
         dz, db = self._dz_db(dy, y, ho * wo, cout, code, s)
-        cols = self._im2col(dz, k, stride, padding, x.shape[2], x.shape[3])
         dx = dw = None
+        if self._implicit(cout * k * k, x.shape[0] * x.shape[2] * x.shape[3]):
+            if need_dx:
+                dx = self._igemm(w, cout * k * k, k * k, cin, dz, 0, tuple(x.shape[2:]), k, stride, padding)
+            if need_params:
+                dw = self._wgrad(x, dz, k, stride, padding).reshape(w.shape)
+            return (dx, *ref.store_param_grads(dw, db if need_params else None, param_grads, accumulate))
+        cols = self._im2col(dz, k, stride, padding, x.shape[2], x.shape[3])
         if need_dx:
             dx = self._to_nchw(self.cp.matmul(w.reshape(cin, -1), cols), x.shape[0], cin, x.shape[2], x.shape[3])
         if need_params:

@@ -1,0 +1,160 @@
+// Implicit-GEMM convolutions for NCHW float32 (square kernel, stride, zero padding): the GEMM's
+// image operand is gathered from the image inside the tile loads, so no im2col buffer exists and
+// the output is written in NCHW directly. Every conv and transposed-conv product is one of two
+// kernels:
+//
+// conv_igemm: out[img, row, oy, ox] = act(bias[row] + sum_r A[row, r] * B[r, (img, oy, ox)])
+//   r = (c, ki, kj) over src's channels and the kernel window; A[row, r] = a[row * a_row + c * a_chan
+//   + ki * k + kj] (so a weight tensor serves as W or W^T without a copy); B gathers src:
+//   gather 0 (im2col): src[img, c, oy * stride - pad + ki, ox * stride - pad + kj];
+//   gather 1 (the adjoint, col2im): src[img, c, (oy + pad - ki) / stride, (ox + pad - kj) / stride]
+//   where the division is exact and lands inside src, else 0.
+//   conv2d forward: a = W (Cout, Cin k k), gather 0 over x; conv2d dx: a = W^T, gather 1 over dz;
+//   conv_transpose2d forward: a = W^T, gather 1 over x; conv_transpose2d dx: a = W, gather 0 over dz.
+//
+// conv_wgrad_igemm: part[split, row, r] = sum over columns j of this split of D[row, j] * B[r, j],
+//   D an NCHW tensor (n, m, out_h, out_w) with j = (img, oy, ox) and B the gather-0 operand of src;
+//   the host sums the splits (split-K keeps the GPU busy when m x r is small and the batch large).
+//   conv2d dw: D = dz, src = x; conv_transpose2d dw: D = x, src = dz.
+//
+// Launch: block 256, grid <= 65535; the blocks loop over tiles (64 rows x 64 columns of the
+// output, 16 reduction entries per stage through shared memory; each thread 4 x 4 outputs at
+// rows ty + 16 i and columns tx + 16 j, so a warp's shared reads are broadcasts or consecutive).
+#include "activation.cuh"
+
+constexpr int PG_TM = 64;  // output rows per tile
+constexpr int PG_TN = 64;  // output columns per tile
+constexpr int PG_TK = 16;  // reduction entries per stage
+
+// Entry (c, ki, kj) x (img, oy, ox) of the gathered operand.
+__device__ __forceinline__ float pg_gather(const float* src, int gather, int img, int c, int oy, int ox, int ki,
+                                           int kj, int src_c, int src_h, int src_w, int stride, int pad) {
+    int iy, ix;
+    if (gather == 0) {
+        iy = oy * stride - pad + ki;
+        ix = ox * stride - pad + kj;
+    } else {
+        const int ty = oy + pad - ki, tx = ox + pad - kj;
+        if (ty < 0 || tx < 0 || ty % stride || tx % stride) return 0.f;
+        iy = ty / stride;
+        ix = tx / stride;
+    }
+    if (iy < 0 || iy >= src_h || ix < 0 || ix >= src_w) return 0.f;
+    return src[(((long long)img * src_c + c) * src_h + iy) * src_w + ix];
+}
+
+extern "C" {
+
+__global__ void conv_igemm(const float* a, const float* src, const float* bias, float* out, int m, int n,
+                           int src_c, int src_h, int src_w, int out_h, int out_w, int k, int stride, int pad,
+                           int a_row, int a_chan, int gather, int has_bias, int act, float slope) {
+    __shared__ float as[PG_TK][PG_TM + 1];
+    __shared__ float bs[PG_TK][PG_TN];
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int kk2 = k * k, r_total = src_c * kk2, spatial = out_h * out_w;
+    const long long cols = (long long)n * spatial;
+    const long long tiles_n = (cols + PG_TN - 1) / PG_TN, tiles = tiles_n * ((m + PG_TM - 1) / PG_TM);
+    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int m0 = (int)(tile / tiles_n) * PG_TM;
+        const long long n0 = (tile % tiles_n) * PG_TN;
+        // this thread's column of the B tile (fixed over the reduction): decoded once
+        const long long my_col = n0 + tid % PG_TN;
+        const bool col_ok = my_col < cols;
+        const int img = col_ok ? (int)(my_col / spatial) : 0, s = col_ok ? (int)(my_col % spatial) : 0;
+        const int oy = s / out_w, ox = s % out_w;
+        float acc[4][4] = {};
+        for (int r0 = 0; r0 < r_total; r0 += PG_TK) {
+            for (int e = tid; e < PG_TK * PG_TM; e += 256) {  // A: consecutive threads along r
+                const int kl = e % PG_TK, row = m0 + e / PG_TK, r = r0 + kl;
+                as[kl][e / PG_TK] = (row < m && r < r_total) ? a[(long long)row * a_row + (r / kk2) * a_chan + r % kk2] : 0.f;
+            }
+            for (int kl = tid / PG_TN; kl < PG_TK; kl += 256 / PG_TN) {  // B: consecutive threads along columns
+                const int r = r0 + kl;
+                float v = 0.f;
+                if (col_ok && r < r_total) {
+                    const int rem = r % kk2;
+                    v = pg_gather(src, gather, img, r / kk2, oy, ox, rem / k, rem % k, src_c, src_h, src_w, stride, pad);
+                }
+                bs[kl][tid % PG_TN] = v;
+            }
+            __syncthreads();
+            for (int kl = 0; kl < PG_TK; ++kl) {
+                float av[4], bv[4];
+                for (int i = 0; i < 4; ++i) av[i] = as[kl][ty + 16 * i];
+                for (int j = 0; j < 4; ++j) bv[j] = bs[kl][tx + 16 * j];
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+            }
+            __syncthreads();
+        }
+        for (int j = 0; j < 4; ++j) {
+            const long long col = n0 + tx + 16 * j;
+            if (col >= cols) continue;
+            const long long base = (col / spatial) * m * (long long)spatial + col % spatial;
+            for (int i = 0; i < 4; ++i) {
+                const int row = m0 + ty + 16 * i;
+                if (row >= m) continue;
+                const float v = acc[i][j] + (has_bias ? bias[row] : 0.f);
+                out[base + (long long)row * spatial] = pg_act(v, act, slope);
+            }
+        }
+    }
+}
+
+__global__ void conv_wgrad_igemm(const float* d, const float* src, float* part, int m, int n, int src_c, int src_h,
+                                 int src_w, int out_h, int out_w, int k, int stride, int pad, int splits) {
+    __shared__ float ds[PG_TK][PG_TM + 1];
+    __shared__ float bs[PG_TK][PG_TN + 1];
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int kk2 = k * k, r_total = src_c * kk2, spatial = out_h * out_w;
+    const long long cols = (long long)n * spatial;
+    const long long chunk = (cols + splits - 1) / splits;  // columns per split
+    const long long tiles_r = (r_total + PG_TN - 1) / PG_TN, tiles_m = (m + PG_TM - 1) / PG_TM;
+    const long long tiles = tiles_r * tiles_m * splits;
+    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int split = (int)(tile / (tiles_r * tiles_m));
+        const int m0 = (int)((tile / tiles_r) % tiles_m) * PG_TM, rt0 = (int)(tile % tiles_r) * PG_TN;
+        const long long j_begin = split * chunk, j_end = j_begin + chunk < cols ? j_begin + chunk : cols;
+        float acc[4][4] = {};
+        for (long long j0 = j_begin; j0 < j_end; j0 += PG_TK) {
+            // both tiles: consecutive threads along the columns j, decoded per entry
+            const int jl = tid % PG_TK;
+            const long long j = j0 + jl;
+            const bool j_ok = j < j_end;
+            const int img = j_ok ? (int)(j / spatial) : 0, s = j_ok ? (int)(j % spatial) : 0;
+            const int oy = s / out_w, ox = s % out_w;
+            for (int e = tid; e < PG_TK * PG_TM; e += 256) {
+                const int row = m0 + e / PG_TK;
+                ds[jl][e / PG_TK] = (j_ok && row < m) ? d[((long long)img * m + row) * spatial + s] : 0.f;
+            }
+            for (int e = tid; e < PG_TK * PG_TN; e += 256) {
+                const int r = rt0 + e / PG_TK;
+                float v = 0.f;
+                if (j_ok && r < r_total) {
+                    const int rem = r % kk2;
+                    v = pg_gather(src, 0, img, r / kk2, oy, ox, rem / k, rem % k, src_c, src_h, src_w, stride, pad);
+                }
+                bs[jl][e / PG_TK] = v;
+            }
+            __syncthreads();
+            for (int kl = 0; kl < PG_TK; ++kl) {
+                float dv[4], bv[4];
+                for (int i = 0; i < 4; ++i) dv[i] = ds[kl][ty + 16 * i];
+                for (int q = 0; q < 4; ++q) bv[q] = bs[kl][tx + 16 * q];
+                for (int i = 0; i < 4; ++i)
+                    for (int q = 0; q < 4; ++q) acc[i][q] += dv[i] * bv[q];
+            }
+            __syncthreads();
+        }
+        for (int i = 0; i < 4; ++i) {
+            const int row = m0 + ty + 16 * i;
+            if (row >= m) continue;
+            for (int q = 0; q < 4; ++q) {
+                const int r = rt0 + tx + 16 * q;
+                if (r < r_total) part[((long long)split * m + row) * r_total + r] = acc[i][q];
+            }
+        }
+    }
+}
+
+}  // extern "C"
