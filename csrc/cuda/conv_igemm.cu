@@ -8,7 +8,8 @@
 //   + ki * k + kj] (so a weight tensor serves as W or W^T without a copy); B gathers src:
 //   gather 0 (im2col): src[img, c, oy * stride - pad + ki, ox * stride - pad + kj];
 //   gather 1 (the adjoint, col2im): src[img, c, (oy + pad - ki) / stride, (ox + pad - kj) / stride]
-//   where the division is exact and lands inside src, else 0.
+//   where the division is exact and lands inside src, else 0 (computed one stride phase at a time,
+//   over the taps that land on src's pixels only: see PgPhase).
 //   conv2d forward: a = W (Cout, Cin k k), gather 0 over x; conv2d dx: a = W^T, gather 1 over dz;
 //   conv_transpose2d forward: a = W^T, gather 1 over x; conv_transpose2d dx: a = W, gather 0 over dz.
 //
@@ -26,21 +27,36 @@ constexpr int PG_TM = 64;  // output rows per tile
 constexpr int PG_TN = 64;  // output columns per tile
 constexpr int PG_TK = 16;  // reduction entries per stage
 
-// Entry (c, ki, kj) x (img, oy, ox) of the gathered operand.
-__device__ __forceinline__ float pg_gather(const float* src, int gather, int img, int c, int oy, int ox, int ki,
-                                           int kj, int src_c, int src_h, int src_w, int stride, int pad) {
-    int iy, ix;
+// Output pixels that share one set of taps. Gather 0: one phase, every pixel, taps (ki, kj) over the
+// whole window. Gather 1 (the adjoint) at stride s: s x s phases, pixel (oy, ox) in phase (py, px) =
+// ((oy + pad) % s, (ox + pad) % s), whose taps are ki = py + s a, kj = px + s b (the others land
+// between src's pixels): a stride-2 adjoint multiplies a quarter of the window, not all of it.
+struct PgPhase {
+    int py, px;            // the phase's first taps
+    int first_y, first_x;  // its first output row and column
+    int n_y, n_x;          // its output rows and columns
+    int step;              // output pitch and tap pitch: 1 (gather 0) or the stride (gather 1)
+    int cy, cx;            // its taps per axis
+    long long cols;        // n * n_y * n_x
+};
+
+__device__ __forceinline__ int pg_taps(int first, int k, int step) { return first < k ? (k - first + step - 1) / step : 0; }
+
+__device__ __forceinline__ PgPhase pg_phase(int p, int gather, int n, int out_h, int out_w, int k, int stride, int pad) {
+    PgPhase ph;
     if (gather == 0) {
-        iy = oy * stride - pad + ki;
-        ix = ox * stride - pad + kj;
+        ph.py = ph.px = ph.first_y = ph.first_x = 0;
+        ph.n_y = out_h, ph.n_x = out_w, ph.step = 1, ph.cy = ph.cx = k;
     } else {
-        const int ty = oy + pad - ki, tx = ox + pad - kj;
-        if (ty < 0 || tx < 0 || ty % stride || tx % stride) return 0.f;
-        iy = ty / stride;
-        ix = tx / stride;
+        ph.py = p / stride, ph.px = p % stride, ph.step = stride;
+        ph.first_y = ((ph.py - pad) % stride + stride) % stride;
+        ph.first_x = ((ph.px - pad) % stride + stride) % stride;
+        ph.n_y = ph.first_y < out_h ? (out_h - ph.first_y + stride - 1) / stride : 0;
+        ph.n_x = ph.first_x < out_w ? (out_w - ph.first_x + stride - 1) / stride : 0;
+        ph.cy = pg_taps(ph.py, k, stride), ph.cx = pg_taps(ph.px, k, stride);
     }
-    if (iy < 0 || iy >= src_h || ix < 0 || ix >= src_w) return 0.f;
-    return src[(((long long)img * src_c + c) * src_h + iy) * src_w + ix];
+    ph.cols = (long long)n * ph.n_y * ph.n_x;
+    return ph;
 }
 
 extern "C" {
@@ -51,29 +67,52 @@ __global__ void conv_igemm(const float* a, const float* src, const float* bias, 
     __shared__ float as[PG_TK][PG_TM + 1];
     __shared__ float bs[PG_TK][PG_TN];
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    const int kk2 = k * k, r_total = src_c * kk2, spatial = out_h * out_w;
-    const long long cols = (long long)n * spatial;
-    const long long tiles_n = (cols + PG_TN - 1) / PG_TN, tiles = tiles_n * ((m + PG_TM - 1) / PG_TM);
+    const int phases = gather ? stride * stride : 1;
+    const long long tiles_m = (m + PG_TM - 1) / PG_TM, spatial = (long long)out_h * out_w;
+    long long tiles = 0;
+    for (int p = 0; p < phases; ++p) tiles += tiles_m * ((pg_phase(p, gather, n, out_h, out_w, k, stride, pad).cols + PG_TN - 1) / PG_TN);
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        const int m0 = (int)(tile / tiles_n) * PG_TM;
-        const long long n0 = (tile % tiles_n) * PG_TN;
+        long long t = tile;  // the tile's phase, then its place in the phase
+        int p = 0;
+        PgPhase ph = pg_phase(0, gather, n, out_h, out_w, k, stride, pad);
+        for (;;) {
+            const long long in_phase = tiles_m * ((ph.cols + PG_TN - 1) / PG_TN);
+            if (t < in_phase) break;
+            t -= in_phase;
+            ph = pg_phase(++p, gather, n, out_h, out_w, k, stride, pad);
+        }
+        const long long tiles_n = (ph.cols + PG_TN - 1) / PG_TN;
+        const int m0 = (int)(t / tiles_n) * PG_TM;
+        const long long n0 = (t % tiles_n) * PG_TN;
+        const int taps = ph.cy * ph.cx, r_total = src_c * taps, per_img = ph.n_y * ph.n_x;
         // this thread's column of the B tile (fixed over the reduction): decoded once
         const long long my_col = n0 + tid % PG_TN;
-        const bool col_ok = my_col < cols;
-        const int img = col_ok ? (int)(my_col / spatial) : 0, s = col_ok ? (int)(my_col % spatial) : 0;
-        const int oy = s / out_w, ox = s % out_w;
+        const bool col_ok = my_col < ph.cols;
+        const int img = col_ok ? (int)(my_col / per_img) : 0, q = col_ok ? (int)(my_col % per_img) : 0;
+        const int oy = ph.first_y + ph.step * (q / ph.n_x), ox = ph.first_x + ph.step * (q % ph.n_x);
+        // gather 0: src row oy * stride - pad + ki; gather 1: (oy + pad - py) / stride - a, exact
+        const int base_y = gather ? (oy + pad - ph.py) / stride : oy * stride - pad;
+        const int base_x = gather ? (ox + pad - ph.px) / stride : ox * stride - pad;
+        const int sign = gather ? -1 : 1;
         float acc[4][4] = {};
         for (int r0 = 0; r0 < r_total; r0 += PG_TK) {
             for (int e = tid; e < PG_TK * PG_TM; e += 256) {  // A: consecutive threads along r
                 const int kl = e % PG_TK, row = m0 + e / PG_TK, r = r0 + kl;
-                as[kl][e / PG_TK] = (row < m && r < r_total) ? a[(long long)row * a_row + (r / kk2) * a_chan + r % kk2] : 0.f;
+                float v = 0.f;
+                if (row < m && r < r_total) {
+                    const int tap = r % taps, ki = ph.py + ph.step * (tap / ph.cx), kj = ph.px + ph.step * (tap % ph.cx);
+                    v = a[(long long)row * a_row + (long long)(r / taps) * a_chan + ki * k + kj];
+                }
+                as[kl][e / PG_TK] = v;
             }
             for (int kl = tid / PG_TN; kl < PG_TK; kl += 256 / PG_TN) {  // B: consecutive threads along columns
                 const int r = r0 + kl;
                 float v = 0.f;
                 if (col_ok && r < r_total) {
-                    const int rem = r % kk2;
-                    v = pg_gather(src, gather, img, r / kk2, oy, ox, rem / k, rem % k, src_c, src_h, src_w, stride, pad);
+                    const int tap = r % taps;
+                    const int iy = base_y + sign * (tap / ph.cx), ix = base_x + sign * (tap % ph.cx);
+                    if (iy >= 0 && iy < src_h && ix >= 0 && ix < src_w)
+                        v = src[(((long long)img * src_c + r / taps) * src_h + iy) * src_w + ix];
                 }
                 bs[kl][tid % PG_TN] = v;
             }
@@ -89,8 +128,10 @@ __global__ void conv_igemm(const float* a, const float* src, const float* bias, 
         }
         for (int j = 0; j < 4; ++j) {
             const long long col = n0 + tx + 16 * j;
-            if (col >= cols) continue;
-            const long long base = (col / spatial) * m * (long long)spatial + col % spatial;
+            if (col >= ph.cols) continue;
+            const int cq = (int)(col % per_img);
+            const long long pixel = (long long)(ph.first_y + ph.step * (cq / ph.n_x)) * out_w + ph.first_x + ph.step * (cq % ph.n_x);
+            const long long base = (col / per_img) * m * spatial + pixel;
             for (int i = 0; i < 4; ++i) {
                 const int row = m0 + ty + 16 * i;
                 if (row >= m) continue;
@@ -131,8 +172,9 @@ __global__ void conv_wgrad_igemm(const float* d, const float* src, float* part, 
                 const int r = rt0 + e / PG_TK;
                 float v = 0.f;
                 if (j_ok && r < r_total) {
-                    const int rem = r % kk2;
-                    v = pg_gather(src, 0, img, r / kk2, oy, ox, rem / k, rem % k, src_c, src_h, src_w, stride, pad);
+                    const int rem = r % kk2, iy = oy * stride - pad + rem / k, ix = ox * stride - pad + rem % k;
+                    if (iy >= 0 && iy < src_h && ix >= 0 && ix < src_w)
+                        v = src[(((long long)img * src_c + r / kk2) * src_h + iy) * src_w + ix];
                 }
                 bs[jl][e / PG_TK] = v;
             }
