@@ -59,13 +59,26 @@ __device__ __forceinline__ PgPhase pg_phase(int p, int gather, int n, int out_h,
     return ph;
 }
 
+// One stage of the tile product: this thread's 4 x 4 outputs (rows ty + 16 i, columns tx + 16 j)
+// accumulate the stage's PG_TK rank-1 updates from the shared tiles.
+__device__ __forceinline__ void pg_tile_fma(const float (*a)[PG_TM + 1], const float (*b)[PG_TN + 1], float (*acc)[4]) {
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    for (int kl = 0; kl < PG_TK; ++kl) {
+        float av[4], bv[4];
+        for (int i = 0; i < 4; ++i) av[i] = a[kl][ty + 16 * i];
+        for (int j = 0; j < 4; ++j) bv[j] = b[kl][tx + 16 * j];
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+    }
+}
+
 extern "C" {
 
 __global__ void conv_igemm(const float* a, const float* src, const float* bias, float* out, int m, int n,
                            int src_c, int src_h, int src_w, int out_h, int out_w, int k, int stride, int pad,
                            int a_row, int a_chan, int gather, int has_bias, int act, float slope) {
     __shared__ float as[PG_TK][PG_TM + 1];
-    __shared__ float bs[PG_TK][PG_TN];
+    __shared__ float bs[PG_TK][PG_TN + 1];
     const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
     const int phases = gather ? stride * stride : 1;
     const long long tiles_m = (m + PG_TM - 1) / PG_TM, spatial = (long long)out_h * out_w;
@@ -117,13 +130,7 @@ __global__ void conv_igemm(const float* a, const float* src, const float* bias, 
                 bs[kl][tid % PG_TN] = v;
             }
             __syncthreads();
-            for (int kl = 0; kl < PG_TK; ++kl) {
-                float av[4], bv[4];
-                for (int i = 0; i < 4; ++i) av[i] = as[kl][ty + 16 * i];
-                for (int j = 0; j < 4; ++j) bv[j] = bs[kl][tx + 16 * j];
-                for (int i = 0; i < 4; ++i)
-                    for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
-            }
+            pg_tile_fma(as, bs, acc);
             __syncthreads();
         }
         for (int j = 0; j < 4; ++j) {
@@ -179,13 +186,7 @@ __global__ void conv_wgrad_igemm(const float* d, const float* src, float* part, 
                 bs[jl][e / PG_TK] = v;
             }
             __syncthreads();
-            for (int kl = 0; kl < PG_TK; ++kl) {
-                float dv[4], bv[4];
-                for (int i = 0; i < 4; ++i) dv[i] = ds[kl][ty + 16 * i];
-                for (int q = 0; q < 4; ++q) bv[q] = bs[kl][tx + 16 * q];
-                for (int i = 0; i < 4; ++i)
-                    for (int q = 0; q < 4; ++q) acc[i][q] += dv[i] * bv[q];
-            }
+            pg_tile_fma(ds, bs, acc);
             __syncthreads();
         }
         for (int i = 0; i < 4; ++i) {
