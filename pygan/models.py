@@ -20,6 +20,7 @@ from .nn import (
     Dense,
     Dropout,
     Flatten,
+    MinibatchStd,
     LayerNorm,
     Maxout,
     Module,
@@ -160,11 +161,14 @@ def dcgan_generator(
     return Sequential(*layers)
 
 
-def dcgan_discriminator(channels: int = 1, seed: Seed = None, size: int = 28, norm: str = "batch") -> Sequential:
+def dcgan_discriminator(channels: int = 1, seed: Seed = None, size: int = 28, norm: str = "batch",
+                        minibatch_std: bool = False) -> Sequential:
     """DCGAN discriminator, the generator's mirror: ``conv(channels, 64, 4, 2, 1) -> LeakyReLU(0.2)
     -> [conv(w, 2w, 4, 2, 1) -> norm -> LeakyReLU(0.2)]... -> dense -> 1`` (logits); no pooling.
     For 28x28: widths 64, 128 down to 7x7. ``norm="layer"`` puts layer norm where batch norm was
-    (a critic for a gradient penalty, which needs double backward: WGAN-GP's choice)."""
+    (a critic for a gradient penalty, which needs double backward: WGAN-GP's choice).
+    ``minibatch_std`` adds the batch's spread as one more channel before the last layer
+    (:class:`~pygan.nn.MinibatchStd`, StyleGAN's discriminator)."""
     rng = make_rng(seed)
     if norm not in ("batch", "layer"):
         raise ValueError(f"norm: expected 'batch' or 'layer', got {norm!r}")
@@ -174,7 +178,9 @@ def dcgan_discriminator(channels: int = 1, seed: Seed = None, size: int = 28, no
     for a, b in zip(widths[:-1], widths[1:]):
         layers.append(Conv2d(a, b, 4, 2, 1, bias=False, seed=rng))
         layers.append(BatchNorm(b, act="leaky_relu") if norm == "batch" else LayerNorm(b, act="leaky_relu"))
-    layers += [Flatten(), Dense(widths[-1] * side * side, 1, init="normal", std=0.02, seed=rng)]
+    if minibatch_std:
+        layers.append(MinibatchStd())
+    layers += [Flatten(), Dense((widths[-1] + minibatch_std) * side * side, 1, init="normal", std=0.02, seed=rng)]
     return Sequential(*layers)
 
 
@@ -246,7 +252,7 @@ def build(
     - ``cyclegan``: CycleGAN's two generators and two PatchGANs (``pygan.translation``), Adam 2e-4,
       batch 16.
     - ``stylegan``: the StyleGAN generator at 32x32 (``pygan.stylegan``) against the 32x32 DCGAN
-      discriminator with layer norm, the non-saturating loss with R1 (gamma 1), Adam 2e-4 (0.5,
+      discriminator with layer norm and the minibatch standard deviation, the non-saturating loss with R1 (gamma 1), Adam 2e-4 (0.5,
       0.99), batch 64.
 
     ``pack`` widens the discriminator's input for PacGAN; ``num_classes`` adds label inputs;
@@ -321,7 +327,7 @@ def build(
         if num_classes or shape[1] != shape[2]:
             raise ValueError(f"data_shape: the stylegan model is built for unconditional square images, got {shape}")
         sg = StyleGenerator(shape[1], channels=shape[0], seed=rng)
-        d = dcgan_discriminator(shape[0] * pack, seed=rng, size=shape[1], norm="layer")
+        d = dcgan_discriminator(shape[0] * pack, seed=rng, size=shape[1], norm="layer", minibatch_std=True)
         return ModelSpec(name, sg, d, sg.latent_dim, "normal", "tanh", 64,
                          {"kind": "adam", "lr": 2e-4, "betas": (0.5, 0.99)}, r1=1.0)
     if shape[1] != shape[2]:

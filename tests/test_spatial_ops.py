@@ -131,6 +131,29 @@ def test_second_derivatives_through_the_tape():
     check_tape(lambda x, s, t: (F.adain(x, s, t) * w[:, :, :3, :4]).sum(), x, s, t)
 
 
+def test_minibatch_std_against_numpy_and_finite_differences():
+    """The extra channel is the mean over features of each feature's standard deviation over the
+    batch, the same for every example; first and second derivatives match finite differences (R1
+    differentiates through it twice)."""
+    pygan.set_backend("numpy")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 3, 4, 2))
+    y = nn.MinibatchStd()(pygan.tensor(x)).numpy()
+    assert y.shape == (5, 4, 4, 2)
+    np.testing.assert_array_equal(y[:, :3], x)
+    np.testing.assert_allclose(y[:, 3], np.sqrt(x.var(axis=0) + 1e-8).mean(), rtol=1e-12)
+    w = rng.standard_normal((5, 4, 4, 2))
+    layer = nn.MinibatchStd()
+    check_tape(lambda x: (layer(x) * w).sum(), x)
+    check_second(lambda x: (layer(x) * w).sum() ** 2, x)
+    copies = np.repeat(x[:1], 5, axis=0)  # a collapsed batch: the channel reads (almost) zero
+    assert nn.MinibatchStd()(pygan.tensor(copies)).numpy()[:, 3].max() < 1e-3
+    with pytest.raises(ValueError, match="x:"):
+        nn.MinibatchStd()(pygan.tensor(x[:, :, 0]))
+    with pytest.raises(ValueError, match="eps"):
+        nn.MinibatchStd(eps=0)
+
+
 def test_a_gradient_penalty_through_a_layer_norm_critic():
     """WGAN-GP's penalty needs double backward through the critic: layer norm has it."""
     rng = np.random.default_rng(2)

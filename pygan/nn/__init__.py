@@ -1,6 +1,6 @@
 """Layers: Dense, Conv2d, ConvTranspose2d, BatchNorm, VirtualBatchNorm, GroupNorm / InstanceNorm /
 LayerNorm, Upsample, AvgPool2d, PixelShuffle, ReflectionPad2d, activations, Dropout, Maxout, Reshape,
-Flatten, Sequential; spectral_norm."""
+Flatten, MinibatchStd, Sequential; spectral_norm."""
 
 from .layers import (
     AvgPool2d,
@@ -17,6 +17,7 @@ from .layers import (
     Dense,
     Dropout,
     Flatten,
+    MinibatchStd,
     LeakyReLU,
     Maxout,
     ReLU,
@@ -45,6 +46,7 @@ __all__ = [
     "Dense",
     "Dropout",
     "Flatten",
+    "MinibatchStd",
     "functional",
     "LeakyReLU",
     "Maxout",

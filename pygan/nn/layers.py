@@ -381,6 +381,28 @@ class Flatten(Module):
         return F.flatten(x)
 
 
+class MinibatchStd(Module):
+    """The minibatch standard deviation of progressive GANs (Karras et al. 2018), which StyleGAN's
+    discriminator keeps: ``(N, C, H, W) -> (N, C + 1, H, W)``, the extra channel holding, for every
+    example, the mean over features of each feature's standard deviation over the batch (one
+    statistic for the whole batch, as in the 2018 paper; StyleGAN's groups of four are left out).
+    A discriminator that sees it can tell a batch of near-copies from a real batch, which pushes a
+    collapsing generator apart. Built from tape ops, so it has second derivatives (R1, WGAN-GP)."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = _check_eps(eps)
+
+    def forward(self, x: Any) -> Tensor:
+        x = as_tensor(x)
+        if x.ndim != 4:
+            raise ValueError(f"x: MinibatchStd takes (N, C, H, W) images, got shape {x.shape}")
+        dev = x - x.mean(axis=0, keepdims=True)
+        spread = ((dev * dev).mean(axis=0) + self.eps).sqrt().mean()
+        plane = get_backend().xp.ones((x.shape[0], 1, *x.shape[2:]), dtype=x.data.dtype)
+        return F.concat([x, spread * plane], axis=1)
+
+
 class Upsample(Module):
     """2x upsampling, ``nearest`` or ``bilinear``."""
 
