@@ -673,6 +673,7 @@ class _Reporter:
 
     def on_epoch_end(self, gan: GAN, summary: dict[str, float]) -> None:
         self.close()
+        self.save(gan)  # first, so that an evaluation that fails (out of memory, say) loses no training
         cfg = self.run.config
         evaluated = gan.epoch % cfg["eval_every"] == 0 or gan.epoch == self.epochs
         scores = self.run.evaluate(seed=cfg["seed"] + 12345) if evaluated else {}
@@ -691,7 +692,7 @@ class _Reporter:
         if improved:
             self.best = {"score": score, "epoch": gan.epoch, **scores}
             io.save_gan(self.out / BEST, gan, cfg, run={"best": self.best, "ranks": self.ranks})
-        self.save(gan)
+            self.save(gan)  # the last checkpoint again, now carrying the new best score
         record: dict[str, Any] = {"kind": "epoch", "epoch": gan.epoch, "steps": gan.steps,
                                   "seconds": round(time.perf_counter() - self.start, 3)}
         record.update({k: round(v, 6) for k, v in summary.items()})

@@ -23,6 +23,9 @@ PRIORS: tuple[str, ...] = ("normal", "uniform")
 UPDATES: tuple[str, ...] = ("alternating", "simultaneous")
 INTERPOLATIONS: tuple[str, ...] = ("linear", "spherical")
 
+#: Rows the generator runs at once when sampling (:meth:`Sampling.generate`).
+GENERATE_CHUNK = 500
+
 
 class Callback(Protocol):
     """What ``GAN.fit`` calls (every method optional): after each player's optimizer step (between
@@ -158,15 +161,21 @@ class Sampling:
         return self.generate(z, lab)
 
     def generate(self, z: Any, labels: Any = None) -> Any:
-        """Run the generator (evaluation mode) on given latent vectors ``(n, latent_dim)``."""
-        z = get_backend().xp.asarray(z, dtype=self.dtype)
+        """Run the generator (evaluation mode) on given latent vectors ``(n, latent_dim)``, at
+        most ``GENERATE_CHUNK`` rows at a time (in evaluation mode each output depends on its own
+        row only, so a large draw, such as the metrics' 10,000 images, costs one chunk's memory)."""
+        xp = get_backend().xp
+        z = xp.asarray(z, dtype=self.dtype)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z: expected shape (n, {self.latent_dim}), got {tuple(z.shape)}")
-        lab = self._labels(labels, int(z.shape[0]))
+        n = int(z.shape[0])
+        lab = self._labels(labels, n)
         self.generator.eval()
         try:
             with no_grad():
-                return self._generate(z, lab).data
+                parts = [self._generate(z[i:i + GENERATE_CHUNK], None if lab is None else lab[i:i + GENERATE_CHUNK]).data
+                         for i in range(0, max(n, 1), GENERATE_CHUNK)]
+                return parts[0] if len(parts) == 1 else xp.concatenate(parts)
         finally:
             self.generator.train()
 

@@ -141,6 +141,27 @@ def test_sampling_is_seeded():
     assert not np.array_equal(gan.sample(10, seed=3), gan.sample(10, seed=4))
 
 
+@pytest.mark.parametrize("model, num_classes", [("dcgan", 0), ("cgan", 10)])
+def test_a_large_draw_runs_in_chunks_with_the_same_samples(monkeypatch, model, num_classes):
+    """Sampling runs the generator ``GENERATE_CHUNK`` rows at a time (a 10,000-image draw once
+    asked one op for 1.6 GB): the samples are those of one whole-batch run, labels and batch norm's
+    evaluation mode included."""
+    from pygan import gan as gan_module
+    from pygan.models import build
+
+    spec = build(model, (1, 28, 28), num_classes=num_classes, seed=0)
+    gan = pygan.GAN(spec.generator, spec.discriminator, pygan.Adam(spec.generator.parameters()),
+                    pygan.Adam(spec.discriminator.parameters()), latent_dim=spec.latent_dim, num_classes=num_classes)
+    whole = gan.sample(11, seed=5)
+    calls = []
+    forward = gan._generate
+    monkeypatch.setattr(gan, "_generate", lambda z, lab: calls.append(len(z)) or forward(z, lab))
+    monkeypatch.setattr(gan_module, "GENERATE_CHUNK", 4)
+    chunked = gan.sample(11, seed=5)
+    assert calls == [4, 4, 3]
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
 def test_mode_coverage_metric():
     means, sigma = data.toy_modes("ring8")
     perfect = data.toy_samples("ring8", 2500, seed=0)

@@ -107,6 +107,30 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
     assert 1 <= meta["epoch"] < 50
 
 
+def test_an_evaluation_that_fails_loses_no_training(tmp_path, monkeypatch, capsys):
+    """The epoch's last checkpoint is written before its evaluation: a run whose evaluation fails
+    (a StyleGAN's 10,000-image draw once did) resumes from that epoch, not the one before."""
+    from pygan import cli
+
+    out = tmp_path / "run"
+    evaluate = cli.Run.evaluate
+
+    def fails_at_epoch_2(self, *a, **k):
+        if self.gan.epoch == 2:
+            raise MemoryError("no room for the samples")
+        return evaluate(self, *a, **k)
+
+    monkeypatch.setattr(cli.Run, "evaluate", fails_at_epoch_2)
+    assert main(["train", "--epochs", "3", "--train-size", "1024", "--batch-size", "128", "--out", str(out)]) != 0
+    assert "no room for the samples" in capsys.readouterr().err
+    _, meta = io.load(out / "checkpoint.safetensors")
+    assert meta["epoch"] == 2 and meta["run"]["best"]["epoch"] == 1
+    monkeypatch.setattr(cli.Run, "evaluate", evaluate)
+    assert main(["train", "--resume", "--out", str(out)]) == 0
+    _, meta = io.load(out / "checkpoint.safetensors")
+    assert meta["epoch"] == 3
+
+
 def test_fit_refuses_integer_images_with_the_range_it_expects():
     g, d = mlp_generator(2, [4], 4, seed=0), mlp_discriminator(4, [4], seed=1)
     gan = GAN(g, d, Adam(g.parameters()), Adam(d.parameters()), latent_dim=2, seed=0)
