@@ -212,11 +212,17 @@ def conv_cases(transposed: bool, torch: Any, gpu: Any = None, batch: int = 64, c
             y.backward(tdy)
             return txg.grad
 
-        column = "torch" if torch_device == "cpu" else "torch-cuda"
-        if column == "torch-cuda":
-            t_fwd, t_fwd_bwd = (DeviceTimed(TorchCudaClock(torch), f) for f in (t_fwd, t_fwd_bwd))
-        cases["forward"][column], cases["forward+backward"][column] = t_fwd, t_fwd_bwd
+        for op, f in (("forward", t_fwd), ("forward+backward", t_fwd_bwd)):
+            column, timed = _torch_column(torch, torch_device, f)
+            cases[op][column] = timed
     return cases
+
+
+def _torch_column(torch: Any, torch_device: str, fn: Callable[[], Any]) -> tuple[str, Callable[[], Any]]:
+    """PyTorch's column and call: ``torch`` on the CPU, or ``torch-cuda`` timed by CUDA events."""
+    if torch_device == "cpu":
+        return "torch", fn
+    return "torch-cuda", DeviceTimed(TorchCudaClock(torch), fn)
 
 
 def _on_conv_path(fn: Callable[..., Any], implicit: bool | None) -> Callable[[], Any]:
@@ -432,10 +438,8 @@ def step_cases(name: str, batch: int, torch: Any, gpu: Any = None, columns: Sequ
             og.step()
             return loss_g
 
-        if torch_device == "cpu":
-            cases["torch"] = t_step
-        else:
-            cases["torch-cuda"] = DeviceTimed(TorchCudaClock(torch), t_step)
+        column, timed = _torch_column(torch, torch_device, t_step)
+        cases[column] = timed
     return cases
 
 

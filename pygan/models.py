@@ -20,9 +20,9 @@ from .nn import (
     Dense,
     Dropout,
     Flatten,
-    MinibatchStd,
     LayerNorm,
     Maxout,
+    MinibatchStd,
     Module,
     Reshape,
     Sequential,
@@ -180,7 +180,7 @@ def dcgan_discriminator(channels: int = 1, seed: Seed = None, size: int = 28, no
         layers.append(BatchNorm(b, act="leaky_relu") if norm == "batch" else LayerNorm(b, act="leaky_relu"))
     if minibatch_std:
         layers.append(MinibatchStd())
-    layers += [Flatten(), Dense((widths[-1] + minibatch_std) * side * side, 1, init="normal", std=0.02, seed=rng)]
+    layers += [Flatten(), Dense((widths[-1] + int(minibatch_std)) * side * side, 1, init="normal", std=0.02, seed=rng)]
     return Sequential(*layers)
 
 
@@ -252,8 +252,8 @@ def build(
     - ``cyclegan``: CycleGAN's two generators and two PatchGANs (``pygan.translation``), Adam 2e-4,
       batch 16.
     - ``stylegan``: the StyleGAN generator at 32x32 (``pygan.stylegan``) against the 32x32 DCGAN
-      discriminator with layer norm and the minibatch standard deviation, the non-saturating loss with R1 (gamma 1), Adam 2e-4 (0.5,
-      0.99), batch 64.
+      discriminator with layer norm and the minibatch standard deviation, the non-saturating loss
+      with R1 (gamma 1), Adam 2e-4 (0.5, 0.99), batch 64.
 
     ``pack`` widens the discriminator's input for PacGAN; ``num_classes`` adds label inputs;
     ``marginals`` (mean training image) initialises the paper model's output bias.
